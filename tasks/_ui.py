@@ -1,0 +1,92 @@
+"""What the task modules share: settings from flags, printing, the guard prompt, and turning
+engine errors into `invoke.Exit` with one line and a documented exit code."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+import questionary
+from invoke import Exit
+from rich.console import Console
+from rich.table import Table
+
+from .engine.errors import BackupError, Declined, ExitCode
+from .engine.settings import Settings, load_settings, read_dotenv
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def settings_from(**flags: Any) -> Settings:
+    return load_settings(flags, os.environ, read_dotenv())
+
+
+def step(message: str) -> None:
+    err.print(f"[dim]•[/dim] {message}")
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    t = Table(title=title, title_justify="left", show_lines=False)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*[str(x) for x in r])
+    return t
+
+
+def show_plan(rows: Sequence[tuple[str, str]], title: str) -> None:
+    t = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in rows:
+        t.add_row(k, v)
+    err.print(t)
+
+
+def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=None) -> None:
+    """Ask the person to type the target database's name; the default answer is no.
+
+    `input`/`output` are prompt_toolkit objects, given only by tests that drive the real prompt.
+    """
+    if yes:
+        return
+    if input is None and not sys.stdin.isatty():
+        raise Declined(f"Refusing to {action} without confirmation: no terminal to ask on",
+                       "pass --yes to confirm in scripts and CI")
+    kwargs = {}
+    if input is not None:
+        kwargs.update(input=input, output=output)
+    answer = questionary.text(
+        f"This will {action}. Type the database name '{dbname}' to continue (Enter cancels):",
+        default="",
+        **kwargs,
+    ).ask()
+    if answer is None or answer.strip() != dbname:
+        raise Declined("Not confirmed; nothing was changed", None)
+
+
+def guarded(fn: Callable) -> Callable:
+    """Engine errors -> one line on stderr + documented exit code; Ctrl-C -> 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except BackupError as exc:
+            raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        except KeyboardInterrupt:
+            raise Exit("error: interrupted; nothing was changed", code=ExitCode.INTERRUPTED) from None
+
+    return wrapper
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

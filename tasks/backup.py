@@ -1,0 +1,45 @@
+"""invoke backup"""
+
+from __future__ import annotations
+
+from invoke import task
+
+from . import _ui
+from .engine.conn import Target
+from .engine.dump import create_backup
+from .engine.errors import ConfigError, UsageError
+from .engine.storage import LocalStore
+
+
+@task(
+    help={
+        "schema_only": "Dump roles and schema, no rows (the runbook's --schema-only).",
+        "data_only": "Dump rows only, no roles or schema (the runbook's --data-only).",
+        "label": "A note stored with the backup and shown by `invoke list`, e.g. 'before v2.3 deploy'.",
+        "url": "Database to back up (default: DATABASE_URL or SUPABASE_DB_URL).",
+        "backup_dir": "Folder for backups (default: BACKUP_DIR or .backups).",
+    }
+)
+@_ui.guarded
+def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_dir=None):
+    """Back up the database: roles, schema and data, checksummed, into BACKUP_DIR/<UTC time>/."""
+    if schema_only and data_only:
+        raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
+    settings = _ui.settings_from(url=url, backup_dir=backup_dir)
+    if not settings.database_url:
+        raise ConfigError("No database configured", "set DATABASE_URL in .env or the environment, or pass --url")
+    target = Target.from_url(settings.database_url, settings.password)
+    kind = "schema" if schema_only else "data" if data_only else "full"
+    store = LocalStore(settings.backup_dir)
+    result = create_backup(target, store, kind=kind, label=label, pg_bin_dir=settings.pg_bin_dir, step=_ui.step)
+    if result.created_dir:
+        _ui.step(f"created {store.root} (mode 0700)")
+    if result.gitignore_updated:
+        _ui.step(f"added {store.root.name}/ to .gitignore")
+    m = result.manifest
+    rows = sum(t["rows"] or 0 for t in m["tables"])
+    size = sum(f["size"] for f in m["files"])
+    _ui.out.print(
+        f"backup {result.backup_id}: {m['kind']}, {len(m['tables'])} tables, {rows} rows, "
+        f"{_ui.human_size(size)} in {result.path}"
+    )

@@ -1,0 +1,209 @@
+"""Backups as the user sees them: ids, manifests, listing, `--date` resolution, checksums, and the
+runbook's hand-made files (`dump-DATE.sql`, `schema-DATE.sql` + `data-DATE.sql`).
+
+A backup id is its UTC creation time, `2026-11-25T152139Z`, so names sort by time; a second
+backup in the same second gets `-2`, `-3`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import IntegrityError, NotFound, UsageError
+from .storage import LocalStore
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+ID_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{6})Z(?:-(\d+))?$")
+LEGACY_RE = re.compile(r"^(dump|schema|data)-(\d{4}-\d{2}-\d{2})\.sql$")
+CHUNK = 1 << 20
+
+
+def new_id(now: dt.datetime, taken: set[str] | None = None) -> str:
+    base = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    taken = taken or set()
+    if base not in taken:
+        return base
+    n = 2
+    while f"{base}-{n}" in taken:
+        n += 1
+    return f"{base}-{n}"
+
+
+def parse_date(text: str) -> dt.date:
+    try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text or ""):
+            raise ValueError
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--date {text!r} is not a date", "use YYYY-MM-DD, for example --date 2026-11-24") from None
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Backup:
+    """A restorable unit: one of our backups (with manifest) or a legacy runbook file set."""
+
+    id: str
+    date: dt.date
+    kind: str  # full | schema | data
+    manifest: dict[str, Any] = field(default_factory=dict)
+    legacy_files: list[str] = field(default_factory=list)  # for runbook files, in load order
+
+    @property
+    def legacy(self) -> bool:
+        return bool(self.legacy_files)
+
+    @property
+    def created(self) -> str:
+        return self.manifest.get("created_at") or f"{self.date.isoformat()} (date from file name)"
+
+    @property
+    def label(self) -> str:
+        return self.manifest.get("label") or ""
+
+    def files(self) -> list[dict[str, Any]]:
+        return list(self.manifest.get("files", []))
+
+    def file(self, role: str) -> dict[str, Any] | None:
+        for f in self.files():
+            if f.get("role") == role:
+                return f
+        return None
+
+    def size(self, store: LocalStore) -> int:
+        if self.legacy:
+            return sum(store.local_path("", n).stat().st_size for n in self.legacy_files)
+        return sum(int(f.get("size", 0)) for f in self.files())
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    path = folder / MANIFEST
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(manifest, f, indent=2, sort_keys=False)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return path
+
+
+def read_manifest(store: LocalStore, backup_id: str) -> dict[str, Any]:
+    path = store.local_path(backup_id, MANIFEST)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(f"Backup {backup_id} has an unreadable manifest ({exc.__class__.__name__})",
+                             "restore another backup; this one cannot be trusted") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+        raise IntegrityError(f"Backup {backup_id} has a manifest of an unknown format",
+                             "upgrade this tool or restore another backup")
+    return data
+
+
+def load(store: LocalStore, backup_id: str) -> Backup:
+    m = ID_RE.match(backup_id)
+    if not m or not store.exists(backup_id):
+        raise NotFound(f"No backup with id {backup_id!r} in {store.describe()}", "run `invoke list` to see the ids")
+    manifest = read_manifest(store, backup_id)
+    return Backup(id=backup_id, date=dt.date.fromisoformat(m.group(1)), kind=manifest.get("kind", "full"), manifest=manifest)
+
+
+def _legacy_backups(store: LocalStore) -> list[Backup]:
+    by_date: dict[str, dict[str, str]] = {}
+    for name in store.loose_files():
+        m = LEGACY_RE.match(name)
+        if m:
+            by_date.setdefault(m.group(2), {})[m.group(1)] = name
+    out: list[Backup] = []
+    for day, names in sorted(by_date.items()):
+        date = dt.date.fromisoformat(day)
+        if "schema" in names and "data" in names:
+            out.append(Backup(id=f"{names['schema']}+{names['data']}", date=date, kind="full",
+                              legacy_files=[names["schema"], names["data"]]))
+        elif "schema" in names:
+            out.append(Backup(id=names["schema"], date=date, kind="schema", legacy_files=[names["schema"]]))
+        elif "data" in names:
+            out.append(Backup(id=names["data"], date=date, kind="data", legacy_files=[names["data"]]))
+        if "dump" in names:
+            out.append(Backup(id=names["dump"], date=date, kind="full", legacy_files=[names["dump"]]))
+    return out
+
+
+def all_backups(store: LocalStore) -> tuple[list[Backup], list[str]]:
+    """(backups oldest first, problems) — a backup with a broken manifest is reported, not hidden."""
+    backups: list[Backup] = []
+    problems: list[str] = []
+    for backup_id in store.ids():
+        if not ID_RE.match(backup_id):
+            continue
+        try:
+            backups.append(load(store, backup_id))
+        except IntegrityError as exc:
+            problems.append(str(exc))
+    backups.sort(key=lambda b: (b.manifest.get("created_at", ""), b.id))
+    legacy = _legacy_backups(store)
+    return sorted(legacy, key=lambda b: b.date) + backups, problems
+
+
+def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None = None) -> Backup:
+    """The backup a restore means: `--id` exactly, else the newest complete one of `--date`
+    (our own backups before the runbook's hand-made files of that date)."""
+    if backup_id and date:
+        raise UsageError("--id and --date both given", "pass only one of them")
+    if backup_id:
+        legacy = [b for b in _legacy_backups(store) if b.id == backup_id or backup_id in b.legacy_files]
+        if legacy:
+            return legacy[0]
+        return load(store, backup_id)
+    if not date:
+        raise UsageError("Which backup? No --date or --id given", "pass --date YYYY-MM-DD (see `invoke list`)")
+    day = parse_date(date)
+    backups, _ = all_backups(store)
+    ours = [b for b in backups if not b.legacy and b.date == day]
+    if ours:
+        return ours[-1]
+    legacy = [b for b in backups if b.legacy and b.date == day]
+    if legacy:
+        # A schema+data pair is the runbook's complete form; prefer it over a lone file.
+        legacy.sort(key=lambda b: (len(b.legacy_files), b.kind == "full"))
+        return legacy[-1]
+    dates = sorted({b.date.isoformat() for b in backups})
+    if dates:
+        shown = ", ".join(dates[-10:]) + (" …" if len(dates) > 10 else "")
+        hint = f"backups exist for: {shown}"
+    else:
+        hint = f"there are no backups in {store.describe()} yet; run `invoke backup`"
+    raise NotFound(f"No backup from {day.isoformat()} in {store.describe()}", hint)
+
+
+def verify_checksums(store: LocalStore, backup: Backup) -> list[str]:
+    """Check every file's size and sha256 against the manifest. Raises on the first mismatch;
+    returns the names checked. Legacy files have no checksums and return []."""
+    if backup.legacy:
+        return []
+    checked = []
+    for f in backup.files():
+        path = store.local_path(backup.id, f["name"])
+        if not path.is_file():
+            raise IntegrityError(f"Backup {backup.id} is missing its file {f['name']}",
+                                 "restore another backup; this one is incomplete")
+        if path.stat().st_size != f["size"] or sha256_file(path) != f["sha256"]:
+            raise IntegrityError(f"Backup {backup.id}: {f['name']} does not match its checksum",
+                                 "the file was changed or damaged; restore another backup")
+        checked.append(f["name"])
+    return checked

@@ -1,0 +1,160 @@
+"""Connection targets: parsing, redaction, and handing credentials to psycopg and the pg tools.
+
+A `Target` is built once from a URL (URI or key=value conninfo) plus an optional password from
+the environment. The pg tools get the connection as a conninfo *without* the password in argv
+(argv is visible to every user through `ps`) and the password through PGPASSWORD in their
+environment only. Nothing here ever formats a password into a string meant for people.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from .errors import ConfigError, ConnectionFailed
+
+# libpq reads these from the environment; a caller's stray PGHOST or PGDATABASE must not
+# silently redirect a restore, so tool environments are rebuilt without them.
+_LIBPQ_ENV = (
+    "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSERVICE",
+    "PGOPTIONS", "PGSSLMODE", "PGTARGETSESSIONATTRS", "PGAPPNAME", "PGCONNECT_TIMEOUT",
+)
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URI or key=value conninfo; keep everything else readable."""
+    if "://" in url:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return re.sub(r"//[^@/]*@", "//****@", url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, _, hostport = netloc.rpartition("@")
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:****@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
+        query = re.sub(r"(?i)(password=)[^&]*", r"\1****", parts.query)
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    return re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1****", url)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A database to connect to. `params` never includes the password."""
+
+    params: Mapping[str, str]
+    password: str | None = None
+
+    @classmethod
+    def from_url(cls, url: str, password: str | None = None) -> "Target":
+        if not url or not url.strip():
+            raise ConfigError("No database URL given", "set DATABASE_URL in .env or pass --url")
+        try:
+            params = dict(conninfo_to_dict(url.strip()))
+        except psycopg.ProgrammingError as exc:
+            # psycopg's message may echo the conninfo; never show it.
+            raise ConfigError(
+                f"Cannot parse the database URL {redact_url(url)!r}",
+                "use postgresql://USER:PASSWORD@HOST:5432/DBNAME; percent-encode special characters",
+            ) from exc
+        url_password = params.pop("password", None)
+        if not params.get("dbname"):
+            params["dbname"] = params.get("user") or "postgres"
+        return cls(params=params, password=url_password if url_password else password)
+
+    def with_dbname(self, dbname: str) -> "Target":
+        return Target(params={**self.params, "dbname": dbname}, password=self.password)
+
+    @property
+    def dbname(self) -> str:
+        return self.params["dbname"]
+
+    @property
+    def host(self) -> str:
+        return self.params.get("host") or self.params.get("hostaddr") or "local socket"
+
+    @property
+    def port(self) -> str:
+        return self.params.get("port") or "5432"
+
+    @property
+    def user(self) -> str | None:
+        return self.params.get("user")
+
+    def display(self) -> str:
+        """What a person sees: postgresql://user@host:port/db, never the password."""
+        user = f"{self.user}@" if self.user else ""
+        return f"postgresql://{user}{self.host}:{self.port}/{self.dbname}"
+
+    def conninfo(self) -> str:
+        """key=value conninfo without the password: safe for argv."""
+        return make_conninfo(**self.params)
+
+    def tool_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _LIBPQ_ENV}
+        if self.password:
+            env["PGPASSWORD"] = self.password
+        env.setdefault("PGCONNECT_TIMEOUT", "10")
+        return env
+
+    def connect(self, **kwargs) -> psycopg.Connection:
+        kw = dict(self.params)
+        if self.password:
+            kw["password"] = self.password
+        kw.setdefault("connect_timeout", 10)
+        kw.setdefault("application_name", "fortress-backup")
+        try:
+            return psycopg.connect(**kw, **kwargs)
+        except psycopg.OperationalError as exc:
+            raise explain_connect_error(self, exc) from None
+
+
+def explain_connect_error(target: Target, exc: Exception) -> ConnectionFailed:
+    """Turn libpq's multi-line complaint into one line with the next step."""
+    text = " ".join(str(exc).split())
+    where = target.display()
+    low = text.lower()
+    if "password authentication failed" in low or "no password supplied" in low:
+        return ConnectionFailed(
+            f"Login to {where} failed: wrong or missing password for user {target.user!r}",
+            "check the password in DATABASE_URL, PGPASSWORD or SUPABASE_DB_PASSWORD",
+        )
+    if "does not exist" in low and "database" in low:
+        return ConnectionFailed(
+            f"Database {target.dbname!r} does not exist on {target.host}:{target.port}",
+            "check the database name at the end of DATABASE_URL (Supabase uses 'postgres')",
+        )
+    if "role" in low and "does not exist" in low:
+        return ConnectionFailed(
+            f"User {target.user!r} does not exist on {target.host}:{target.port}",
+            "check the user name in DATABASE_URL",
+        )
+    if "could not translate host name" in low or "name or service not known" in low:
+        return ConnectionFailed(
+            f"Host {target.host!r} cannot be resolved",
+            "check the host in DATABASE_URL for a typo; Supabase direct hosts are IPv6-only, "
+            "use the session pooler URL if this network has no IPv6",
+        )
+    if "network is unreachable" in low or "cannot assign requested address" in low:
+        return ConnectionFailed(
+            f"Cannot reach {target.host}:{target.port}: network unreachable",
+            "Supabase direct database hosts are IPv6-only; use the session pooler (port 5432) URL "
+            "from the dashboard if this network has no IPv6",
+        )
+    if "connection refused" in low:
+        return ConnectionFailed(
+            f"Nothing is listening on {target.host}:{target.port}",
+            "check the host and port in DATABASE_URL, or start the database",
+        )
+    if "timeout" in low or "timed out" in low:
+        return ConnectionFailed(
+            f"Connecting to {target.host}:{target.port} timed out",
+            "check the host, port and firewall",
+        )
+    return ConnectionFailed(f"Cannot connect to {where}: {text}", "check DATABASE_URL")

@@ -1,0 +1,126 @@
+"""Catalog queries through psycopg: server facts, the app's tables and row counts, fingerprints
+for comparing two databases, and what a reset would drop. No parsing of psql's text output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from .platform import Platform
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    version_num: int
+    version: str
+    current_user: str
+    is_superuser: bool
+    database: str
+
+    @property
+    def major(self) -> int:
+        return self.version_num // 10000
+
+
+def server_info(conn: psycopg.Connection) -> ServerInfo:
+    row = conn.execute(
+        "SELECT current_setting('server_version_num')::int, current_setting('server_version'),"
+        " current_user, (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), current_database()"
+    ).fetchone()
+    version = row[1].split(" ")[0]
+    return ServerInfo(row[0], version, row[2], bool(row[3]), row[4])
+
+
+def can_set_replication_role(conn: psycopg.Connection) -> bool:
+    """Whether this session may SET session_replication_role (superuser, a PG15+ GRANT SET, or
+    Supabase's supautils). Probed, not guessed, inside a transaction that is rolled back."""
+    try:
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET LOCAL session_replication_role = replica")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def schemas(conn: psycopg.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace ORDER BY 1")]
+
+
+def app_schemas(conn: psycopg.Connection, platform: Platform) -> list[str]:
+    return [s for s in schemas(conn) if platform.is_app_schema(s) and not s.startswith("pg_temp")]
+
+
+def tables(conn: psycopg.Connection, schema_names: list[str]) -> list[tuple[str, str, str]]:
+    """(schema, table, relkind) of ordinary, partitioned tables and materialized views."""
+    if not schema_names:
+        return []
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind IN ('r','p','m') AND n.nspname = ANY(%s) ORDER BY 1, 2",
+        (schema_names,),
+    ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def qualified(schema: str, table: str) -> sql.Composed:
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+def row_counts(conn: psycopg.Connection, tabs: list[tuple[str, str, str]]) -> dict[str, int]:
+    """Exact counts, keyed "schema.table". Materialized views that were never populated count as 0."""
+    out: dict[str, int] = {}
+    for schema, table, kind in tabs:
+        if kind == "m":
+            populated = conn.execute(
+                "SELECT ispopulated FROM pg_matviews WHERE schemaname = %s AND matviewname = %s", (schema, table)
+            ).fetchone()
+            if not populated or not populated[0]:
+                out[f"{schema}.{table}"] = 0
+                continue
+        query = sql.SQL("SELECT count(*) FROM ONLY {}" if kind == "r" else "SELECT count(*) FROM {}").format(
+            qualified(schema, table)
+        )
+        out[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
+    return out
+
+
+def fingerprints(conn: psycopg.Connection, tabs: list[tuple[str, str, str]]) -> dict[str, tuple[int, str]]:
+    """Per table: (rows, md5 over the sorted md5s of every row's text). Equal fingerprints mean
+    equal contents regardless of physical order; NULLs, bytea, jsonb, arrays all go through ::text."""
+    out: dict[str, tuple[int, str]] = {}
+    for schema, table, kind in tabs:
+        if kind == "p":
+            continue  # its rows are counted in its partitions
+        query = sql.SQL(
+            "SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), ''))"
+            " FROM (SELECT md5(t::text) AS h FROM ONLY {} t) s"
+        ).format(qualified(schema, table))
+        if kind == "m":
+            query = sql.SQL(
+                "SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), ''))"
+                " FROM (SELECT md5(t::text) AS h FROM {} t) s"
+            ).format(qualified(schema, table))
+        count, digest = conn.execute(query).fetchone()
+        out[f"{schema}.{table}"] = (count, digest)
+    return out
+
+
+def large_object_count(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
+
+
+def publications(conn: psycopg.Connection) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT pubname FROM pg_publication ORDER BY 1")]
+
+
+def event_triggers(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(event trigger, schema of its function)."""
+    return [
+        (r[0], r[1])
+        for r in conn.execute(
+            "SELECT e.evtname, n.nspname FROM pg_event_trigger e JOIN pg_proc p ON p.oid = e.evtfoid"
+            " JOIN pg_namespace n ON n.oid = p.pronamespace ORDER BY 1"
+        )
+    ]

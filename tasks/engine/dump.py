@@ -1,0 +1,239 @@
+"""`backup`: the runbook's dump step, made consistent, checksummed and atomic.
+
+One backup = one folder named by its UTC time, holding:
+  roles.sql      app roles from pg_dumpall --roles-only --no-role-passwords (full, schema)
+  app.dump       pg_dump custom-format archive of the app's schemas: schema and/or data
+  platform.dump  data of the platform's schemas (Supabase auth users, storage rows, ...)
+  manifest.json  what is inside, from where, with sizes, sha256s and row counts
+
+All dumps read one exported snapshot, and the row counts are taken in that same snapshot, so the
+counts describe exactly what the archives hold and a restore can be checked against them.
+The custom format is chosen for restores: pg_restore can emit its sections separately (data
+before indexes and constraints), select entries, and later run in parallel.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import psycopg
+
+from . import catalog, dbinfo, pgtools, roles
+from .conn import Target
+from .errors import BackupError, ConnectionFailed, Interrupted, ToolsMissing
+from .platform import Platform, detect
+from .storage import LocalStore, fsync_file
+
+KINDS = ("full", "schema", "data")
+Step = Callable[[str], None]
+
+
+@dataclass
+class BackupResult:
+    backup_id: str
+    path: Path
+    manifest: dict[str, Any]
+    created_dir: bool
+    gitignore_updated: bool
+
+
+def ensure_gitignore(backup_dir: Path, project: Path) -> bool:
+    """Add BACKUP_DIR to the project's .gitignore once. True if the file was changed."""
+    try:
+        rel = Path(os.path.relpath(backup_dir.resolve(), project.resolve()))
+    except ValueError:
+        return False
+    if rel.parts and rel.parts[0] == "..":
+        return False  # outside the project: nothing to ignore
+    entry = rel.as_posix().rstrip("/") + "/"
+    gitignore = project / ".gitignore"
+    existing = gitignore.read_text().splitlines() if gitignore.exists() else []
+    forms = {entry, entry.rstrip("/"), "/" + entry, "/" + entry.rstrip("/")}
+    if any(line.strip() in forms for line in existing):
+        return False
+    text = gitignore.read_text() if gitignore.exists() else ""
+    with open(gitignore, "a") as f:
+        if text and not text.endswith("\n"):
+            f.write("\n")
+        f.write(entry + "\n")
+    return True
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _explain_tool_error(exc: pgtools.ToolError, target: Target) -> BackupError:
+    text = exc.stderr_tail
+    low = text.lower()
+    if "server version mismatch" in low:
+        return ToolsMissing(f"{exc.tool} is older than the server: {text}", "install a newer PostgreSQL client, or set PG_BIN_DIR")
+    if "password authentication failed" in low or "connection to server" in low:
+        return ConnectionFailed(f"{exc.tool} could not connect to {target.display()}: {text}", "check DATABASE_URL and the password")
+    if "permission denied" in low:
+        return BackupError(f"{exc.tool}: {text}", f"the user {target.user!r} cannot read everything; back up as the database owner")
+    return BackupError(f"{exc.tool} failed: {text}", "see the message above; nothing was written")
+
+
+def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: str) -> list[str]:
+    return [suite.tool("pg_dump"), "--format=custom", f"--file={out}", f"--snapshot={snapshot}",
+            "--no-password", f"--dbname={target.conninfo()}"]
+
+
+def create_backup(
+    target: Target,
+    store: LocalStore,
+    *,
+    kind: str = "full",
+    label: str | None = None,
+    pg_bin_dir: str | None = None,
+    now: dt.datetime | None = None,
+    step: Step = lambda msg: None,
+) -> BackupResult:
+    if kind not in KINDS:
+        raise BackupError(f"Unknown backup kind {kind!r}", f"use one of {', '.join(KINDS)}")
+    created_dir = store.ensure()
+    # Ignored before the first byte of a backup lands, so it can never be committed by accident.
+    gitignore = ensure_gitignore(store.root, Path.cwd())
+    with store.lock():
+        result = _create(target, store, kind, label, pg_bin_dir, now, step)
+    result.created_dir, result.gitignore_updated = created_dir, gitignore
+    return result
+
+
+def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
+    started = dt.datetime.now(dt.timezone.utc)
+    step(f"connecting to {target.display()}")
+    conn = target.connect(autocommit=True)
+    try:
+        info = dbinfo.server_info(conn)
+        platform = detect(conn)
+        suite = pgtools.pick(pgtools.discover(pg_bin_dir), at_least=info.major, prefer=info.major,
+                             tools=("pg_dump", "pg_dumpall"), purpose=f"a PostgreSQL {info.version} server")
+        step(f"server PostgreSQL {info.version} ({platform.name}); using pg_dump {suite.version}")
+        app_schemas = dbinfo.app_schemas(conn, platform)
+        managed_present = [s for s in dbinfo.schemas(conn) if platform.is_managed(s)]
+        data_schemas = [s for s in platform.data_schemas if s in managed_present]
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        backup_id = catalog.new_id(now or started, set(store.ids()))
+        env = target.tool_env()
+        files: list[dict[str, Any]] = []
+        manifest: dict[str, Any] = {}
+        with store.staging(backup_id) as folder:
+            login: list[str] = []
+            app_roles: list[str] = []
+            skipped_roles: list[str] = []
+            if kind in ("full", "schema"):
+                step("dumping roles (without passwords)")
+                try:
+                    raw = pgtools.run([suite.tool("pg_dumpall"), "--roles-only", "--no-role-passwords",
+                                       "--no-password", f"--dbname={target.conninfo()}"], env=env)
+                except pgtools.ToolError as exc:
+                    raise _explain_tool_error(exc, target) from None
+                skip = lambda r: platform.is_reserved_role(r) or r == info.current_user
+                kept, app_roles, skipped_roles = roles.filter_roles(raw.decode(), skip)
+                login = roles.login_roles(kept)
+                _write_private(folder / "roles.sql", ("\n".join(kept) + "\n").encode() if kept else b"")
+                files.append({"name": "roles.sql", "role": "roles", "format": "sql"})
+
+            app_args = _pg_dump_args(suite, target, folder / "app.dump", snapshot)
+            app_args.append("--large-objects" if suite.major >= 16 else "--blobs")
+            if kind == "schema":
+                app_args.append("--schema-only")
+            elif kind == "data":
+                app_args.append("--data-only")
+            for pattern in platform.managed_patterns:
+                app_args.append(f"--exclude-schema={pattern}")
+            step(f"dumping {'schema and data' if kind == 'full' else kind} of schemas: {', '.join(app_schemas) or '(none)'}")
+            proc = pgtools.popen(app_args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+            try:
+                # Count rows in the same snapshot while pg_dump works.
+                tabs = dbinfo.tables(conn, app_schemas + data_schemas)
+                counts = dbinfo.row_counts(conn, tabs) if kind != "schema" else {}
+                _, err = proc.communicate()
+            except BaseException:
+                pgtools.stop(proc)
+                raise
+            if proc.returncode != 0:
+                raise _explain_tool_error(pgtools.ToolError("pg_dump", proc.returncode, pgtools.tail(err)), target)
+            files.append({"name": "app.dump", "role": "app", "format": "custom"})
+
+            if kind in ("full", "data") and data_schemas:
+                step(f"dumping platform data: {', '.join(data_schemas)}")
+                args = _pg_dump_args(suite, target, folder / "platform.dump", snapshot) + ["--data-only"]
+                args += [f"--schema={s}" for s in data_schemas]
+                args += [f"--exclude-table={t}" for t in platform.excluded_data_tables]
+                try:
+                    pgtools.run(args, env=env, stdout=subprocess.DEVNULL)
+                except pgtools.ToolError as exc:
+                    raise _explain_tool_error(exc, target) from None
+                files.append({"name": "platform.dump", "role": "platform", "format": "custom"})
+            conn.execute("COMMIT")
+
+            step("checksumming")
+            for f in files:
+                path = folder / f["name"]
+                os.chmod(path, 0o600)
+                fsync_file(path)
+                f["size"] = path.stat().st_size
+                f["sha256"] = catalog.sha256_file(path)
+            excluded = set(platform.excluded_data_tables)
+            manifest = {
+                "format": catalog.FORMAT_VERSION,
+                "id": backup_id,
+                "kind": kind,
+                "label": label or "",
+                "created_at": started.isoformat().replace("+00:00", "Z"),
+                "completed_at": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+                "source": {
+                    "url": target.display(),
+                    "host": target.host,
+                    "port": target.port,
+                    "database": info.database,
+                    "user": info.current_user,
+                    "server_version": info.version,
+                    "server_version_num": info.version_num,
+                    "platform": platform.name,
+                },
+                "tools": {"pg_dump": suite.version},
+                "contents": {
+                    "roles": kind in ("full", "schema"),
+                    "schema": kind in ("full", "schema"),
+                    "data": kind in ("full", "data"),
+                },
+                "app_schemas": app_schemas,
+                "managed_schemas": managed_present,
+                "platform_data_schemas": data_schemas if kind != "schema" else [],
+                "roles": {"app": app_roles, "login_without_password": login, "skipped": skipped_roles},
+                "files": files,
+                "tables": [
+                    {
+                        "schema": s, "name": t, "kind": {"r": "table", "p": "partitioned", "m": "matview"}[k],
+                        "rows": counts.get(f"{s}.{t}"),
+                        "section": "app" if s in app_schemas else "platform",
+                    }
+                    for s, t, k in tabs
+                    if s in app_schemas or f"{s}.{t}" not in excluded
+                ],
+            }
+            catalog.write_manifest(folder, manifest)
+    except KeyboardInterrupt:
+        raise Interrupted("Backup interrupted", "nothing was kept; run `invoke backup` again") from None
+    except psycopg.Error as exc:
+        raise BackupError(f"Database error during backup: {' '.join(str(exc).split())}",
+                          "nothing was kept; check the message and run the backup again") from None
+    finally:
+        conn.close()
+    step(f"backup {backup_id} complete")
+    return BackupResult(backup_id, store.root / backup_id, manifest, False, False)

@@ -1,0 +1,477 @@
+"""`restore` and `reset`: the runbook's `db reset` + `psql schema` + `psql data`, as one
+all-or-nothing transaction.
+
+Everything a restore does goes through ONE psql session that we feed on stdin:
+
+    BEGIN
+      roles (idempotent)            -- CREATE ROLE is transactional
+      reset: drop the app's schemas, publications, large objects (or TRUNCATE for --data-only)
+      pg_restore --section=pre-data,data   app.dump    -- tables, then rows: no indexes,
+                                                       -- constraints or triggers exist yet
+      platform data (auth users, storage rows) with session_replication_role=replica
+      pg_restore --section=post-data      app.dump    -- indexes, constraints, triggers,
+                                                       -- policies, matview refreshes
+      row-count check against the manifest              -- raises, so a short restore rolls back
+    COMMIT                                              -- written only if every step succeeded
+
+psql runs with ON_ERROR_STOP, so any failing statement ends the session; the server then rolls
+back the open transaction and the target is exactly as it was. On Ctrl-C or any error on our
+side, psql is stopped before COMMIT is written. pg_restore writes scripts; it never connects.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import psycopg
+from psycopg import sql
+
+from . import catalog, dbinfo, pgtools, roles
+from .catalog import Backup
+from .conn import Target
+from .errors import BackupError, Interrupted, RestoreFailed, UsageError
+from .platform import Platform, by_name, detect
+from .storage import LocalStore
+
+Step = Callable[[str], None]
+CHUNK = 1 << 20
+MODES = ("full", "schema", "data")
+
+
+@dataclass
+class RestorePlan:
+    backup: Backup
+    target: Target
+    mode: str  # full | schema | data
+    server: dbinfo.ServerInfo
+    platform: Platform
+    suite: pgtools.PgSuite
+    drop_schemas: list[tuple[str, int]] = field(default_factory=list)  # (schema, tables in it)
+    drop_publications: list[str] = field(default_factory=list)
+    truncate_tables: list[str] = field(default_factory=list)
+    large_objects: int = 0
+    replica_mode: bool = False
+    checked_files: list[str] = field(default_factory=list)
+    roles_sql: str = ""
+    login_roles: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    checks: list[tuple[str, int]] = field(default_factory=list)  # (qualified table, rows)
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        b = self.backup
+        rows = [
+            ("backup", f"{b.id}" + (f"  [{b.label}]" if b.label else "")),
+            ("created", b.created),
+            ("contents", self.mode + (" (runbook files, no checksums)" if b.legacy else "")),
+            ("checksums", f"{len(self.checked_files)} files verified" if self.checked_files else "none to verify"),
+            ("target", f"{self.target.display()}  (PostgreSQL {self.server.version}, {self.platform.name})"),
+            ("target database", self.target.dbname),
+        ]
+        if self.drop_schemas:
+            rows.append(("will drop", ", ".join(f"schema {s} ({n} tables)" for s, n in self.drop_schemas)))
+        if self.drop_publications:
+            rows.append(("will drop", ", ".join(f"publication {p}" for p in self.drop_publications)))
+        if self.large_objects:
+            rows.append(("will drop", f"{self.large_objects} large objects"))
+        if self.truncate_tables:
+            shown = ", ".join(self.truncate_tables[:8]) + (" …" if len(self.truncate_tables) > 8 else "")
+            rows.append(("will empty", f"{len(self.truncate_tables)} tables: {shown}"))
+        if self.login_roles:
+            rows.append(("roles", "login roles restored without passwords: " + ", ".join(self.login_roles)))
+        return rows
+
+
+# --- planning ---------------------------------------------------------------------------
+
+def _archive_major(backup: Backup) -> int:
+    ver = (backup.manifest.get("tools") or {}).get("pg_dump", "0")
+    return int(str(ver).split(".")[0] or 0)
+
+
+def plan_restore(
+    store: LocalStore,
+    backup: Backup,
+    target: Target,
+    *,
+    mode: str | None = None,
+    pg_bin_dir: str | None = None,
+    step: Step = lambda msg: None,
+) -> RestorePlan:
+    """Check everything that can be checked without touching the target, and say what the
+    restore would do. Raises before any change when something is wrong."""
+    mode = mode or backup.kind
+    if mode not in MODES:
+        raise UsageError(f"Unknown restore mode {mode!r}", "use --schema-only or --data-only or neither")
+    if mode != backup.kind and backup.kind != "full":
+        raise UsageError(f"Backup {backup.id} holds only {backup.kind}; cannot restore {mode}",
+                         f"pick a full backup, or restore with --{backup.kind}-only")
+    step("verifying checksums")
+    checked = catalog.verify_checksums(store, backup)
+    step(f"connecting to {target.display()}")
+    with target.connect(autocommit=True) as conn:
+        server = dbinfo.server_info(conn)
+        platform = detect(conn)
+        archive_major = _archive_major(backup)
+        suite = pgtools.pick(
+            pgtools.discover(pg_bin_dir),
+            at_least=max(archive_major, 0),
+            prefer=archive_major or server.major,
+            tools=("pg_restore", "psql") if not backup.legacy else ("psql",),
+            purpose=f"restoring a backup made with pg_dump {archive_major}" if archive_major else "this restore",
+        )
+        plan = RestorePlan(backup=backup, target=target, mode=mode, server=server, platform=platform,
+                           suite=suite, checked_files=checked)
+        plan.replica_mode = dbinfo.can_set_replication_role(conn)
+        source_platform = by_name((backup.manifest.get("source") or {}).get("platform", "postgres"))
+        if backup.manifest.get("platform_data_schemas") and mode != "schema" and platform.name != "supabase":
+            raise UsageError(
+                f"Backup {backup.id} holds Supabase platform data (auth users, storage rows) but "
+                f"{target.display()} is not a Supabase project",
+                "restore into a Supabase project (or one made with the same auth/storage schemas)",
+            )
+        if source_platform.name == "supabase" and platform.name != "supabase" and mode != "data":
+            plan.warnings.append("backup comes from a Supabase project; its auth/storage schemas are not part of it")
+        app_present = dbinfo.app_schemas(conn, platform)
+        if mode in ("full", "schema"):
+            tabs = dbinfo.tables(conn, app_present)
+            plan.drop_schemas = [(s, sum(1 for t in tabs if t[0] == s)) for s in app_present]
+            plan.drop_publications = [p for p in dbinfo.publications(conn) if p not in platform.publications]
+            plan.large_objects = dbinfo.large_object_count(conn)
+        else:
+            plan.truncate_tables = _tables_to_empty(conn, backup, store, platform)
+        if mode in ("full", "schema") and not backup.legacy:
+            kept = roles.split_statements(store.local_path(backup.id, "roles.sql").read_text()) \
+                if backup.file("roles") else []
+            plan.roles_sql = roles.restore_sql(kept, target_major=server.major, target_superuser=server.is_superuser)
+            plan.login_roles = roles.login_roles(kept)
+        if mode in ("full", "data") and not backup.legacy:
+            plan.checks = [
+                (f"{t['schema']}.{t['name']}", int(t["rows"]))
+                for t in backup.manifest.get("tables", [])
+                # partitioned parents are checked through their partitions; matviews are
+                # refreshed from the restored rows, so a stale source matview may differ
+                if t.get("rows") is not None and t.get("kind") == "table"
+            ]
+    return plan
+
+
+def _tables_to_empty(conn: psycopg.Connection, backup: Backup, store: LocalStore, platform: Platform) -> list[str]:
+    if backup.legacy:
+        wanted = sorted({t for name in backup.legacy_files for t in legacy_copy_tables(store.local_path("", name))})
+    else:
+        wanted = [f"{t['schema']}.{t['name']}" for t in backup.manifest.get("tables", []) if t.get("kind") == "table"]
+    present = {f"{s}.{t}" for s, t, _ in dbinfo.tables(conn, dbinfo.schemas(conn))}
+    missing = [t for t in wanted if t not in present]
+    if missing:
+        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+        raise UsageError(f"The target has no table {shown} to load data into",
+                         "restore the schema too (drop --data-only), or restore into the right database")
+    return wanted
+
+
+_COPY_RE = re.compile(r'^COPY ((?:"(?:[^"]|"")+"|[^ .("]+)\.(?:"(?:[^"]|"")+"|[^ ("]+)) ')
+
+
+def legacy_copy_tables(path: Path) -> Iterator[str]:
+    """Tables a plain-SQL data dump loads, from its `COPY t (...) FROM stdin;` lines. Rows
+    inside a COPY block are skipped, so data that happens to start with "COPY " is not a table."""
+    in_copy = False
+    with open(path, "rb") as f:
+        for raw in f:
+            if in_copy:
+                if raw.rstrip(b"\r\n") == b"\\.":
+                    in_copy = False
+                continue
+            line = raw.decode("utf-8", "replace")
+            m = _COPY_RE.match(line)
+            if m and line.rstrip().endswith("FROM stdin;"):
+                in_copy = True
+                schema, _, table = m.group(1).partition(".")
+                yield f"{roles.unquote(schema)}.{roles.unquote(table)}"
+
+
+# --- SQL pieces ---------------------------------------------------------------------------
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _qualified_text(qualified: str) -> str:
+    schema, _, table = qualified.partition(".")
+    return f"{_ident(schema)}.{_ident(table)}"
+
+
+def reset_sql(drop_schemas: Iterable[str], publications: Iterable[str], large_objects: bool) -> str:
+    """The runbook's `db reset` for the app's objects only; platform schemas are left alone."""
+    out = []
+    for pub in publications:
+        out.append(f"DROP PUBLICATION IF EXISTS {_ident(pub)};")
+    if large_objects:
+        out.append("SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;")
+    for schema in drop_schemas:
+        out.append(f"DROP SCHEMA IF EXISTS {_ident(schema)} CASCADE;")
+    # pg_dump assumes `public` exists with its default owner and privileges and only writes
+    # differences from that, so it is recreated exactly as CREATE DATABASE makes it.
+    out.append("CREATE SCHEMA IF NOT EXISTS public;")
+    out.append("ALTER SCHEMA public OWNER TO pg_database_owner;")
+    out.append("GRANT USAGE ON SCHEMA public TO PUBLIC;")
+    out.append("COMMENT ON SCHEMA public IS 'standard public schema';")
+    return "\n".join(out) + "\n"
+
+
+def truncate_sql(tables: list[str]) -> str:
+    if not tables:
+        return ""
+    return "TRUNCATE TABLE " + ", ".join(_qualified_text(t) for t in tables) + ";\n"
+
+
+def trigger_toggle_sql(tables: list[str], enable: bool) -> str:
+    verb = "ENABLE" if enable else "DISABLE"
+    return "".join(f"ALTER TABLE {_qualified_text(t)} {verb} TRIGGER USER;\n" for t in tables)
+
+
+def check_sql(checks: list[tuple[str, int]]) -> str:
+    """A DO block that raises when any table's row count differs from the manifest."""
+    if not checks:
+        return ""
+    lines = ["DO $fortress_check$ DECLARE n bigint; BEGIN"]
+    for qualified, rows in checks:
+        q = _qualified_text(qualified)
+        lit = qualified.replace("'", "''")
+        lines.append(
+            f"  SELECT count(*) INTO n FROM ONLY {q};"
+            f" IF n <> {int(rows)} THEN RAISE EXCEPTION 'restore check failed: % has % rows, the backup has {int(rows)}', '{lit}', n; END IF;"
+        )
+    lines.append("END $fortress_check$;")
+    return "\n".join(lines) + "\n"
+
+
+# --- streaming ------------------------------------------------------------------------------
+
+_PREAMBLE = re.compile(rb"^(--.*|\s*|\\restrict .*|SET .*|SELECT pg_catalog\.set_config\(.*)$")
+
+
+class Feeder:
+    """Writes SQL into psql's stdin; tracks bytes for progress."""
+
+    def __init__(self, proc: subprocess.Popen, target_major: int, progress: Callable[[int], None] | None):
+        self.proc = proc
+        self.target_major = target_major
+        self.sent = 0
+        self.progress = progress
+
+    def write(self, data: bytes) -> None:
+        self.proc.stdin.write(data)
+        self.sent += len(data)
+        if self.progress:
+            self.progress(self.sent)
+
+    def sql(self, text: str) -> None:
+        if text:
+            self.write(text.encode())
+
+    def script(self, chunks: Iterator[bytes]) -> None:
+        """Stream a pg_dump/pg_restore script. Only its preamble (SETs before the first real
+        statement) is rewritten: pg_dump 17 writes `SET transaction_timeout`, which servers
+        before 17 reject. The rest passes through untouched, COPY data included."""
+        buf = b""
+        in_preamble = True
+        for chunk in chunks:
+            if not in_preamble:
+                self.write(chunk)
+                continue
+            buf += chunk
+            lines = buf.split(b"\n")
+            buf = lines.pop()  # a partial last line waits for the next chunk
+            out = []
+            for line in lines:
+                if in_preamble and not _PREAMBLE.match(line):
+                    in_preamble = False
+                if in_preamble and self.target_major < 17 and line.startswith(b"SET transaction_timeout"):
+                    continue
+                out.append(line + b"\n")
+            if not in_preamble:
+                out.append(buf)
+                buf = b""
+            self.write(b"".join(out))
+        if buf:
+            self.write(buf)
+
+
+def _pg_restore_chunks(suite: pgtools.PgSuite, archive: Path, sections: list[str], env: dict[str, str],
+                       extra: list[str] | None = None) -> Iterator[bytes]:
+    argv = [suite.tool("pg_restore"), "--file=-", *[f"--section={s}" for s in sections], *(extra or []), str(archive)]
+    proc = pgtools.popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        while chunk := proc.stdout.read(CHUNK):
+            yield chunk
+        err = proc.stderr.read()
+        proc.wait()
+    finally:
+        pgtools.stop(proc)
+    if proc.returncode != 0:
+        raise RestoreFailed(f"pg_restore could not read {archive.name}: {pgtools.tail(err)}",
+                            "the backup may be damaged; nothing was changed")
+
+
+def _file_chunks(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            yield chunk
+
+
+def _psql(plan: RestorePlan, stderr_file) -> subprocess.Popen:
+    argv = [
+        plan.suite.tool("psql"), "--no-psqlrc", "--quiet", "--no-password",
+        "--set=ON_ERROR_STOP=1", "--set=VERBOSITY=default", f"--dbname={plan.target.conninfo()}",
+    ]
+    return pgtools.popen(argv, env=plan.target.tool_env(), stdin=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, stderr=stderr_file)
+
+
+@dataclass
+class RestoreResult:
+    backup_id: str
+    target: str
+    tables_checked: int
+    bytes_sent: int
+    login_roles: list[str]
+
+
+def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda m: None,
+                    progress: Callable[[int], None] | None = None) -> RestoreResult:
+    backup = plan.backup
+    env = plan.target.tool_env()
+    with tempfile.TemporaryFile() as errf:
+        proc = _psql(plan, errf)
+        feed = Feeder(proc, plan.server.major, progress)
+        committed = False
+        try:
+            feed.sql("SET client_min_messages = warning;\nBEGIN;\n")
+            if plan.roles_sql:
+                step("roles")
+                feed.sql(plan.roles_sql)
+            if plan.mode in ("full", "schema"):
+                step("resetting the app's schemas")
+                feed.sql(reset_sql([s for s, _ in plan.drop_schemas], plan.drop_publications, plan.large_objects > 0))
+            else:
+                step(f"emptying {len(plan.truncate_tables)} tables")
+                feed.sql(truncate_sql(plan.truncate_tables))
+            if backup.legacy:
+                _feed_legacy(plan, store, feed, step)
+            else:
+                _feed_archives(plan, store, feed, env, step)
+            step("checking row counts against the manifest")
+            feed.sql(check_sql(plan.checks))
+            feed.sql("COMMIT;\n")
+            committed = True
+            proc.stdin.close()
+            proc.wait()
+        except BrokenPipeError:
+            proc.wait()  # psql stopped on an error; its message is in errf
+        except KeyboardInterrupt:
+            pgtools.stop(proc)
+            raise Interrupted("Restore interrupted; the target is unchanged (the transaction was rolled back)") from None
+        except BaseException:
+            pgtools.stop(proc)
+            raise
+        finally:
+            if proc.poll() is None and not committed:
+                pgtools.stop(proc)
+        if proc.returncode != 0 or not committed:
+            errf.seek(0)
+            raise RestoreFailed(
+                f"Restore failed and was rolled back, {plan.target.dbname} is unchanged: {_psql_error(errf.read())}",
+                "fix the cause above and run the restore again",
+            )
+    return RestoreResult(backup.id, plan.target.display(), len(plan.checks), feed.sent, plan.login_roles)
+
+
+def _psql_error(stderr: bytes) -> str:
+    text = stderr.decode("utf-8", "replace")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "ERROR:" in ln or "FATAL:" in ln]
+    picked = errors[:1] or lines[-2:]
+    msg = " ".join(picked)
+    return re.sub(r"^psql:<stdin>:\d+: ", "", msg) or "psql exited early"
+
+
+def _feed_archives(plan: RestorePlan, store: LocalStore, feed: Feeder, env: dict[str, str], step: Step) -> None:
+    backup = plan.backup
+    app = store.local_path(backup.id, "app.dump")
+    platform_file = backup.file("platform")
+    load_data = plan.mode in ("full", "data")
+    load_schema = plan.mode in ("full", "schema")
+    first = (["pre-data"] if load_schema else []) + (["data"] if load_data else [])
+    if load_data and not plan.replica_mode and plan.mode == "data":
+        feed.sql(trigger_toggle_sql(plan.truncate_tables, enable=False))
+    step("loading " + " and ".join(first).replace("pre-data", "schema"))
+    feed.script(_pg_restore_chunks(plan.suite, app, first, env))
+    if load_data and platform_file:
+        step("loading platform data")
+        if plan.replica_mode:
+            feed.sql("SET session_replication_role = replica;\n")
+        feed.script(_pg_restore_chunks(plan.suite, store.local_path(backup.id, platform_file["name"]), ["data"], env))
+        if plan.replica_mode:
+            feed.sql("SET session_replication_role = DEFAULT;\n")
+    if load_data and not plan.replica_mode and plan.mode == "data":
+        feed.sql(trigger_toggle_sql(plan.truncate_tables, enable=True))
+    if load_schema:
+        step("building indexes, constraints, triggers and policies")
+        feed.script(_pg_restore_chunks(plan.suite, app, ["post-data"], env))
+
+
+def _feed_legacy(plan: RestorePlan, store: LocalStore, feed: Feeder, step: Step) -> None:
+    for name in plan.backup.legacy_files:
+        kind = name.split("-", 1)[0]
+        if plan.mode == "schema" and kind == "data":
+            continue
+        if plan.mode == "data" and kind == "schema":
+            continue
+        step(f"loading {name}")
+        feed.script(_file_chunks(store.local_path("", name)))
+
+
+# --- reset on its own -------------------------------------------------------------------------
+
+@dataclass
+class ResetPlan:
+    target: Target
+    server: dbinfo.ServerInfo
+    platform: Platform
+    drop_schemas: list[tuple[str, int]]
+    drop_publications: list[str]
+    large_objects: int
+
+
+def plan_reset(target: Target) -> ResetPlan:
+    with target.connect(autocommit=True) as conn:
+        server = dbinfo.server_info(conn)
+        platform = detect(conn)
+        present = dbinfo.app_schemas(conn, platform)
+        tabs = dbinfo.tables(conn, present)
+        return ResetPlan(
+            target=target, server=server, platform=platform,
+            drop_schemas=[(s, sum(1 for t in tabs if t[0] == s)) for s in present],
+            drop_publications=[p for p in dbinfo.publications(conn) if p not in platform.publications],
+            large_objects=dbinfo.large_object_count(conn),
+        )
+
+
+def execute_reset(plan: ResetPlan) -> None:
+    text = reset_sql([s for s, _ in plan.drop_schemas], plan.drop_publications, plan.large_objects > 0)
+    try:
+        with plan.target.connect() as conn:
+            with conn.transaction():
+                conn.execute("SET LOCAL client_min_messages = warning")
+                for stmt in roles.split_statements(text):
+                    conn.execute(stmt.encode())
+    except psycopg.Error as exc:
+        raise RestoreFailed(f"Reset failed and was rolled back: {' '.join(str(exc).split())}",
+                            "nothing was dropped; check the message") from None

@@ -1,0 +1,103 @@
+"""Effective configuration: task flag > process environment > .env > built-in default.
+
+`load_settings` is pure: it takes the flags, the environment and the parsed .env as mappings, so
+tests and tasks get the same answer for the same inputs. `read_dotenv` reads `.env` from the
+working directory only (never from the package's folder, which python-dotenv's find_dotenv would
+search first).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+from dotenv import dotenv_values
+
+from .conn import redact_url
+from .errors import ConfigError
+
+DEFAULT_BACKUP_DIR = ".backups"
+
+# (setting, accepted variable names in order of preference)
+URL_VARS = ("DATABASE_URL", "SUPABASE_DB_URL")
+PASSWORD_VARS = ("PGPASSWORD", "SUPABASE_DB_PASSWORD")
+BACKUP_DIR_VARS = ("BACKUP_DIR",)
+PG_BIN_VARS = ("PG_BIN_DIR",)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None
+    password: str | None
+    backup_dir: Path
+    pg_bin_dir: str | None
+    # setting name -> where its value came from ("flag --x", "environment VAR", ".env VAR", "default")
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(name, shown value, source) rows; secrets redacted, suitable for printing."""
+        rows = [
+            ("database_url", redact_url(self.database_url) if self.database_url else "(not set)"),
+            ("password", "****" if self.password else "(not set)"),
+            ("backup_dir", str(self.backup_dir)),
+            ("pg_bin_dir", self.pg_bin_dir or "(search PATH and standard folders)"),
+        ]
+        return [(name, value, self.sources.get(name, "default")) for name, value in rows]
+
+
+def read_dotenv(cwd: Path | None = None) -> dict[str, str]:
+    """Parse `.env` in the working directory; a missing file is an empty mapping, not an error."""
+    path = (cwd or Path.cwd()) / ".env"
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def _pick(
+    name: str,
+    flag_value: str | None,
+    flag_name: str | None,
+    names: tuple[str, ...],
+    environ: Mapping[str, str],
+    dotenv: Mapping[str, str],
+    sources: dict[str, str],
+) -> str | None:
+    if flag_value not in (None, ""):
+        sources[name] = f"flag --{flag_name}"
+        return flag_value
+    for label, mapping in (("environment", environ), (".env", dotenv)):
+        for var in names:
+            value = mapping.get(var)
+            if value not in (None, ""):
+                sources[name] = f"{label} {var}"
+                return value
+    sources[name] = "default"
+    return None
+
+
+def load_settings(
+    flags: Mapping[str, str | None] | None = None,
+    environ: Mapping[str, str] | None = None,
+    dotenv: Mapping[str, str] | None = None,
+) -> Settings:
+    flags = flags or {}
+    environ = os.environ if environ is None else environ
+    dotenv = {} if dotenv is None else dotenv
+    sources: dict[str, str] = {}
+    url = _pick("database_url", flags.get("url"), "url", URL_VARS, environ, dotenv, sources)
+    password = _pick("password", None, None, PASSWORD_VARS, environ, dotenv, sources)
+    backup_dir = _pick(
+        "backup_dir", flags.get("backup_dir"), "backup-dir", BACKUP_DIR_VARS, environ, dotenv, sources
+    )
+    pg_bin = _pick("pg_bin_dir", flags.get("pg_bin_dir"), "pg-bin-dir", PG_BIN_VARS, environ, dotenv, sources)
+    if url is not None and not url.strip():
+        raise ConfigError("DATABASE_URL is empty", "set it to postgresql://USER@HOST:5432/DBNAME")
+    return Settings(
+        database_url=url.strip() if url else None,
+        password=password,
+        backup_dir=Path(backup_dir or DEFAULT_BACKUP_DIR).expanduser(),
+        pg_bin_dir=pg_bin,
+        sources=sources,
+    )

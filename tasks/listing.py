@@ -1,0 +1,51 @@
+"""invoke list / invoke config"""
+
+from __future__ import annotations
+
+from invoke import task
+
+from . import _ui
+from .engine import catalog
+from .engine.storage import LocalStore
+
+
+@task(
+    name="list",
+    help={
+        "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
+        "verify": "Also recompute every file's sha256 (reads every backup in full).",
+    }
+)
+@_ui.guarded
+def list_(c, backup_dir=None, verify=False):
+    """List backups: id, date, kind, size, label and checksum status."""
+    settings = _ui.settings_from(backup_dir=backup_dir)
+    store = LocalStore(settings.backup_dir)
+    backups, problems = catalog.all_backups(store)
+    rows = []
+    for b in backups:
+        if b.legacy:
+            status = "no manifest (runbook file)"
+        elif verify:
+            try:
+                catalog.verify_checksums(store, b)
+                status = "ok"
+            except catalog.IntegrityError as exc:
+                status = f"MISMATCH: {exc.message}"
+        else:
+            status = f"{len(b.files())} files recorded"
+        rows.append((b.id, b.date.isoformat(), b.kind, _ui.human_size(b.size(store)), b.label, status))
+    if not rows:
+        _ui.out.print(f"no backups in {store.describe()} yet; run `invoke backup`")
+    else:
+        _ui.out.print(_ui.table(f"Backups in {store.describe()}", ["id", "date (UTC)", "kind", "size", "label", "checksums"], rows))
+    for p in problems:
+        _ui.err.print(f"[yellow]warning:[/yellow] {p}")
+
+
+@task(help={"backup_dir": "Override BACKUP_DIR to see the effect."})
+@_ui.guarded
+def config(c, backup_dir=None):
+    """Show the effective settings and where each came from (flag, environment, .env, default)."""
+    settings = _ui.settings_from(backup_dir=backup_dir)
+    _ui.out.print(_ui.table("Settings", ["setting", "value", "from"], settings.describe()))

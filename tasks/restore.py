@@ -1,0 +1,86 @@
+"""invoke restore / invoke reset"""
+
+from __future__ import annotations
+
+from invoke import task
+
+from . import _ui
+from .engine import catalog
+from .engine.conn import Target
+from .engine.errors import ConfigError, UsageError
+from .engine.load import execute_reset, execute_restore, plan_reset, plan_restore
+from .engine.storage import LocalStore
+
+
+def _target(settings, target_url):
+    url = target_url or settings.database_url
+    if not url:
+        raise ConfigError("No restore target", "pass --target URL or set DATABASE_URL")
+    # A --target URL carries its own password (or uses ~/.pgpass); the environment's password
+    # belongs to DATABASE_URL and is only reused for it.
+    return Target.from_url(url, settings.password if not target_url else None)
+
+
+@task(
+    help={
+        "date": "UTC date of the backup to restore, YYYY-MM-DD; the newest complete one of that day.",
+        "id": "Exact backup id (see `invoke list`), instead of --date.",
+        "target": "Database to restore into (default: DATABASE_URL). Its app schemas are replaced.",
+        "yes": "Confirm without a prompt (for scripts and CI). Without a terminal and without --yes, restore refuses.",
+        "schema_only": "Restore roles and schema only; the target's tables end up empty.",
+        "data_only": "Restore rows only, into the tables that already exist in the target.",
+        "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
+    }
+)
+@_ui.guarded
+def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, data_only=False, backup_dir=None):
+    """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
+    if schema_only and data_only:
+        raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
+    settings = _ui.settings_from(backup_dir=backup_dir)
+    store = LocalStore(settings.backup_dir)
+    backup = catalog.resolve(store, date=date, backup_id=id)
+    tgt = _target(settings, target)
+    mode = "schema" if schema_only else "data" if data_only else None
+    with store.lock():
+        plan = plan_restore(store, backup, tgt, mode=mode, pg_bin_dir=settings.pg_bin_dir, step=_ui.step)
+        _ui.show_plan(plan.summary_rows(), "Restore plan")
+        for w in plan.warnings:
+            _ui.err.print(f"[yellow]warning:[/yellow] {w}")
+        if backup.legacy:
+            _ui.err.print("[yellow]warning:[/yellow] runbook files have no manifest: no checksums or row counts to check")
+        _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
+        result = execute_restore(plan, store, step=_ui.step)
+    _ui.out.print(
+        f"restored {result.backup_id} into {result.target}; "
+        + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
+    )
+    if result.login_roles:
+        _ui.err.print(
+            "[yellow]note:[/yellow] login roles come back without passwords (backups never hold them): "
+            + ", ".join(result.login_roles) + ". Set them with ALTER ROLE name PASSWORD '...'."
+        )
+
+
+@task(
+    help={
+        "target": "Database to reset (default: DATABASE_URL).",
+        "yes": "Confirm without a prompt (for scripts and CI).",
+    }
+)
+@_ui.guarded
+def reset(c, target=None, yes=False):
+    """Drop the app's schemas, publications and large objects (the runbook's db reset), guarded."""
+    settings = _ui.settings_from()
+    tgt = _target(settings, target)
+    plan = plan_reset(tgt)
+    rows = [("target", f"{tgt.display()}  (PostgreSQL {plan.server.version}, {plan.platform.name})")]
+    rows += [("will drop", f"schema {s} ({n} tables)") for s, n in plan.drop_schemas]
+    rows += [("will drop", f"publication {p}") for p in plan.drop_publications]
+    if plan.large_objects:
+        rows.append(("will drop", f"{plan.large_objects} large objects"))
+    rows.append(("keeps", "platform schemas and roles" if plan.platform.name == "supabase" else "roles"))
+    _ui.show_plan(rows, "Reset plan")
+    _ui.confirm_by_name(tgt.dbname, f"drop every app object in database '{tgt.dbname}' on {tgt.host}", yes=yes)
+    execute_reset(plan)
+    _ui.out.print(f"reset {tgt.display()}: dropped {len(plan.drop_schemas)} schemas; public recreated empty")
