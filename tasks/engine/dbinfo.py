@@ -98,6 +98,12 @@ def fingerprints(conn: psycopg.Connection, tabs: list[tuple[str, str, str]]) -> 
             " FROM (SELECT md5(t::text) AS h FROM ONLY {} t) s"
         ).format(qualified(schema, table))
         if kind == "m":
+            populated = conn.execute(
+                "SELECT ispopulated FROM pg_matviews WHERE schemaname = %s AND matviewname = %s", (schema, table)
+            ).fetchone()
+            if not populated or not populated[0]:
+                out[f"{schema}.{table}"] = (0, "not populated")
+                continue
             query = sql.SQL(
                 "SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), ''))"
                 " FROM (SELECT md5(t::text) AS h FROM {} t) s"

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator
 import psycopg
 from psycopg import sql
 
-from . import catalog, dbinfo, pgtools, roles
+from . import catalog, dbinfo, pgtools, roles, toc
 from .catalog import Backup
 from .conn import Target
 from .errors import BackupError, Interrupted, RestoreFailed, UsageError
@@ -55,6 +55,9 @@ class RestorePlan:
     drop_schemas: list[tuple[str, int]] = field(default_factory=list)  # (schema, tables in it)
     drop_publications: list[str] = field(default_factory=list)
     truncate_tables: list[str] = field(default_factory=list)
+    # NOT VALID constraints on tables a data-only restore loads: (table, name, definition).
+    # They hold old rows that would fail them, so they are dropped for the load and re-added.
+    not_valid: list[tuple[str, str, str]] = field(default_factory=list)
     large_objects: int = 0
     replica_mode: bool = False
     checked_files: list[str] = field(default_factory=list)
@@ -78,7 +81,7 @@ class RestorePlan:
         if self.drop_publications:
             rows.append(("will drop", ", ".join(f"publication {p}" for p in self.drop_publications)))
         if self.large_objects:
-            rows.append(("will drop", f"{self.large_objects} large objects"))
+            rows.append(("will drop", f"{self.large_objects} large objects (replaced by the backup's)"))
         if self.truncate_tables:
             shown = ", ".join(self.truncate_tables[:8]) + (" …" if len(self.truncate_tables) > 8 else "")
             rows.append(("will empty", f"{len(self.truncate_tables)} tables: {shown}"))
@@ -145,6 +148,8 @@ def plan_restore(
             plan.large_objects = dbinfo.large_object_count(conn)
         else:
             plan.truncate_tables = _tables_to_empty(conn, backup, store, platform)
+            plan.not_valid = _not_valid_constraints(conn, plan.truncate_tables)
+            plan.large_objects = dbinfo.large_object_count(conn)  # data too: replaced
         if mode in ("full", "schema") and not backup.legacy:
             kept = roles.split_statements(store.local_path(backup.id, "roles.sql").read_text()) \
                 if backup.file("roles") else []
@@ -173,6 +178,16 @@ def _tables_to_empty(conn: psycopg.Connection, backup: Backup, store: LocalStore
         raise UsageError(f"The target has no table {shown} to load data into",
                          "restore the schema too (drop --data-only), or restore into the right database")
     return wanted
+
+
+def _not_valid_constraints(conn: psycopg.Connection, tables: list[str]) -> list[tuple[str, str, str]]:
+    rows = conn.execute(
+        "SELECT n.nspname || '.' || c.relname, k.conname, pg_get_constraintdef(k.oid)"
+        " FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE NOT k.convalidated AND n.nspname || '.' || c.relname = ANY(%s) ORDER BY 1, 2",
+        (tables,),
+    ).fetchall()
+    return [(r[0], r[1], r[2]) for r in rows]
 
 
 _COPY_RE = re.compile(r'^COPY ((?:"(?:[^"]|"")+"|[^ .("]+)\.(?:"(?:[^"]|"")+"|[^ ("]+)) ')
@@ -225,10 +240,21 @@ def reset_sql(drop_schemas: Iterable[str], publications: Iterable[str], large_ob
     return "\n".join(out) + "\n"
 
 
-def truncate_sql(tables: list[str]) -> str:
-    if not tables:
-        return ""
-    return "TRUNCATE TABLE " + ", ".join(_qualified_text(t) for t in tables) + ";\n"
+def truncate_sql(tables: list[str], large_objects: bool) -> str:
+    out = "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;\n" if large_objects else ""
+    if tables:
+        out += "TRUNCATE TABLE " + ", ".join(_qualified_text(t) for t in tables) + ";\n"
+    return out
+
+
+def not_valid_sql(constraints: list[tuple[str, str, str]], add: bool) -> str:
+    out = []
+    for table, name, definition in constraints:
+        if add:
+            out.append(f"ALTER TABLE {_qualified_text(table)} ADD CONSTRAINT {_ident(name)} {definition};\n")
+        else:
+            out.append(f"ALTER TABLE {_qualified_text(table)} DROP CONSTRAINT {_ident(name)};\n")
+    return "".join(out)
 
 
 def trigger_toggle_sql(tables: list[str], enable: bool) -> str:
@@ -305,8 +331,11 @@ class Feeder:
 
 
 def _pg_restore_chunks(suite: pgtools.PgSuite, archive: Path, sections: list[str], env: dict[str, str],
-                       extra: list[str] | None = None) -> Iterator[bytes]:
-    argv = [suite.tool("pg_restore"), "--file=-", *[f"--section={s}" for s in sections], *(extra or []), str(archive)]
+                       entries: list[toc.Entry] | None = None) -> Iterator[bytes]:
+    """pg_restore as a script writer: either whole sections, or exactly `entries` (in order)."""
+    listfile = toc.write_list(entries) if entries is not None else None
+    selection = [f"--use-list={listfile}"] if listfile else [f"--section={s}" for s in sections]
+    argv = [suite.tool("pg_restore"), "--file=-", *selection, str(archive)]
     proc = pgtools.popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         while chunk := proc.stdout.read(CHUNK):
@@ -315,9 +344,18 @@ def _pg_restore_chunks(suite: pgtools.PgSuite, archive: Path, sections: list[str
         proc.wait()
     finally:
         pgtools.stop(proc)
+        if listfile:
+            listfile.unlink(missing_ok=True)
     if proc.returncode != 0:
         raise RestoreFailed(f"pg_restore could not read {archive.name}: {pgtools.tail(err)}",
                             "the backup may be damaged; nothing was changed")
+
+
+def data_entries(suite: pgtools.PgSuite, archive: Path) -> list[toc.Entry]:
+    """The data section, plus the large objects' own entries: archives before PostgreSQL 17
+    create large objects in pre-data ("BLOB") and only fill them in the data section."""
+    data_ids = {e.dump_id for e in toc.read(suite, archive, ["data"])}
+    return [e for e in toc.read(suite, archive) if e.dump_id in data_ids or e.desc in ("BLOB", "BLOB METADATA")]
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -362,7 +400,7 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
                 feed.sql(reset_sql([s for s, _ in plan.drop_schemas], plan.drop_publications, plan.large_objects > 0))
             else:
                 step(f"emptying {len(plan.truncate_tables)} tables")
-                feed.sql(truncate_sql(plan.truncate_tables))
+                feed.sql(truncate_sql(plan.truncate_tables, plan.large_objects > 0))
             if backup.legacy:
                 _feed_legacy(plan, store, feed, step)
             else:
@@ -402,27 +440,52 @@ def _psql_error(stderr: bytes) -> str:
     return re.sub(r"^psql:<stdin>:\d+: ", "", msg) or "psql exited early"
 
 
+def _quiet_load(plan: RestorePlan, feed: Feeder, start: bool) -> None:
+    """Around a data load into tables that already have triggers and constraints: no user
+    trigger may fire (a handle_new_user trigger would insert profiles twice) and rows that
+    passed NOT VALID constraints at the source must load. With session_replication_role =
+    replica (superuser, or Supabase's supautils) neither triggers nor FK checks fire; without
+    it, user triggers are disabled table by table (owners may do that)."""
+    if start:
+        feed.sql(not_valid_sql(plan.not_valid, add=False))
+        if plan.replica_mode:
+            feed.sql("SET session_replication_role = replica;\n")
+        else:
+            feed.sql(trigger_toggle_sql(plan.truncate_tables, enable=False))
+    else:
+        if plan.replica_mode:
+            feed.sql("SET session_replication_role = DEFAULT;\n")
+        else:
+            feed.sql(trigger_toggle_sql(plan.truncate_tables, enable=True))
+        feed.sql(not_valid_sql(plan.not_valid, add=True))
+
+
 def _feed_archives(plan: RestorePlan, store: LocalStore, feed: Feeder, env: dict[str, str], step: Step) -> None:
     backup = plan.backup
     app = store.local_path(backup.id, "app.dump")
     platform_file = backup.file("platform")
-    load_data = plan.mode in ("full", "data")
-    load_schema = plan.mode in ("full", "schema")
-    first = (["pre-data"] if load_schema else []) + (["data"] if load_data else [])
-    if load_data and not plan.replica_mode and plan.mode == "data":
-        feed.sql(trigger_toggle_sql(plan.truncate_tables, enable=False))
-    step("loading " + " and ".join(first).replace("pre-data", "schema"))
-    feed.script(_pg_restore_chunks(plan.suite, app, first, env))
-    if load_data and platform_file:
+    platform_data = platform_file and plan.mode in ("full", "data")
+    if plan.mode == "data":
+        _quiet_load(plan, feed, start=True)
+        step("loading data")
+        feed.script(_pg_restore_chunks(plan.suite, app, [], env, entries=data_entries(plan.suite, app)))
+    else:
+        # The app's tables are new: their triggers and constraints come only in post-data.
+        sections = ["pre-data", "data"] if plan.mode == "full" else ["pre-data"]
+        step("loading schema and data" if plan.mode == "full" else "loading schema")
+        feed.script(_pg_restore_chunks(plan.suite, app, sections, env))
+    if platform_data:
+        # Platform tables (auth.users, ...) keep their triggers and constraints during a full
+        # restore too, so their rows always load quietly.
         step("loading platform data")
-        if plan.replica_mode:
+        if plan.mode != "data" and plan.replica_mode:
             feed.sql("SET session_replication_role = replica;\n")
         feed.script(_pg_restore_chunks(plan.suite, store.local_path(backup.id, platform_file["name"]), ["data"], env))
-        if plan.replica_mode:
+        if plan.mode != "data" and plan.replica_mode:
             feed.sql("SET session_replication_role = DEFAULT;\n")
-    if load_data and not plan.replica_mode and plan.mode == "data":
-        feed.sql(trigger_toggle_sql(plan.truncate_tables, enable=True))
-    if load_schema:
+    if plan.mode == "data":
+        _quiet_load(plan, feed, start=False)
+    else:
         step("building indexes, constraints, triggers and policies")
         feed.script(_pg_restore_chunks(plan.suite, app, ["post-data"], env))
 

@@ -1,0 +1,74 @@
+"""The table of contents of a custom-format archive (`pg_restore -l`), so a restore can pick
+exactly the entries it wants (`pg_restore -L`) instead of editing SQL text with sed."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from . import pgtools
+
+# Every entry type pg_dump writes; longest first so "TABLE DATA" wins over "TABLE".
+DESCS = sorted(
+    """ACCESS METHOD|ACL|AGGREGATE|BLOB|BLOB METADATA|BLOBS|CAST|CHECK CONSTRAINT|COLLATION|COMMENT|
+    CONSTRAINT|CONVERSION|DATABASE|DATABASE PROPERTIES|DEFAULT|DEFAULT ACL|DOMAIN|DUMMY TYPE|ENCODING|
+    EVENT TRIGGER|EXTENSION|FK CONSTRAINT|FOREIGN DATA WRAPPER|FOREIGN SERVER|FOREIGN TABLE|FUNCTION|
+    INDEX|INDEX ATTACH|LARGE OBJECT|MATERIALIZED VIEW|MATERIALIZED VIEW DATA|OPERATOR|OPERATOR CLASS|
+    OPERATOR FAMILY|POLICY|PROCEDURE|PROCEDURAL LANGUAGE|PUBLICATION|PUBLICATION TABLE|
+    PUBLICATION TABLES IN SCHEMA|ROW SECURITY|RULE|SCHEMA|SEARCHPATH|SECURITY LABEL|SEQUENCE|
+    SEQUENCE OWNED BY|SEQUENCE SET|SERVER|SHELL TYPE|STATISTICS|STATISTICS DATA|STDSTRINGS|SUBSCRIPTION|
+    SUBSCRIPTION TABLE|TABLE|TABLE ATTACH|TABLE DATA|TEXT SEARCH CONFIGURATION|TEXT SEARCH DICTIONARY|
+    TEXT SEARCH PARSER|TEXT SEARCH TEMPLATE|TRANSFORM|TRIGGER|TYPE|USER MAPPING|VIEW""".replace("\n", "").split("|"),
+    key=len,
+    reverse=True,
+)
+DESCS = [d.strip() for d in DESCS]
+_LINE = re.compile(r"^(\d+); (\d+) (\d+) (.*)$")
+
+
+@dataclass(frozen=True)
+class Entry:
+    line: str
+    dump_id: int
+    desc: str
+    schema: str  # "-" when the object has none
+    tag_owner: str  # the object's tag then its owner, as pg_restore prints them
+
+    @property
+    def tag(self) -> str:
+        return self.tag_owner.rsplit(" ", 1)[0] if " " in self.tag_owner else self.tag_owner
+
+
+def parse(listing: str) -> list[Entry]:
+    entries = []
+    for line in listing.splitlines():
+        m = _LINE.match(line)
+        if not m:
+            continue
+        rest = m.group(4)
+        desc = next((d for d in DESCS if rest == d or rest.startswith(d + " ")), rest.split(" ", 1)[0])
+        after = rest[len(desc):].strip()
+        schema, _, tag_owner = after.partition(" ")
+        entries.append(Entry(line, int(m.group(1)), desc, schema, tag_owner))
+    return entries
+
+
+def read(suite: pgtools.PgSuite, archive: Path, sections: Iterable[str] = ()) -> list[Entry]:
+    argv = [suite.tool("pg_restore"), "--list", *[f"--section={s}" for s in sections], str(archive)]
+    return parse(pgtools.run(argv, env=dict(os.environ)).decode("utf-8", "replace"))
+
+
+def write_list(entries: Iterable[Entry], folder: Path | None = None) -> Path:
+    f = tempfile.NamedTemporaryFile("w", suffix=".list", delete=False, dir=folder)
+    with f:
+        for e in entries:
+            f.write(e.line + "\n")
+    return Path(f.name)
+
+
+def select(entries: list[Entry], keep: Callable[[Entry], bool]) -> list[Entry]:
+    return [e for e in entries if keep(e)]

@@ -1,0 +1,40 @@
+"""Comparison helpers used by several test modules."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from tasks.engine import dbinfo, pgtools
+from tasks.engine.conn import Target
+from tasks.engine.platform import POSTGRES, Platform
+
+
+def fingerprints(target: Target, platform: Platform = POSTGRES, schemas: list[str] | None = None) -> dict:
+    with target.connect() as conn:
+        names = schemas if schemas is not None else dbinfo.app_schemas(conn, platform)
+        return dbinfo.fingerprints(conn, dbinfo.tables(conn, names))
+
+
+def schema_dump(target: Target, *extra: str) -> str:
+    """pg_dump --schema-only of a database, normalized: no comments, no blank lines, no
+    \\restrict keys (random per run). Two databases with equal output have equal schemas."""
+    with target.connect() as conn:
+        major = dbinfo.server_info(conn).major
+    suite = pgtools.pick(pgtools.discover(), at_least=major, prefer=major)
+    out = pgtools.run(
+        [suite.tool("pg_dump"), "--schema-only", "--no-password", f"--dbname={target.conninfo()}", *extra],
+        env=target.tool_env(),
+    ).decode()
+    lines = [ln for ln in out.splitlines() if ln.strip() and not ln.startswith("--") and not ln.startswith("\\")]
+    return "\n".join(lines)
+
+
+def psql(target: Target, sql: str) -> None:
+    with target.connect(autocommit=True) as conn:
+        conn.execute(sql)
+
+
+def scalar(target: Target, sql: str):
+    with target.connect() as conn:
+        return conn.execute(sql).fetchone()[0]
