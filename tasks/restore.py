@@ -77,9 +77,11 @@ def reset(c, target=None, yes=False):
     rows = [("target", f"{tgt.display()}  (PostgreSQL {plan.server.version}, {plan.platform.name})")]
     rows += [("will drop", f"schema {s} ({n} tables)") for s, n in plan.drop_schemas]
     rows += [("will drop", f"publication {p}") for p in plan.drop_publications]
+    rows += [("will drop", a) for a in plan.drop_additions]
     if plan.large_objects:
         rows.append(("will drop", f"{plan.large_objects} large objects"))
-    rows.append(("keeps", "platform schemas and roles" if plan.platform.name == "supabase" else "roles"))
+    rows.append(("keeps", "platform schemas, their data (auth users, storage rows) and roles"
+                 if plan.platform.name == "supabase" else "roles"))
     _ui.show_plan(rows, "Reset plan")
     _ui.confirm_by_name(tgt.dbname, f"drop every app object in database '{tgt.dbname}' on {tgt.host}", yes=yes)
     execute_reset(plan)

@@ -130,3 +130,66 @@ def event_triggers(conn: psycopg.Connection) -> list[tuple[str, str]]:
             " JOIN pg_namespace n ON n.oid = p.pronamespace ORDER BY 1"
         )
     ]
+
+
+# Top-level objects in a schema, for emptying `public` on a platform that configured the schema
+# itself (Supabase grants and default privileges on it): dropping and recreating the schema would
+# lose those, so its contents are dropped instead. Objects that exist only as part of another
+# (a table's sequence, a type's array, an extension's members) go with their owner.
+_SCHEMA_OBJECTS = """
+WITH objs AS (
+  SELECT 'pg_class'::regclass AS classid, c.oid,
+         CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                        WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
+         format('%%I.%%I', n.nspname, c.relname) AS name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname = %(schema)s AND c.relkind IN ('r','p','v','m','S','f')
+  UNION ALL
+  SELECT 'pg_proc'::regclass, p.oid,
+         CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+         format('%%I.%%I(%%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
+    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %(schema)s
+  UNION ALL
+  SELECT 'pg_type'::regclass, t.oid, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+         format('%%I.%%I', n.nspname, t.typname)
+    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+   WHERE n.nspname = %(schema)s
+     AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+  UNION ALL
+  SELECT 'pg_collation'::regclass, o.oid, 'COLLATION', format('%%I.%%I', n.nspname, o.collname)
+    FROM pg_collation o JOIN pg_namespace n ON n.oid = o.collnamespace WHERE n.nspname = %(schema)s
+  UNION ALL
+  SELECT 'pg_ts_config'::regclass, o.oid, 'TEXT SEARCH CONFIGURATION', format('%%I.%%I', n.nspname, o.cfgname)
+    FROM pg_ts_config o JOIN pg_namespace n ON n.oid = o.cfgnamespace WHERE n.nspname = %(schema)s
+  UNION ALL
+  SELECT 'pg_ts_dict'::regclass, o.oid, 'TEXT SEARCH DICTIONARY', format('%%I.%%I', n.nspname, o.dictname)
+    FROM pg_ts_dict o JOIN pg_namespace n ON n.oid = o.dictnamespace WHERE n.nspname = %(schema)s
+  UNION ALL
+  SELECT 'pg_statistic_ext'::regclass, o.oid, 'STATISTICS', format('%%I.%%I', n.nspname, o.stxname)
+    FROM pg_statistic_ext o JOIN pg_namespace n ON n.oid = o.stxnamespace WHERE n.nspname = %(schema)s
+  UNION ALL
+  SELECT 'pg_extension'::regclass, e.oid, 'EXTENSION', format('%%I', e.extname)
+    FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE n.nspname = %(schema)s
+)
+SELECT kind, name FROM objs o
+ WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.classid AND d.objid = o.oid
+                     AND d.deptype IN ('i', 'a', 'e', 'x'))
+ ORDER BY kind = 'EXTENSION', kind, name
+"""
+
+
+def schema_contents_drop_sql(conn: psycopg.Connection, schema: str) -> list[str]:
+    return [f"DROP {kind} IF EXISTS {name} CASCADE;" for kind, name in conn.execute(_SCHEMA_OBJECTS, {"schema": schema})]
+
+
+def roles_not_usable(conn: psycopg.Connection, names: list[str]) -> set[str]:
+    """Of `names`, the roles the current user can neither be nor act for (owner changes and
+    default privileges for them would fail)."""
+    if not names:
+        return set()
+    rows = conn.execute(
+        "SELECT r FROM unnest(%s::text[]) AS r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)"
+        " OR NOT pg_has_role(current_user, r, 'USAGE')",
+        (names,),
+    ).fetchall()
+    return {r[0] for r in rows}

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 import psycopg
 
-from . import catalog, dbinfo, pgtools, roles
+from . import additions, catalog, dbinfo, pgtools, roles
 from .conn import Target
 from .errors import BackupError, ConnectionFailed, Interrupted, ToolsMissing
 from .platform import Platform, detect
@@ -169,6 +169,12 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
                 raise _explain_tool_error(pgtools.ToolError("pg_dump", proc.returncode, pgtools.tail(err)), target)
             files.append({"name": "app.dump", "role": "app", "format": "custom"})
 
+            added: list[additions.Addition] = []
+            if kind in ("full", "schema") and managed_present:
+                added = additions.find(conn, platform)
+                _write_private(folder / "platform-additions.sql", additions.to_sql(added).encode())
+                files.append({"name": "platform-additions.sql", "role": "additions", "format": "sql"})
+
             if kind in ("full", "data") and data_schemas:
                 step(f"dumping platform data: {', '.join(data_schemas)}")
                 args = _pg_dump_args(suite, target, folder / "platform.dump", snapshot) + ["--data-only"]
@@ -215,6 +221,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
                 "app_schemas": app_schemas,
                 "managed_schemas": managed_present,
                 "platform_data_schemas": data_schemas if kind != "schema" else [],
+                "platform_additions": [a.label for a in added],
                 "roles": {"app": app_roles, "login_without_password": login, "skipped": skipped_roles},
                 "files": files,
                 "tables": [

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Iterator
 import psycopg
 from psycopg import sql
 
-from . import catalog, dbinfo, pgtools, roles, toc
+from . import additions, catalog, dbinfo, pgtools, roles, toc
 from .catalog import Backup
 from .conn import Target
 from .errors import BackupError, Interrupted, RestoreFailed, UsageError
@@ -65,6 +65,16 @@ class RestorePlan:
     login_roles: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     checks: list[tuple[str, int]] = field(default_factory=list)  # (qualified table, rows)
+    reset_sql: str = ""
+    drop_additions: list[str] = field(default_factory=list)  # labels, for the plan shown
+    additions_sql: str = ""
+    platform_tables: list[str] = field(default_factory=list)  # emptied, then loaded from the backup
+    # archive entries that would collide with what the target's platform already has
+    skip_publications: set[str] = field(default_factory=set)
+    skip_event_triggers: set[str] = field(default_factory=set)
+    skip_acl_roles: set[str] = field(default_factory=set)
+    skip_extension_comments: bool = False
+    app_archive: Path | None = None
 
     def summary_rows(self) -> list[tuple[str, str]]:
         b = self.backup
@@ -82,6 +92,11 @@ class RestorePlan:
             rows.append(("will drop", ", ".join(f"publication {p}" for p in self.drop_publications)))
         if self.large_objects:
             rows.append(("will drop", f"{self.large_objects} large objects (replaced by the backup's)"))
+        if self.drop_additions:
+            rows.append(("will drop", ", ".join(self.drop_additions)))
+        if self.platform_tables:
+            shown = ", ".join(self.platform_tables[:6]) + (" …" if len(self.platform_tables) > 6 else "")
+            rows.append(("will replace", f"platform data in {len(self.platform_tables)} tables: {shown}"))
         if self.truncate_tables:
             shown = ", ".join(self.truncate_tables[:8]) + (" …" if len(self.truncate_tables) > 8 else "")
             rows.append(("will empty", f"{len(self.truncate_tables)} tables: {shown}"))
@@ -144,12 +159,27 @@ def plan_restore(
         if mode in ("full", "schema"):
             tabs = dbinfo.tables(conn, app_present)
             plan.drop_schemas = [(s, sum(1 for t in tabs if t[0] == s)) for s in app_present]
-            plan.drop_publications = [p for p in dbinfo.publications(conn) if p not in platform.publications]
+            plan.drop_publications = [p for p in dbinfo.publications(conn) if not platform.is_platform_publication(p)]
             plan.large_objects = dbinfo.large_object_count(conn)
+            found = additions.find(conn, platform)
+            plan.drop_additions = [a.label for a in found]
+            if mode == "full" and not backup.legacy:
+                plan.platform_tables = _platform_tables(conn, backup)
+            plan.reset_sql = reset_sql(
+                conn, platform, drop_schemas=app_present, publications=plan.drop_publications,
+                large_objects=plan.large_objects > 0, drop_additions=[a.drop_sql for a in found],
+                platform_tables=plan.platform_tables,
+            )
         else:
             plan.truncate_tables = _tables_to_empty(conn, backup, store, platform)
             plan.not_valid = _not_valid_constraints(conn, plan.truncate_tables)
             plan.large_objects = dbinfo.large_object_count(conn)  # data too: replaced
+            plan.reset_sql = truncate_sql(plan.truncate_tables, plan.large_objects > 0)
+        if not backup.legacy:
+            plan.app_archive = store.local_path(backup.id, "app.dump")
+            _plan_skips(conn, plan, platform, server)
+            if mode in ("full", "schema") and backup.file("additions"):
+                plan.additions_sql = store.local_path(backup.id, backup.file("additions")["name"]).read_text()
         if mode in ("full", "schema") and not backup.legacy:
             kept = roles.split_statements(store.local_path(backup.id, "roles.sql").read_text()) \
                 if backup.file("roles") else []
@@ -164,6 +194,72 @@ def plan_restore(
                 if t.get("rows") is not None and t.get("kind") == "table"
             ]
     return plan
+
+
+def _platform_tables(conn: psycopg.Connection, backup: Backup) -> list[str]:
+    """Platform tables whose rows the backup carries (auth.users, storage.objects, ...): emptied
+    first so a restore over the same project replaces its users instead of duplicating them."""
+    wanted = [f"{t['schema']}.{t['name']}" for t in backup.manifest.get("tables", [])
+              if t.get("section") == "platform" and t.get("kind") == "table"]
+    present = {f"{s}.{t}" for s, t, _ in dbinfo.tables(conn, sorted({w.split('.')[0] for w in wanted}))}
+    missing = [t for t in wanted if t not in present]
+    if missing:
+        raise UsageError(
+            f"The target lacks platform tables the backup has data for: {', '.join(missing[:5])}",
+            "restore into a Supabase project of the same or a newer platform version",
+        )
+    return wanted
+
+
+def reset_sql(conn: psycopg.Connection, platform: Platform, *, drop_schemas: Iterable[str],
+              publications: Iterable[str], large_objects: bool, drop_additions: Iterable[str] = (),
+              platform_tables: Iterable[str] = ()) -> str:
+    """The runbook's `db reset` for the app's objects only; platform schemas are left alone."""
+    out = list(drop_additions)
+    for pub in publications:
+        out.append(f"DROP PUBLICATION IF EXISTS {_ident(pub)};")
+    if large_objects:
+        out.append("SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;")
+    for schema in drop_schemas:
+        if schema != "public":
+            out.append(f"DROP SCHEMA IF EXISTS {_ident(schema)} CASCADE;")
+    if platform.name == "supabase":
+        # The platform configured `public` itself (grants to anon/authenticated, default
+        # privileges of supabase_admin that the app's role cannot recreate): empty it, keep it.
+        out.extend(dbinfo.schema_contents_drop_sql(conn, "public"))
+    else:
+        # pg_dump writes only differences from a default `public`, so recreate exactly that.
+        out.append("DROP SCHEMA IF EXISTS public CASCADE;")
+        out.append("CREATE SCHEMA public;")
+        out.append("ALTER SCHEMA public OWNER TO pg_database_owner;")
+        out.append("GRANT USAGE ON SCHEMA public TO PUBLIC;")
+        out.append("COMMENT ON SCHEMA public IS 'standard public schema';")
+    tables = list(platform_tables)
+    if tables:
+        # CASCADE: platform tables of a newer target that reference these are emptied too.
+        out.append("TRUNCATE TABLE " + ", ".join(_qualified_text(t) for t in tables) + " CASCADE;")
+    return "\n".join(out) + "\n"
+
+
+def _plan_skips(conn: psycopg.Connection, plan: RestorePlan, platform: Platform, server: dbinfo.ServerInfo) -> None:
+    """Archive entries for things the target's platform already owns: its realtime publication,
+    its event triggers, default privileges of roles the restoring user cannot act for, and
+    comments on extensions it does not own. Restoring them would fail ("already exists",
+    "must be owner"); skipping them loses nothing of the app's."""
+    plan.skip_publications = {p for p in dbinfo.publications(conn) if platform.is_platform_publication(p)}
+    app = set(dbinfo.app_schemas(conn, platform))
+    plan.skip_event_triggers = {name for name, fschema in dbinfo.event_triggers(conn) if fschema not in app}
+    if not server.is_superuser:
+        plan.skip_extension_comments = True
+        app_roles = set((plan.backup.manifest.get("roles") or {}).get("app", []))
+        candidates = [r for r in _default_acl_roles(plan) if r not in app_roles]
+        plan.skip_acl_roles = dbinfo.roles_not_usable(conn, candidates)
+
+
+def _default_acl_roles(plan: RestorePlan) -> list[str]:
+    """Roles named by the archive's DEFAULT ACL entries ("... FOR TABLES <role>")."""
+    entries = toc.read(plan.suite, plan.app_archive)
+    return sorted({e.tag_owner.rsplit(" ", 1)[-1] for e in entries if e.desc == "DEFAULT ACL" and " " in e.tag_owner})
 
 
 def _tables_to_empty(conn: psycopg.Connection, backup: Backup, store: LocalStore, platform: Platform) -> list[str]:
@@ -220,24 +316,6 @@ def _ident(name: str) -> str:
 def _qualified_text(qualified: str) -> str:
     schema, _, table = qualified.partition(".")
     return f"{_ident(schema)}.{_ident(table)}"
-
-
-def reset_sql(drop_schemas: Iterable[str], publications: Iterable[str], large_objects: bool) -> str:
-    """The runbook's `db reset` for the app's objects only; platform schemas are left alone."""
-    out = []
-    for pub in publications:
-        out.append(f"DROP PUBLICATION IF EXISTS {_ident(pub)};")
-    if large_objects:
-        out.append("SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;")
-    for schema in drop_schemas:
-        out.append(f"DROP SCHEMA IF EXISTS {_ident(schema)} CASCADE;")
-    # pg_dump assumes `public` exists with its default owner and privileges and only writes
-    # differences from that, so it is recreated exactly as CREATE DATABASE makes it.
-    out.append("CREATE SCHEMA IF NOT EXISTS public;")
-    out.append("ALTER SCHEMA public OWNER TO pg_database_owner;")
-    out.append("GRANT USAGE ON SCHEMA public TO PUBLIC;")
-    out.append("COMMENT ON SCHEMA public IS 'standard public schema';")
-    return "\n".join(out) + "\n"
 
 
 def truncate_sql(tables: list[str], large_objects: bool) -> str:
@@ -351,6 +429,28 @@ def _pg_restore_chunks(suite: pgtools.PgSuite, archive: Path, sections: list[str
                             "the backup may be damaged; nothing was changed")
 
 
+def plan_entries(plan: RestorePlan, archive: Path, *sections: str) -> list[toc.Entry]:
+    """The archive's entries of `sections`, less those the target's platform already owns."""
+    wanted = {e.dump_id for e in toc.read(plan.suite, archive, sections)}
+
+    def keep(e: toc.Entry) -> bool:
+        if e.dump_id not in wanted:
+            return False
+        if e.desc == "PUBLICATION" and e.tag in plan.skip_publications:
+            return False
+        if e.desc == "EVENT TRIGGER" and e.tag in plan.skip_event_triggers:
+            return False
+        if e.desc == "COMMENT" and e.tag_owner.startswith("EVENT TRIGGER "):
+            return e.tag.split(" ", 2)[-1] not in plan.skip_event_triggers
+        if e.desc == "COMMENT" and e.tag_owner.startswith("EXTENSION ") and plan.skip_extension_comments:
+            return False
+        if e.desc == "DEFAULT ACL" and e.tag_owner.rsplit(" ", 1)[-1] in plan.skip_acl_roles:
+            return False
+        return True
+
+    return [e for e in toc.read(plan.suite, archive) if keep(e)]
+
+
 def data_entries(suite: pgtools.PgSuite, archive: Path) -> list[toc.Entry]:
     """The data section, plus the large objects' own entries: archives before PostgreSQL 17
     create large objects in pre-data ("BLOB") and only fill them in the data section."""
@@ -395,12 +495,8 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
             if plan.roles_sql:
                 step("roles")
                 feed.sql(plan.roles_sql)
-            if plan.mode in ("full", "schema"):
-                step("resetting the app's schemas")
-                feed.sql(reset_sql([s for s, _ in plan.drop_schemas], plan.drop_publications, plan.large_objects > 0))
-            else:
-                step(f"emptying {len(plan.truncate_tables)} tables")
-                feed.sql(truncate_sql(plan.truncate_tables, plan.large_objects > 0))
+            step("resetting the app's schemas" if plan.mode != "data" else f"emptying {len(plan.truncate_tables)} tables")
+            feed.sql(plan.reset_sql)
             if backup.legacy:
                 _feed_legacy(plan, store, feed, step)
             else:
@@ -473,7 +569,7 @@ def _feed_archives(plan: RestorePlan, store: LocalStore, feed: Feeder, env: dict
         # The app's tables are new: their triggers and constraints come only in post-data.
         sections = ["pre-data", "data"] if plan.mode == "full" else ["pre-data"]
         step("loading schema and data" if plan.mode == "full" else "loading schema")
-        feed.script(_pg_restore_chunks(plan.suite, app, sections, env))
+        feed.script(_pg_restore_chunks(plan.suite, app, [], env, entries=plan_entries(plan, app, *sections)))
     if platform_data:
         # Platform tables (auth.users, ...) keep their triggers and constraints during a full
         # restore too, so their rows always load quietly.
@@ -487,7 +583,10 @@ def _feed_archives(plan: RestorePlan, store: LocalStore, feed: Feeder, env: dict
         _quiet_load(plan, feed, start=False)
     else:
         step("building indexes, constraints, triggers and policies")
-        feed.script(_pg_restore_chunks(plan.suite, app, ["post-data"], env))
+        feed.script(_pg_restore_chunks(plan.suite, app, [], env, entries=plan_entries(plan, app, "post-data")))
+        if plan.additions_sql:
+            step("re-adding the app's triggers and policies on platform tables")
+            feed.sql(plan.additions_sql)
 
 
 def _feed_legacy(plan: RestorePlan, store: LocalStore, feed: Feeder, step: Step) -> None:
@@ -510,31 +609,37 @@ class ResetPlan:
     platform: Platform
     drop_schemas: list[tuple[str, int]]
     drop_publications: list[str]
+    drop_additions: list[str]
     large_objects: int
+    sql: str
 
 
 def plan_reset(target: Target) -> ResetPlan:
+    """`invoke reset` alone: the app's schemas, publications, large objects and its triggers and
+    policies on platform tables. Platform data (auth users, storage rows) is kept."""
     with target.connect(autocommit=True) as conn:
         server = dbinfo.server_info(conn)
         platform = detect(conn)
         present = dbinfo.app_schemas(conn, platform)
         tabs = dbinfo.tables(conn, present)
+        pubs = [p for p in dbinfo.publications(conn) if not platform.is_platform_publication(p)]
+        found = additions.find(conn, platform)
+        los = dbinfo.large_object_count(conn)
+        sql = reset_sql(conn, platform, drop_schemas=present, publications=pubs, large_objects=los > 0,
+                        drop_additions=[a.drop_sql for a in found])
         return ResetPlan(
             target=target, server=server, platform=platform,
             drop_schemas=[(s, sum(1 for t in tabs if t[0] == s)) for s in present],
-            drop_publications=[p for p in dbinfo.publications(conn) if p not in platform.publications],
-            large_objects=dbinfo.large_object_count(conn),
+            drop_publications=pubs, drop_additions=[a.label for a in found], large_objects=los, sql=sql,
         )
 
 
 def execute_reset(plan: ResetPlan) -> None:
-    text = reset_sql([s for s, _ in plan.drop_schemas], plan.drop_publications, plan.large_objects > 0)
     try:
         with plan.target.connect() as conn:
             with conn.transaction():
                 conn.execute("SET LOCAL client_min_messages = warning")
-                for stmt in roles.split_statements(text):
-                    conn.execute(stmt.encode())
+                conn.execute(plan.sql.encode())
     except psycopg.Error as exc:
         raise RestoreFailed(f"Reset failed and was rolled back: {' '.join(str(exc).split())}",
                             "nothing was dropped; check the message") from None

@@ -19,37 +19,39 @@ import psycopg
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 SYSTEM_PATTERNS = ("pg_*",)
 
-# Schemas whose DDL the platform owns (never dumped as DDL, never dropped on reset).
+# Schemas whose DDL the platform owns (never dumped as DDL, never dropped on reset): the
+# Supabase CLI's InternalSchemas, less `supabase_migrations`, which holds the app's migration
+# history (the CLI creates it for `db push`; it is owned by postgres) and travels as app schema so
+# `supabase db push` still agrees with a restored database.
 SUPABASE_MANAGED_SCHEMAS = (
-    "_analytics", "_realtime", "_supavisor", "auth", "extensions", "pgbouncer", "realtime",
-    "storage", "supabase_functions", "supabase_migrations",
+    "_analytics", "_realtime", "_supavisor", "auth", "etl", "extensions", "pgbouncer", "realtime",
+    "storage", "supabase_functions",
     # owned by extensions the platform installs
     "cron", "dbdev", "graphql", "graphql_public", "net", "pgmq", "pgsodium", "pgsodium_masks",
     "pgtle", "repack", "tiger", "tiger_data", "timescaledb_*", "_timescaledb_*", "topology", "vault",
 )
 
-# Managed schemas whose rows are the app's data and travel with a backup.
-SUPABASE_DATA_SCHEMAS = ("auth", "storage", "supabase_functions", "supabase_migrations", "cron", "net", "pgmq", "vault")
+# Managed schemas whose rows are the app's data and travel with a backup (the CLI's data dump
+# includes these: auth users, storage object rows, cron jobs, queues).
+SUPABASE_DATA_SCHEMAS = ("auth", "storage", "supabase_functions", "cron", "net", "pgmq", "dbdev")
 
 # Tables inside those schemas that record the platform's own state, not the app's.
 SUPABASE_EXCLUDED_DATA_TABLES = (
     "auth.schema_migrations",
     "storage.migrations",
     "supabase_functions.migrations",
-    "net.http_request_queue", "net._http_response",
-    "vault.secrets",  # encrypted with a per-project key: useless in another project
+    "storage.buckets_vectors",
+    "storage.vector_indexes",
 )
 
-# Roles the platform creates; a backup never recreates or alters them.
+# Roles the platform creates (fnmatch patterns); a backup never recreates or alters them.
 SUPABASE_RESERVED_ROLES = (
-    "anon", "authenticated", "authenticator", "dashboard_user", "pgbouncer", "pgsodium_keyholder",
-    "pgsodium_keyiduser", "pgsodium_keymaker", "postgres", "service_role", "supabase_admin",
-    "supabase_auth_admin", "supabase_functions_admin", "supabase_read_only_user",
-    "supabase_realtime_admin", "supabase_replication_admin", "supabase_storage_admin",
-    "supabase_etl_admin", "supabase_privileged_role", "cli_login_postgres",
+    "anon", "authenticated", "authenticator", "cli_login_*", "dashboard_user", "pgbouncer", "postgres",
+    "service_role", "supabase_*", "pgsodium_keyholder", "pgsodium_keyiduser", "pgsodium_keymaker",
+    "pgtle_admin",
 )
 
-PLATFORM_PUBLICATIONS = ("supabase_realtime",)
+PLATFORM_PUBLICATIONS = ("supabase_realtime*", "realtime_messages*")
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,10 @@ class Platform:
         return not self.is_system(schema) and not self.is_managed(schema)
 
     def is_reserved_role(self, role: str) -> bool:
-        return role.startswith("pg_") or role in self.reserved_roles
+        return role.startswith("pg_") or any(fnmatch.fnmatchcase(role, p) for p in self.reserved_roles)
+
+    def is_platform_publication(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, p) for p in self.publications)
 
 
 POSTGRES = Platform(name="postgres", reserved_roles=("postgres",))
