@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import questionary
@@ -21,7 +22,7 @@ err = Console(stderr=True, highlight=False)
 
 
 def settings_from(**flags: Any) -> Settings:
-    return load_settings(flags, os.environ, read_dotenv())
+    return load_settings(flags, os.environ, read_dotenv(), cwd=Path.cwd())
 
 
 def step(message: str) -> None:

@@ -66,7 +66,23 @@ class Target:
         url_password = params.pop("password", None)
         if not params.get("dbname"):
             params["dbname"] = params.get("user") or "postgres"
-        return cls(params=params, password=url_password if url_password else password)
+        target = cls(params=params, password=url_password if url_password else password)
+        target.check_session_mode()
+        return target
+
+    def check_session_mode(self) -> None:
+        """Supabase's transaction pooler (port 6543) hands each transaction to any server
+        connection: pg_dump's snapshot, its session settings and a restore's session SETs do not
+        survive that. Refuse it with the fix, rather than fail halfway or dump inconsistently."""
+        supabase = self.host.endswith(".supabase.com") or self.host.endswith(".supabase.co") or (
+            (self.user or "").startswith("postgres.")
+        )
+        if self.port == "6543" and supabase:
+            raise ConfigError(
+                f"{self.display()} is Supabase's transaction pooler (port 6543), which cannot carry a dump "
+                "or a restore: both need one database session from start to end",
+                "use the session pooler (same host, port 5432) or the direct connection string",
+            )
 
     def with_dbname(self, dbname: str) -> "Target":
         return Target(params={**self.params, "dbname": dbname}, password=self.password)
@@ -135,17 +151,20 @@ def explain_connect_error(target: Target, exc: Exception) -> ConnectionFailed:
             f"User {target.user!r} does not exist on {target.host}:{target.port}",
             "check the user name in DATABASE_URL",
         )
+    direct_supabase = target.host.startswith("db.") and target.host.endswith((".supabase.co", ".supabase.red"))
+    ipv6_hint = (
+        "Supabase's direct host db.<ref>.supabase.co has only an IPv6 address; on a network without "
+        "IPv6 use the session pooler URL (Dashboard > Connect > Session pooler, port 5432)"
+    )
     if "could not translate host name" in low or "name or service not known" in low:
         return ConnectionFailed(
             f"Host {target.host!r} cannot be resolved",
-            "check the host in DATABASE_URL for a typo; Supabase direct hosts are IPv6-only, "
-            "use the session pooler URL if this network has no IPv6",
+            ipv6_hint if direct_supabase else "check the host in DATABASE_URL for a typo",
         )
-    if "network is unreachable" in low or "cannot assign requested address" in low:
+    if "network is unreachable" in low or "cannot assign requested address" in low or "no route to host" in low:
         return ConnectionFailed(
             f"Cannot reach {target.host}:{target.port}: network unreachable",
-            "Supabase direct database hosts are IPv6-only; use the session pooler (port 5432) URL "
-            "from the dashboard if this network has no IPv6",
+            ipv6_hint if direct_supabase else "check the network between here and the database",
         )
     if "connection refused" in low:
         return ConnectionFailed(

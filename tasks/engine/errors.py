@@ -34,7 +34,8 @@ class BackupError(Exception):
     def __str__(self) -> str:
         line = self.message + "."
         if self.hint:
-            line += " " + self.hint.rstrip(".") + "."
+            hint = self.hint.rstrip(".")
+            line += " " + hint[:1].upper() + hint[1:] + "."
         # One line, always: stray newlines from tool output would break that contract.
         return " ".join(line.split())
 

@@ -9,9 +9,11 @@ search first).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -55,6 +57,36 @@ def read_dotenv(cwd: Path | None = None) -> dict[str, str]:
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
+_REF_RE = re.compile(r"^[a-z]{20}$")
+
+
+def linked_project_url(cwd: Path) -> str | None:
+    """Where `supabase link` has run, the CLI keeps the project ref (and the pooler URL when the
+    API gave one) under supabase/.temp/. Build the connection the CLI itself would use: the
+    pooler's session mode (port 5432) when recorded, else the direct host. The password is not
+    there (the CLI keeps it in the OS keyring): it comes from SUPABASE_DB_PASSWORD."""
+    temp = cwd / "supabase" / ".temp"
+    ref_file = temp / "project-ref"
+    if not ref_file.is_file():
+        return None
+    ref = ref_file.read_text().strip()
+    if not _REF_RE.match(ref):
+        raise ConfigError(f"supabase/.temp/project-ref does not hold a project ref ({len(ref)} characters)",
+                          "run `supabase link --project-ref <ref>` again, or set DATABASE_URL")
+    pooler_file = temp / "pooler-url"
+    pooler = pooler_file.read_text().strip() if pooler_file.is_file() else ""
+    if pooler:
+        pooler = pooler.replace(":[YOUR-PASSWORD]", "")
+        parts = urlsplit(pooler)
+        host = parts.hostname
+        user = parts.username or f"postgres.{ref}"
+        if host:
+            # Session mode, as the CLI forces: the transaction pooler (6543) cannot hold the
+            # single session a dump's snapshot or a restore's transaction needs.
+            return f"postgresql://{user}@{host}:5432/postgres?sslmode=require"
+    return f"postgresql://postgres@db.{ref}.supabase.co:5432/postgres?sslmode=require"
+
+
 def _pick(
     name: str,
     flag_value: str | None,
@@ -81,12 +113,18 @@ def load_settings(
     flags: Mapping[str, str | None] | None = None,
     environ: Mapping[str, str] | None = None,
     dotenv: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Settings:
     flags = flags or {}
     environ = os.environ if environ is None else environ
     dotenv = {} if dotenv is None else dotenv
     sources: dict[str, str] = {}
     url = _pick("database_url", flags.get("url"), "url", URL_VARS, environ, dotenv, sources)
+    if url is None and cwd is not None:
+        linked = linked_project_url(cwd)
+        if linked:
+            url = linked
+            sources["database_url"] = "linked project (supabase/.temp)"
     password = _pick("password", None, None, PASSWORD_VARS, environ, dotenv, sources)
     backup_dir = _pick(
         "backup_dir", flags.get("backup_dir"), "backup-dir", BACKUP_DIR_VARS, environ, dotenv, sources
