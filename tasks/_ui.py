@@ -32,7 +32,9 @@ def step(message: str) -> None:
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     t = Table(title=title, title_justify="left", show_lines=False)
     for c in columns:
-        t.add_column(c)
+        # fold, never cut: without a terminal (CI logs, pipes) rich renders 80 columns wide and
+        # would otherwise end long ids, URLs and paths with "…"
+        t.add_column(c, overflow="fold")
     for r in rows:
         t.add_row(*[str(x) for x in r])
     return t

@@ -38,7 +38,10 @@ def list_(c, backup_dir=None, verify=False):
     if not rows:
         _ui.out.print(f"no backups in {store.describe()} yet; run `invoke backup`")
     else:
-        _ui.out.print(_ui.table(f"Backups in {store.describe()}", ["id", "date (UTC)", "kind", "size", "label", "checksums"], rows))
+        t = _ui.table(f"Backups in {store.describe()}", ["id", "date (UTC)", "kind", "size", "label", "checksums"], rows)
+        for col in t.columns[:2]:  # the id is what `restore --id` takes, with its date: always whole
+            col.no_wrap = True
+        _ui.out.print(t)
     for p in problems:
         _ui.err.print(f"[yellow]warning:[/yellow] {p}")
 

@@ -18,6 +18,8 @@ import pytest
 from tasks.engine.conn import Target
 from tasks.engine.sandbox import Cluster, server_suite
 
+pytest_plugins = ["tests.supabase_platform"]
+
 REPO = Path(__file__).resolve().parent.parent
 # A password that needs percent-encoding in a URL and quoting in conninfo.
 PASSWORD = "s3cr3t p@ss:w/rd%?#&'\"x"

@@ -182,6 +182,11 @@ def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None
         # A schema+data pair is the runbook's complete form; prefer it over a lone file.
         legacy.sort(key=lambda b: (len(b.legacy_files), b.kind == "full"))
         return legacy[-1]
+    # A backup of that day whose manifest cannot be read is damaged, not absent: say so (exit 5)
+    # instead of claiming there is none. Every id of the day failed to load above.
+    damaged = [i for i in store.ids() if i.startswith(f"{day.isoformat()}T") and ID_RE.match(i)]
+    if damaged:
+        load(store, damaged[-1])  # raises the IntegrityError that names the backup and the problem
     dates = sorted({b.date.isoformat() for b in backups})
     if dates:
         shown = ", ".join(dates[-10:]) + (" …" if len(dates) > 10 else "")

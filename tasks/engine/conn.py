@@ -12,7 +12,6 @@ import os
 import re
 from dataclasses import dataclass
 from typing import Mapping
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -30,17 +29,14 @@ _LIBPQ_ENV = (
 def redact_url(url: str) -> str:
     """Hide the password of a URI or key=value conninfo; keep everything else readable."""
     if "://" in url:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            return re.sub(r"//[^@/]*@", "//****@", url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            userinfo, _, hostport = netloc.rpartition("@")
-            user = userinfo.split(":", 1)[0]
-            netloc = f"{user}:****@{hostport}" if ":" in userinfo else f"{user}@{hostport}"
-        query = re.sub(r"(?i)(password=)[^&]*", r"\1****", parts.query)
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        scheme, _, rest = url.partition("://")
+        # Credentials end at the last '@', not where urlsplit would stop: libpq accepts a raw
+        # '#', '?' or '@' in a password, and a raw '/' must not reveal it either.
+        userinfo, at, hostpart = rest.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        if at and colon and "@" not in user and "/" not in user:
+            rest = f"{user}:****@{hostpart}"
+        return f"{scheme}://" + re.sub(r"(?i)(password=)[^&]*", r"\1****", rest)
     return re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1****", url)
 
 

