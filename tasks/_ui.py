@@ -17,8 +17,9 @@ from rich.table import Table
 from .engine.errors import BackupError, Declined, ExitCode
 from .engine.settings import Settings, load_settings, read_dotenv
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Piped output (CI logs, grep) gets wide lines instead of tables wrapped at 80 columns.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
 def settings_from(**flags: Any) -> Settings:
