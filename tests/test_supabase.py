@@ -148,3 +148,19 @@ def test_cross_version_restore(src_major, dst_major, request, tmp_path):
         # source's privileges, which is the faithful result.
         expected = expected.replace(",MAINTAIN ON", " ON")
     assert whole_schema(dst_platform, target) == expected
+
+
+def test_schemas_the_platform_owns_off_the_list_are_left_alone(supa, tmp_path):
+    """Like `supabase db reset`: a schema owned by supabase_admin (or made by an extension) is
+    the platform's even when its name is on no list: not dumped, not dropped."""
+    project = supa.new_project()
+    supa.load_app(project)
+    with supa.admin(project).connect() as conn:
+        conn.execute("CREATE SCHEMA platform_extra AUTHORIZATION supabase_admin")
+        conn.execute("CREATE TABLE platform_extra.state (v int); INSERT INTO platform_extra.state VALUES (7)")
+        conn.commit()
+    store, b, result = backup(project, tmp_path)
+    assert "platform_extra" not in result.manifest["app_schemas"]
+    plan = restore(store, b, project)
+    assert "platform_extra" not in dict(plan.drop_schemas)
+    assert scalar(supa.admin(project), "SELECT v FROM platform_extra.state") == 7

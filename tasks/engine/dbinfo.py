@@ -49,7 +49,21 @@ def schemas(conn: psycopg.Connection) -> list[str]:
 
 
 def app_schemas(conn: psycopg.Connection, platform: Platform) -> list[str]:
-    return [s for s in schemas(conn) if platform.is_app_schema(s) and not s.startswith("pg_temp")]
+    """The app's schemas. On Supabase, as for `supabase db reset`, a schema an extension created
+    or one owned by supabase_admin is the platform's even when its name is not on the list."""
+    rows = conn.execute(
+        "SELECT n.nspname, pg_get_userbyid(n.nspowner),"
+        " EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_namespace'::regclass AND d.objid = n.oid AND d.deptype = 'e')"
+        " FROM pg_namespace n ORDER BY 1"
+    ).fetchall()
+    out = []
+    for name, owner, by_extension in rows:
+        if not platform.is_app_schema(name) or name.startswith("pg_temp"):
+            continue
+        if platform.name == "supabase" and name != "public" and (by_extension or owner == "supabase_admin"):
+            continue
+        out.append(name)
+    return out
 
 
 def tables(conn: psycopg.Connection, schema_names: list[str]) -> list[tuple[str, str, str]]:

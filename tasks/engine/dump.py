@@ -154,6 +154,11 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
                 app_args.append("--data-only")
             for pattern in platform.managed_patterns:
                 app_args.append(f"--exclude-schema={pattern}")
+            for schema in dbinfo.schemas(conn):
+                # platform-owned schemas off the list (extension-made, supabase_admin's)
+                if platform.name == "supabase" and platform.is_app_schema(schema) and schema not in app_schemas \
+                        and not schema.startswith("pg_"):
+                    app_args.append('--exclude-schema="{}"'.format(schema.replace('"', '""')))
             step(f"dumping {'schema and data' if kind == 'full' else kind} of schemas: {', '.join(app_schemas) or '(none)'}")
             proc = pgtools.popen(app_args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE)
