@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import questionary
 from invoke import Exit
 from rich.console import Console
 from rich.table import Table
@@ -60,6 +59,8 @@ def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=N
     if input is None and not sys.stdin.isatty():
         raise Declined(f"Refusing to {action} without confirmation: no terminal to ask on",
                        "pass --yes to confirm in scripts and CI")
+    import questionary  # prompt_toolkit is slow to import; only prompts need it
+
     kwargs = {}
     if input is not None:
         kwargs.update(input=input, output=output)

@@ -59,6 +59,13 @@ class Target:
                 f"Cannot parse the database URL {redact_url(url)!r}",
                 "use postgresql://USER:PASSWORD@HOST:5432/DBNAME; percent-encode special characters",
             ) from exc
+        if "://" in url and any("@" in params.get(k, "") for k in ("host", "port", "dbname")):
+            # libpq ends the password at the first '@' before a '/': the rest of a raw '/' or '@'
+            # in it spilled into the host, port or database name, and would be shown as such.
+            raise ConfigError(
+                f"Cannot parse the database URL {redact_url(url)!r}: the password holds a raw '/' or '@'",
+                "percent-encode special characters in the password ('/' is %2F, '@' is %40)",
+            )
         url_password = params.pop("password", None)
         if not params.get("dbname"):
             params["dbname"] = params.get("user") or "postgres"

@@ -71,7 +71,7 @@ class Cluster:
         self.port = 0
         self.root: Path | None = None
         self._user = _service_user()
-        self._bindir = self.suite.bindir
+        self._bindir = self._bindir_used = self.suite.bindir
         self.running = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -122,8 +122,16 @@ class Cluster:
         return cache / "bin"
 
     def start(self) -> None:
+        try:
+            self._start()
+        except BaseException:
+            # Ctrl-C during initdb or pg_ctl start: __exit__ will not run, so clean up here.
+            self.stop()
+            raise
+
+    def _start(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="fortress-pg-"))
-        bindir = self._reachable_bindir()
+        bindir = self._bindir_used = self._reachable_bindir()
         data = self.root / "data"
         pwfile = self.root / "pw"
         pwfile.write_text(self.password + "\n")
@@ -158,7 +166,6 @@ class Cluster:
             )
             if proc.returncode == 0:
                 self.running = True
-                self._bindir_used = bindir
                 return
             log = (self.root / "server.log").read_text(errors="replace") if (self.root / "server.log").exists() else ""
             if "could not bind" not in log and "Address already in use" not in log:
@@ -170,7 +177,7 @@ class Cluster:
     def stop(self) -> None:
         if self.root is None:
             return
-        if self.running:
+        if self.running or (self.root / "data" / "postmaster.pid").exists():
             subprocess.run(
                 self._as_service_user(
                     [str(self._bindir_used / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"]
