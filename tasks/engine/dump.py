@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import subprocess
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -84,9 +85,25 @@ def _explain_tool_error(exc: pgtools.ToolError, target: Target) -> BackupError:
     return BackupError(f"{exc.tool} failed: {text}", "see the message above; nothing was written")
 
 
+@lru_cache(maxsize=8)
+def compression(suite: pgtools.PgSuite) -> str:
+    """zstd level 1 where pg_dump has it (16+): on the benchmark it is faster than no
+    compression and smaller than gzip's default; else gzip level 1 (gzip 6, pg_dump's default,
+    tripled the backup time for 8% less size). Probed: a pg_dump may be built without zstd."""
+    if suite.major >= 16:
+        probe = subprocess.run(
+            [suite.tool("pg_dump"), "--compress=zstd:1", "--schema-only", "--no-password",
+             "--dbname=host=/nonexistent-fortress-probe port=1"],
+            capture_output=True, text=True, env={"PATH": os.environ.get("PATH", "")}, timeout=20,
+        )
+        if "compress" not in probe.stderr.lower():
+            return "zstd:1"
+    return "1"
+
+
 def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: str) -> list[str]:
-    return [suite.tool("pg_dump"), "--format=custom", f"--file={out}", f"--snapshot={snapshot}",
-            "--no-password", f"--dbname={target.conninfo()}"]
+    return [suite.tool("pg_dump"), "--format=custom", f"--compress={compression(suite)}", f"--file={out}",
+            f"--snapshot={snapshot}", "--no-password", f"--dbname={target.conninfo()}"]
 
 
 def create_backup(
@@ -217,7 +234,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
                     "server_version_num": info.version_num,
                     "platform": platform.name,
                 },
-                "tools": {"pg_dump": suite.version},
+                "tools": {"pg_dump": suite.version, "compression": compression(suite)},
                 "contents": {
                     "roles": kind in ("full", "schema"),
                     "schema": kind in ("full", "schema"),
