@@ -6,6 +6,7 @@ from invoke import task
 
 from . import _ui
 from .engine import catalog
+from .engine.errors import IntegrityError
 from .engine.storage import LocalStore
 
 
@@ -23,6 +24,7 @@ def list_(c, backup_dir=None, verify=False):
     store = LocalStore(settings.backup_dir)
     backups, problems = catalog.all_backups(store)
     rows = []
+    damaged = 0
     for b in backups:
         if b.legacy:
             status = "no manifest (runbook file)"
@@ -32,6 +34,7 @@ def list_(c, backup_dir=None, verify=False):
                 status = "ok"
             except catalog.IntegrityError as exc:
                 status = f"MISMATCH: {exc.message}"
+                damaged += 1
         else:
             status = f"{len(b.files())} files recorded"
         rows.append((b.id, b.date.isoformat(), b.kind, _ui.human_size(b.size(store)), b.label, status))
@@ -44,6 +47,9 @@ def list_(c, backup_dir=None, verify=False):
         _ui.out.print(t)
     for p in problems:
         _ui.err.print(f"[yellow]warning:[/yellow] {p}")
+    if verify and (damaged or problems):
+        raise IntegrityError(f"{damaged + len(problems)} backups failed verification",
+                             "do not rely on them; take a new backup with `invoke backup`")
 
 
 @task(help={"backup_dir": "Override BACKUP_DIR to see the effect."})

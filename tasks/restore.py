@@ -39,9 +39,9 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
     settings = _ui.settings_from(backup_dir=backup_dir)
     store = LocalStore(settings.backup_dir)
-    backup = catalog.resolve(store, date=date, backup_id=id)
-    tgt = _target(settings, target)
     mode = "schema" if schema_only else "data" if data_only else None
+    backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full")
+    tgt = _target(settings, target)
     with store.lock():
         plan = plan_restore(store, backup, tgt, mode=mode, pg_bin_dir=settings.pg_bin_dir, step=_ui.step)
         _ui.show_plan(plan.summary_rows(), "Restore plan")

@@ -236,10 +236,14 @@ def test_runbook_schema_and_data_pair_is_preferred_and_loaded_schema_first(store
 def test_lone_runbook_schema_or_data_file_has_that_kind(store):
     runbook_file(store.root, "schema-2026-11-24.sql")
     runbook_file(store.root, "data-2026-11-23.sql")
-    schema = catalog.resolve(store, date="2026-11-24")
-    data = catalog.resolve(store, date="2026-11-23")
+    schema = catalog.resolve(store, date="2026-11-24", mode="schema")
+    data = catalog.resolve(store, date="2026-11-23", mode="data")
     assert (schema.kind, schema.legacy_files) == ("schema", ["schema-2026-11-24.sql"])
     assert (data.kind, data.legacy_files) == ("data", ["data-2026-11-23.sql"])
+    # a plain (full) restore does not take a partial file for a whole backup
+    for day in ("2026-11-24", "2026-11-23"):
+        with pytest.raises(NotFound, match="-only"):
+            catalog.resolve(store, date=day)
 
 
 def test_files_that_only_look_like_runbook_files_are_ignored(store):

@@ -230,6 +230,8 @@ def test_list_verify_reports_ok_then_the_flipped_byte(dbs15, invoke_cli, project
 
     res = invoke_cli("list", "--verify")
     status = {r["id"]: r["checksums"] for r in table_rows(res.stdout)}
+    # a CI health check can rely on the exit status
+    assert res.returncode == 5 and "1 backups failed verification" in res.stderr, res.stderr
     assert status[ids[1]] == "ok"
     assert status[ids[0]].startswith("MISMATCH"), res.stdout
     assert "app.dump does not match its checksum" in status[ids[0]]
@@ -328,10 +330,13 @@ def test_runbook_files_restore_over_other_data(dbs15, invoke_cli, project):
         assert scalar(target, "SELECT count(*) FROM pg_namespace WHERE nspname = 'old_stuff'") == 0
 
     # a lone data file reloads the rows of a database that has the schema (and changed rows);
-    # the app's trigger (projects.updated_at) stays quiet, as it does for our own backups
+    # the app's trigger (projects.updated_at) stays quiet, as it does for our own backups.
+    # A plain restore never takes a data-only backup for a full one: it must be asked for.
     (backups / "data-2026-11-22.sql").write_bytes((backups / "data-2026-11-24.sql").read_bytes())
     psql(target, "UPDATE app.projects SET name = 'renamed'; DELETE FROM app.line_items WHERE id > 100;")
     res = invoke_cli("restore", "--date", "2026-11-22", "--yes", "--target", dbs15.url(target))
+    assert res.returncode == 3 and "--data-only" in res.stderr, res.stderr
+    res = invoke_cli("restore", "--date", "2026-11-22", "--data-only", "--yes", "--target", dbs15.url(target))
     assert res.returncode == 0, res.stderr
     assert state(target) == expected
 

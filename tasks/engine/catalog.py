@@ -160,9 +160,12 @@ def all_backups(store: LocalStore) -> tuple[list[Backup], list[str]]:
     return sorted(legacy, key=lambda b: b.date) + backups, problems
 
 
-def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None = None) -> Backup:
+def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None = None,
+            mode: str = "full") -> Backup:
     """The backup a restore means: `--id` exactly, else the newest complete one of `--date`
-    (our own backups before the runbook's hand-made files of that date)."""
+    that holds what the restore needs (a full backup, or one of the `mode` asked for), our own
+    backups before the runbook's hand-made files of that date. A plain restore never picks a
+    schema-only or data-only backup just because it is newer."""
     if backup_id and date:
         raise UsageError("--id and --date both given", "pass only one of them")
     if backup_id:
@@ -174,14 +177,24 @@ def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None
         raise UsageError("Which backup? No --date or --id given", "pass --date YYYY-MM-DD (see `invoke list`)")
     day = parse_date(date)
     backups, _ = all_backups(store)
-    ours = [b for b in backups if not b.legacy and b.date == day]
+    of_day = [b for b in backups if b.date == day]
+    fits = [b for b in of_day if b.kind in ("full", mode)]
+    ours = [b for b in fits if not b.legacy]
     if ours:
         return ours[-1]
-    legacy = [b for b in backups if b.legacy and b.date == day]
+    legacy = [b for b in fits if b.legacy]
     if legacy:
         # A schema+data pair is the runbook's complete form; prefer it over a lone file.
         legacy.sort(key=lambda b: (len(b.legacy_files), b.kind == "full"))
         return legacy[-1]
+    if of_day:
+        kinds = sorted({b.kind for b in of_day})
+        flags = " or ".join(f"--{k}-only" for k in kinds if k != "full")
+        raise NotFound(
+            f"No {'full' if mode == 'full' else mode + '-only or full'} backup from {day.isoformat()}; "
+            f"that day has only {' and '.join(k + '-only' for k in kinds)} backups",
+            f"pass {flags} to restore one of those, or pick another date (see `invoke list`)",
+        )
     # A backup of that day whose manifest cannot be read is damaged, not absent: say so (exit 5)
     # instead of claiming there is none. Every id of the day failed to load above.
     damaged = [i for i in store.ids() if i.startswith(f"{day.isoformat()}T") and ID_RE.match(i)]

@@ -81,6 +81,7 @@ class RestorePlan:
         rows = [
             ("backup", f"{b.id}" + (f"  [{b.label}]" if b.label else "")),
             ("created", b.created),
+            ("source", (b.manifest.get("source") or {}).get("url", "runbook file")),
             ("contents", self.mode + (" (runbook files, no checksums)" if b.legacy else "")),
             ("checksums", f"{len(self.checked_files)} files verified" if self.checked_files else "none to verify"),
             ("target", f"{self.target.display()}  (PostgreSQL {self.server.version}, {self.platform.name})"),
