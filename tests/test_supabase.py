@@ -13,7 +13,7 @@ from tasks.engine.load import execute_restore, plan_restore
 from tasks.engine.platform import SUPABASE
 from tasks.engine.storage import LocalStore
 from tests.helpers import fingerprints, schema_dump, scalar
-from tests.supabase_platform import APP_USERS
+from tests.supabase_platform import APP_USERS, SupabasePlatform
 
 # What the app owns (DDL + data) and the platform tables whose rows are the app's.
 APP_SCHEMAS = ["public", "supabase_migrations"]
@@ -50,10 +50,14 @@ def without_platform_migrations(fp: dict) -> dict:
 @pytest.mark.parametrize("major", [15, 17])
 def test_restore_into_a_new_project(major, request, tmp_path):
     src_platform = request.getfixturevalue(f"supa{major}_a")
-    dst_platform = request.getfixturevalue(f"supa{major}_b")
+    # a cluster that has never seen the app's custom roles, whatever ran before
+    dst_platform = SupabasePlatform(src_platform.suite, label="new")
+    dst_platform.start()
+    request.addfinalizer(dst_platform.stop)
     source = src_platform.new_project()
     src_platform.load_app(source)
     target = dst_platform.new_project()
+    assert scalar(target, "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'fortress%'") == 0
 
     store, b, result = backup(source, tmp_path)
     m = result.manifest

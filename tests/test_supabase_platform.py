@@ -14,7 +14,7 @@ from tasks.engine.conn import Target
 from tests.conftest import PASSWORD
 
 pytest.register_assert_rewrite("tests.supabase_platform")  # imported here before it is a plugin
-from tests.supabase_platform import APP_LOGIN_PASSWORD, APP_LOGIN_ROLE, APP_ROLES, APP_USERS
+from tests.supabase_platform import SupabasePlatform, APP_LOGIN_PASSWORD, APP_LOGIN_ROLE, APP_ROLES, APP_USERS
 
 # Until conftest registers the plugin; a no-op once it does (pytest skips registered plugins).
 pytest_plugins = ["tests.supabase_platform"]
@@ -308,7 +308,10 @@ def test_rls_on_projects_hides_other_users_rows(app):
 @pytest.mark.parametrize("major", [15, 17])
 def test_platform_reruns_per_database_and_b_cluster_never_saw_the_app(request, major):
     a = request.getfixturevalue(f"supa{major}_a")
-    b = request.getfixturevalue(f"supa{major}_b")
+    # A cluster of its own: the session's `b` clusters receive restores from other tests.
+    b = SupabasePlatform(a.suite, label="fresh")
+    b.start()
+    request.addfinalizer(b.stop)
     assert a.cluster.port != b.cluster.port
     first, second = a.new_project(), a.new_project()
     try:
