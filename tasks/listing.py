@@ -36,7 +36,8 @@ def list_(c, backup_dir=None, verify=False):
                 status = f"MISMATCH: {exc.message}"
                 damaged += 1
         else:
-            status = f"{len(b.files())} files recorded"
+            n = len(b.files())
+            status = f"{n} file{'s' if n != 1 else ''} recorded"
         rows.append((b.id, b.date.isoformat(), b.kind, _ui.human_size(b.size(store)), b.label, status))
     if not rows:
         _ui.out.print(f"no backups in {store.describe()} yet; run `invoke backup`")
@@ -48,8 +49,9 @@ def list_(c, backup_dir=None, verify=False):
     for p in problems:
         _ui.err.print(f"[yellow]warning:[/yellow] {p}")
     if verify and (damaged or problems):
-        raise IntegrityError(f"{damaged + len(problems)} backups failed verification",
-                             "do not rely on them; take a new backup with `invoke backup`")
+        bad = damaged + len(problems)
+        raise IntegrityError(f"{bad} backup{'s' if bad != 1 else ''} failed verification",
+                             "do not rely on it; take a new backup with `invoke backup`")
 
 
 @task(help={"backup_dir": "Override BACKUP_DIR to see the effect."})

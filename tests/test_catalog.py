@@ -622,3 +622,11 @@ def test_restore_sql_runs_twice_on_a_real_server(pg):
         conn.rollback()
     with pg.target().connect() as conn:
         assert conn.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'cat\\_%'").fetchone()[0] == 0
+
+
+def test_pg15_target_is_warned_when_a_non_inheriting_membership_would_inherit():
+    stmts = ['GRANT "reader" TO "app" WITH INHERIT FALSE, SET TRUE GRANTED BY "postgres";',
+             'GRANT "writer" TO "app" WITH INHERIT TRUE GRANTED BY "postgres";']
+    warnings = roles.downgrade_warnings(stmts, target_major=15)
+    assert warnings == ["app now inherits the privileges of reader (PostgreSQL 15 has no INHERIT FALSE grants)"]
+    assert roles.downgrade_warnings(stmts, target_major=17) == []

@@ -231,7 +231,7 @@ def test_list_verify_reports_ok_then_the_flipped_byte(dbs15, invoke_cli, project
     res = invoke_cli("list", "--verify")
     status = {r["id"]: r["checksums"] for r in table_rows(res.stdout)}
     # a CI health check can rely on the exit status
-    assert res.returncode == 5 and "1 backups failed verification" in res.stderr, res.stderr
+    assert res.returncode == 5 and "1 backup failed verification" in res.stderr, res.stderr
     assert status[ids[1]] == "ok"
     assert status[ids[0]].startswith("MISMATCH"), res.stdout
     assert "app.dump does not match its checksum" in status[ids[0]]

@@ -142,7 +142,7 @@ def explain_connect_error(target: Target, exc: Exception) -> ConnectionFailed:
     if "password authentication failed" in low or "no password supplied" in low:
         return ConnectionFailed(
             f"Login to {where} failed: wrong or missing password for user {target.user!r}",
-            "check the password in DATABASE_URL, PGPASSWORD or SUPABASE_DB_PASSWORD",
+            "check the user name and the password in DATABASE_URL, PGPASSWORD or SUPABASE_DB_PASSWORD",
         )
     if "does not exist" in low and "database" in low:
         return ConnectionFailed(

@@ -189,6 +189,7 @@ def plan_restore(
             plan.roles_sql = roles.restore_sql(kept, target_major=server.major, target_superuser=server.is_superuser,
                                                current_user=server.current_user)
             plan.login_roles = roles.login_roles(kept)
+            plan.warnings.extend(roles.downgrade_warnings(kept, server.major))
         if mode in ("full", "data") and not backup.legacy:
             plan.checks = [
                 (f"{t['schema']}.{t['name']}", int(t["rows"]))
@@ -527,6 +528,11 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
             proc.wait()  # psql stopped on an error; its message is in errf
         except KeyboardInterrupt:
             pgtools.stop(proc)
+            if committed:
+                # COMMIT was already on its way: the server either committed everything or
+                # nothing, and which one cannot be known from here.
+                raise Interrupted("Restore interrupted while committing; the target holds either its old or the "
+                                  "fully restored contents, never a mix", "check the target before going on") from None
             raise Interrupted("Restore interrupted; the target is unchanged (the transaction was rolled back)") from None
         except BaseException:
             pgtools.stop(proc)

@@ -97,6 +97,19 @@ def filter_roles(script: str, skip: Callable[[str], bool]) -> tuple[list[str], l
     return kept, app_roles, sorted(skipped)
 
 
+def downgrade_warnings(statements: Iterable[str], target_major: int) -> list[str]:
+    """Memberships whose meaning a server before 16 cannot keep: there every grant inherits."""
+    if target_major >= 16:
+        return []
+    out = []
+    for stmt in statements:
+        g = _GRANT.match(stmt)
+        if g and re.search(r"INHERIT FALSE", g.group(3)):
+            out.append(f"{unquote(g.group(2))} now inherits the privileges of {unquote(g.group(1))} "
+                       f"(PostgreSQL {target_major} has no INHERIT FALSE grants)")
+    return out
+
+
 def login_roles(statements: Iterable[str]) -> list[str]:
     out = []
     for stmt in statements:
