@@ -21,7 +21,6 @@ from tasks.engine.conn import Target
 from tasks.engine.dump import create_backup
 from tasks.engine.storage import LocalStore
 from tests.conftest import PASSWORD, REPO
-from tests.helpers import fingerprints, psql, schema_dump
 
 # An app with a few hundred rows in two schemas; what a backup holds.
 SOURCE_SQL = """
@@ -50,15 +49,6 @@ INSERT INTO public.settings VALUES ('theme', 'light');
 SECRET_FORMS = (PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD), "s3cr3t")
 
 
-def seeded(dbs, prefix: str, sql: str) -> Target:
-    target = dbs.new(prefix)
-    psql(target, sql)
-    return target
-
-
-def state(target: Target) -> tuple[dict, str]:
-    """Everything a user would miss: every table's rows (fingerprints) and the whole schema."""
-    return fingerprints(target), schema_dump(target)
 
 
 def engine_backup(source: Target, backup_dir: Path, when: dt.datetime | None = None) -> str:

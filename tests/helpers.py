@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-import subprocess
 
 from tasks.engine import dbinfo, pgtools
 from tasks.engine.conn import Target
@@ -38,3 +36,15 @@ def psql(target: Target, sql: str) -> None:
 def scalar(target: Target, sql: str):
     with target.connect() as conn:
         return conn.execute(sql).fetchone()[0]
+
+
+def seeded(dbs, prefix: str, sql: str) -> Target:
+    """A new database of the `dbs` factory with `sql` loaded."""
+    target = dbs.new(prefix)
+    psql(target, sql)
+    return target
+
+
+def state(target: Target) -> tuple[dict, str]:
+    """Everything a user would miss: every table's rows (fingerprints) and the whole schema."""
+    return fingerprints(target), schema_dump(target)

@@ -21,9 +21,9 @@ import pytest
 from tasks.engine.errors import ExitCode
 from tests.conftest import PASSWORD
 from tests.fixtures_cli import (
-    SOURCE_SQL, TARGET_SQL, assert_no_secret, closed_port, engine_backup, error_line, seeded, state, tree,
+    SOURCE_SQL, TARGET_SQL, assert_no_secret, closed_port, engine_backup, error_line, tree,
 )
-from tests.helpers import psql
+from tests.helpers import psql, seeded, state
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 TODAY = dt.datetime.now(dt.timezone.utc).date().isoformat()

@@ -23,7 +23,7 @@ from tasks.engine.conn import Target
 from tasks.engine.demo import sample_sql
 from tasks.engine.errors import Declined, ExitCode
 from tests.conftest import PASSWORD, REPO
-from tests.helpers import fingerprints, psql, scalar, schema_dump
+from tests.helpers import seeded, state, psql, scalar, schema_dump
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 TASKS = {"backup", "restore", "reset", "list", "config", "demo"}
@@ -93,14 +93,6 @@ def table_rows(text: str) -> list[dict[str, str]]:
     return [dict(zip(header, r)) | {squash(h): c for h, c in zip(header, r)} for r in rows]
 
 
-def seeded(dbs, prefix: str, sql: str) -> Target:
-    target = dbs.new(prefix)
-    psql(target, sql)
-    return target
-
-
-def state(target: Target) -> tuple[dict, str]:
-    return fingerprints(target), schema_dump(target)
 
 
 def pg_dump_15(source: Target, out: Path, *flags: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 
 from tasks.engine import catalog
 from tasks.engine.dump import create_backup

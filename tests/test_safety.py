@@ -23,9 +23,9 @@ from tasks.engine.errors import ExitCode
 from tests.conftest import PASSWORD
 from tests.fixtures_cli import (
     SOURCE_SQL, TARGET_SQL, assert_no_secret, engine_backup, error_line, lock_waiters,
-    processes_mentioning, seeded, sessions, start_invoke, state, tree, wait_for,
+    processes_mentioning, sessions, start_invoke, tree, wait_for,
 )
-from tests.helpers import fingerprints, psql, scalar
+from tests.helpers import fingerprints, psql, scalar, seeded, state
 
 TOOLS = ("pg_dump", "pg_dumpall", "pg_restore", "psql")
 

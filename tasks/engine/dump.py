@@ -27,8 +27,8 @@ import psycopg
 from . import additions, catalog, dbinfo, pgtools, roles
 from .conn import Target
 from .errors import BackupError, ConnectionFailed, Interrupted, ToolsMissing
-from .platform import Platform, detect
-from .storage import LocalStore, fsync_file
+from .platform import detect
+from .storage import LocalStore, fsync_path
 
 KINDS = ("full", "schema", "data")
 Step = Callable[[str], None]
@@ -213,7 +213,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
             for f in files:
                 path = folder / f["name"]
                 os.chmod(path, 0o600)
-                fsync_file(path)
+                fsync_path(path)
                 f["size"] = path.stat().st_size
                 f["sha256"] = catalog.sha256_file(path)
             excluded = set(platform.excluded_data_tables)

@@ -21,21 +21,19 @@ side, psql is stopped before COMMIT is written. pg_restore writes scripts; it ne
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import psycopg
-from psycopg import sql
 
 from . import additions, catalog, dbinfo, pgtools, roles, toc
 from .catalog import Backup
 from .conn import Target
-from .errors import BackupError, Interrupted, RestoreFailed, UsageError
+from .errors import Interrupted, RestoreFailed, UsageError
 from .platform import Platform, by_name, detect
 from .storage import LocalStore
 
@@ -506,7 +504,8 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
     with tempfile.TemporaryFile() as errf:
         proc = _psql(plan, errf)
         feed = Feeder(proc, plan.server.major, progress)
-        committed = False
+        commit_sent = False
+        interrupted_after_commit = False
         try:
             feed.sql("SET client_min_messages = warning;\nBEGIN;\n")
             if plan.roles_sql:
@@ -521,31 +520,37 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
             step("checking row counts against the manifest")
             feed.sql(check_sql(plan.checks))
             feed.sql("COMMIT;\n")
-            committed = True
+            commit_sent = True
             proc.stdin.close()
             proc.wait()
         except BrokenPipeError:
             proc.wait()  # psql stopped on an error; its message is in errf
         except KeyboardInterrupt:
-            pgtools.stop(proc)
-            if committed:
-                # COMMIT was already on its way: the server either committed everything or
-                # nothing, and which one cannot be known from here.
-                raise Interrupted("Restore interrupted while committing; the target holds either its old or the "
-                                  "fully restored contents, never a mix", "check the target before going on") from None
-            raise Interrupted("Restore interrupted; the target is unchanged (the transaction was rolled back)") from None
+            # COMMIT may already sit in psql's input (the script is small, or psql is blocked):
+            # only psql's own exit status says whether it ran. psql exits 0 only when every
+            # statement, COMMIT included, succeeded; a cancelled statement makes it exit 3.
+            clean = pgtools.stop(proc)
+            if clean and proc.returncode == 0 and commit_sent:
+                interrupted_after_commit = True
+            elif commit_sent and not clean:
+                raise Interrupted("Restore interrupted while psql did not answer; the target holds either its old "
+                                  "or the fully restored contents, never a mix", "check the target before going on") from None
+            else:
+                raise Interrupted("Restore interrupted; the target is unchanged (the transaction was rolled back)") from None
         except BaseException:
             pgtools.stop(proc)
             raise
         finally:
-            if proc.poll() is None and not committed:
+            if proc.poll() is None and not commit_sent:
                 pgtools.stop(proc)
-        if proc.returncode != 0 or not committed:
+        if proc.returncode != 0 or not commit_sent:
             errf.seek(0)
             raise RestoreFailed(
                 f"Restore failed and was rolled back, {plan.target.dbname} is unchanged: {_psql_error(errf.read())}",
                 "fix the cause above and run the restore again",
             )
+    if interrupted_after_commit:
+        step("Ctrl-C arrived after the restore had committed; it is complete")
     return RestoreResult(backup.id, plan.target.display(), len(plan.checks), feed.sent, plan.login_roles)
 
 

@@ -169,21 +169,22 @@ def popen(argv: Sequence[str], *, env: dict[str, str], **kwargs) -> subprocess.P
     return subprocess.Popen(list(argv), env=env, start_new_session=True, **kwargs)
 
 
-def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
+def stop(proc: subprocess.Popen, grace: float = 5.0) -> bool:
     """SIGINT first: psql answers it by asking the server to cancel the running statement.
     Killed any other way, psql leaves its server session behind, still waiting for a lock (and
     queueing every other client of that table behind it) or still building an index, until the
-    statement ends. Then SIGTERM, then SIGKILL."""
+    statement ends. Then SIGTERM, then SIGKILL. True when the process ended on SIGINT (or had
+    already ended), so its exit status tells what it last did."""
     if proc.poll() is not None:
-        return
+        return True
     for sig, wait in ((signal.SIGINT, 2.0), (signal.SIGTERM, grace)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            return
+            return True
         try:
             proc.wait(timeout=wait)
-            return
+            return sig == signal.SIGINT
         except subprocess.TimeoutExpired:
             pass
     try:
@@ -191,6 +192,7 @@ def stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+    return False
 
 
 def tail(text: str | bytes, lines: int = 3) -> str:

@@ -25,7 +25,7 @@ from typing import Sequence
 
 from .conn import Target
 from .errors import BackupError, ToolsMissing
-from .pgtools import PgSuite, discover, pick, tail
+from .pgtools import PgSuite, discover, tail
 
 DEFAULT_SUPERUSER = "postgres"
 

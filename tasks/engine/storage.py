@@ -29,15 +29,8 @@ class Store(Protocol):
     def describe(self) -> str: ...
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file, or a directory (so a rename in it is durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -117,12 +110,12 @@ class LocalStore:
         os.chmod(tmp, 0o700)
         try:
             yield tmp
-            _fsync_dir(tmp)
+            fsync_path(tmp)
             final = self.root / backup_id
             if final.exists():
                 raise Busy(f"A backup named {backup_id} appeared while writing", "run the backup again")
             os.rename(tmp, final)
-            _fsync_dir(self.root)
+            fsync_path(self.root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
