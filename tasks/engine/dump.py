@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -177,16 +178,20 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
                         and not schema.startswith("pg_"):
                     app_args.append('--exclude-schema="{}"'.format(schema.replace('"', '""')))
             step(f"dumping {'schema and data' if kind == 'full' else kind} of schemas: {', '.join(app_schemas) or '(none)'}")
-            proc = pgtools.popen(app_args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.PIPE)
-            try:
-                # Count rows in the same snapshot while pg_dump works.
-                tabs = dbinfo.tables(conn, app_schemas + data_schemas)
-                counts = dbinfo.row_counts(conn, tabs) if kind != "schema" else {}
-                _, err = proc.communicate()
-            except BaseException:
-                pgtools.stop(proc)
-                raise
+            # stderr to a file: while we count rows, a full stderr pipe must not stall pg_dump.
+            with tempfile.TemporaryFile() as errf:
+                proc = pgtools.popen(app_args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=errf)
+                try:
+                    # Count rows in the same snapshot while pg_dump works.
+                    tabs = dbinfo.tables(conn, app_schemas + data_schemas)
+                    counts = dbinfo.row_counts(conn, tabs) if kind != "schema" else {}
+                    proc.wait()
+                except BaseException:
+                    pgtools.stop(proc)
+                    raise
+                errf.seek(0)
+                err = errf.read()
             if proc.returncode != 0:
                 raise _explain_tool_error(pgtools.ToolError("pg_dump", proc.returncode, pgtools.tail(err)), target)
             files.append({"name": "app.dump", "role": "app", "format": "custom"})

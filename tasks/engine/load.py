@@ -433,15 +433,19 @@ def _pg_restore_chunks(suite: pgtools.PgSuite, archive: Path, env: dict[str, str
     passes: objects, then privileges, then default privileges)."""
     listfile = toc.write_list(entries)
     argv = [suite.tool("pg_restore"), "--file=-", f"--use-list={listfile}", str(archive)]
-    proc = pgtools.popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        while chunk := proc.stdout.read(CHUNK):
-            yield chunk
-        err = proc.stderr.read()
-        proc.wait()
-    finally:
-        pgtools.stop(proc)
-        listfile.unlink(missing_ok=True)
+    # stderr to a file, not a pipe: a chatty pg_restore must never block on a full stderr pipe
+    # while we wait on its stdout.
+    with tempfile.TemporaryFile() as errf:
+        proc = pgtools.popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf)
+        try:
+            while chunk := proc.stdout.read(CHUNK):
+                yield chunk
+            proc.wait()
+        finally:
+            pgtools.stop(proc)
+            listfile.unlink(missing_ok=True)
+        errf.seek(0)
+        err = errf.read()
     if proc.returncode != 0:
         raise RestoreFailed(f"pg_restore could not read {archive.name}: {pgtools.tail(err)}",
                             "the backup may be damaged; nothing was changed")
