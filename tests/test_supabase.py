@@ -168,3 +168,71 @@ def test_schemas_the_platform_owns_off_the_list_are_left_alone(supa, tmp_path):
     plan = restore(store, b, project)
     assert "platform_extra" not in dict(plan.drop_schemas)
     assert scalar(supa.admin(project), "SELECT v FROM platform_extra.state") == 7
+
+
+# The Supabase CLI's own dump, as the runbook made it (pkg/migration/scripts/dump_*.sh): pg_dump
+# with the CLI's schema lists and flags, and the sed rewrites that matter for a restore.
+CLI_SCHEMA_EXCLUDED = ("information_schema|pg_*|_analytics|_realtime|_supavisor|auth|etl|extensions|pgbouncer|"
+                       "realtime|storage|supabase_functions|supabase_migrations|cron|dbdev|graphql|graphql_public|"
+                       "net|pgmq|pgsodium|pgsodium_masks|pgtle|repack|tiger|tiger_data|timescaledb_*|"
+                       "_timescaledb_*|topology|vault")
+CLI_DATA_EXCLUDED = ("information_schema|pg_*|graphql|graphql_public|pgsodium|pgsodium_masks|pgtle|repack|tiger|"
+                     "tiger_data|timescaledb_*|_timescaledb_*|topology|vault|etl|extensions|pgbouncer|realtime|"
+                     "supabase_migrations|_analytics|_realtime|_supavisor")
+CLI_SEDS = [
+    (r"(?m)^CREATE SCHEMA \"", 'CREATE SCHEMA IF NOT EXISTS "'),
+    (r"(?m)^CREATE PUBLICATION \"supabase_realtime", r'-- \g<0>'),
+    (r"(?m)^(CREATE EVENT TRIGGER |ALTER EVENT TRIGGER |         WHEN TAG IN |   EXECUTE FUNCTION )", r"-- \g<0>"),
+    (r"(?m)^ALTER DEFAULT PRIVILEGES FOR ROLE \"supabase_admin\"", r"-- \g<0>"),
+    (r"(?m)^COMMENT ON EXTENSION .*$", r"-- \g<0>"),
+    (r"(?m)^SET transaction_timeout = 0;", r"-- \g<0>"),
+]
+
+
+def cli_dump(project, folder, day):
+    import re
+    import subprocess
+
+    from tasks.engine import pgtools
+
+    with project.connect() as conn:
+        major = conn.info.server_version // 10000
+    suite = pgtools.pick(pgtools.discover(), at_least=major, prefer=major)
+    base = [suite.tool("pg_dump"), "--quote-all-identifier", f"--dbname={project.conninfo()}"]
+    schema = subprocess.run(base + ["--schema-only", f"--exclude-schema={CLI_SCHEMA_EXCLUDED}"],
+                            env=project.tool_env(), capture_output=True, text=True, check=True).stdout
+    for pattern, repl in CLI_SEDS:
+        schema = re.sub(pattern, repl, schema)
+    data = subprocess.run(base + ["--data-only", "--column-inserts", "--rows-per-insert", "100000",
+                                  f"--exclude-schema={CLI_DATA_EXCLUDED}", "--exclude-table", "auth.schema_migrations",
+                                  "--exclude-table", "storage.migrations", "--schema", "*"],
+                          env=project.tool_env(), capture_output=True, text=True, check=True).stdout
+    data = re.sub(r"(?m)^SET transaction_timeout = 0;", r"-- \g<0>", data)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"schema-{day}.sql").write_text(schema)
+    (folder / f"data-{day}.sql").write_text("SET session_replication_role = replica;\n\n" + data + "RESET ALL;\n")
+
+
+def test_runbook_files_from_supabase_db_dump_restore_over_the_same_project(supa, tmp_path):
+    from tasks.engine.storage import LocalStore as Store
+
+    project = supa.new_project()
+    supa.load_app(project)
+    before = contents(supa, project)
+    cli_dump(project, tmp_path / "backups", "2026-11-20")
+    with project.connect() as conn:
+        conn.execute("INSERT INTO auth.users (id, email, aud, role) VALUES (gen_random_uuid(), 'late@x.test', 'authenticated', 'authenticated')")
+        conn.commit()
+
+    store = Store(tmp_path / "backups")
+    b = catalog.resolve(store, date="2026-11-20")
+    assert b.legacy_files == ["schema-2026-11-20.sql", "data-2026-11-20.sql"]
+    plan = restore(store, b, project)
+    assert {"auth.users", "storage.objects"} <= set(plan.platform_tables)
+    # what the CLI's dump cannot carry is said before anything is touched
+    assert any("on_auth_user_created" in w and "storage.objects" in w for w in plan.warnings)
+    # users replaced, not duplicated; the late signup is gone with its profile
+    assert scalar(project, "SELECT count(*) FROM auth.users") == len(APP_USERS)
+    after = contents(supa, project)
+    for name in ("auth.users", "auth.identities", "storage.objects", "public.projects", "public.scenarios", "public.profiles"):
+        assert after[name] == before[name], name

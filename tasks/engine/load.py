@@ -162,8 +162,18 @@ def plan_restore(
             plan.large_objects = dbinfo.large_object_count(conn)
             found = additions.find(conn, platform)
             plan.drop_additions = [a.label for a in found]
+            if backup.legacy and found:
+                plan.warnings.append(
+                    "the runbook's files carry no triggers or policies on platform tables (supabase db dump "
+                    "leaves auth and storage out), so these will be gone: " + ", ".join(plan.drop_additions))
             if mode == "full" and not backup.legacy:
                 plan.platform_tables = _platform_tables(conn, backup)
+            elif mode == "full" and platform.name == "supabase":
+                # The runbook's data file (supabase db dump --data-only) carries auth and storage
+                # rows: empty those tables first so users are replaced, not duplicated.
+                loaded = {t for name in backup.legacy_files if not name.startswith("schema-")
+                          for t in legacy_copy_tables(store.local_path("", name))}
+                plan.platform_tables = sorted(t for t in loaded if platform.is_managed(t.split(".", 1)[0]))
             plan.reset_sql = reset_sql(
                 conn, platform, drop_schemas=app_present, publications=plan.drop_publications,
                 large_objects=plan.large_objects > 0, drop_additions=[a.drop_sql for a in found],
@@ -289,12 +299,15 @@ def _not_valid_constraints(conn: psycopg.Connection, tables: list[str]) -> list[
     return [(r[0], r[1], r[2]) for r in rows]
 
 
-_COPY_RE = re.compile(r'^COPY ((?:"(?:[^"]|"")+"|[^ .("]+)\.(?:"(?:[^"]|"")+"|[^ ("]+)) ')
+_QUALIFIED = r'((?:"(?:[^"]|"")+"|[^ .("]+)\.(?:"(?:[^"]|"")+"|[^ ("]+))'
+_COPY_RE = re.compile(r'^COPY ' + _QUALIFIED + ' ')
+_INSERT_RE = re.compile(r'^INSERT INTO ' + _QUALIFIED + '[ (]')
 
 
 def legacy_copy_tables(path: Path) -> Iterator[str]:
-    """Tables a plain-SQL data dump loads, from its `COPY t (...) FROM stdin;` lines. Rows
-    inside a COPY block are skipped, so data that happens to start with "COPY " is not a table."""
+    """Tables a plain-SQL data dump loads, from its `COPY t (...) FROM stdin;` lines and the
+    `INSERT INTO t` lines `supabase db dump --data-only` writes. Rows inside a COPY block are
+    skipped, so data that happens to start with "COPY " is not a table."""
     in_copy = False
     with open(path, "rb") as f:
         for raw in f:
@@ -306,6 +319,9 @@ def legacy_copy_tables(path: Path) -> Iterator[str]:
             m = _COPY_RE.match(line)
             if m and line.rstrip().endswith("FROM stdin;"):
                 in_copy = True
+            else:
+                m = _INSERT_RE.match(line)
+            if m:
                 schema, _, table = m.group(1).partition(".")
                 yield f"{roles.unquote(schema)}.{roles.unquote(table)}"
 
