@@ -13,7 +13,10 @@ from invoke import Exit
 from rich.console import Console
 from rich.table import Table
 
+import psycopg
+
 from .engine.errors import BackupError, Declined, ExitCode
+from .engine.pgtools import ToolError
 from .engine.settings import Settings, load_settings, read_dotenv
 
 # Piped output (CI logs, grep) gets wide lines instead of tables wrapped at 80 columns.
@@ -82,6 +85,15 @@ def guarded(fn: Callable) -> Callable:
             return fn(*args, **kwargs)
         except BackupError as exc:
             raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        except OSError as exc:
+            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+            raise Exit(f"error: {exc.strerror or exc.__class__.__name__}{where}. "
+                       "Check the path, its permissions and the free disk space; nothing was kept.",
+                       code=ExitCode.FAILED) from None
+        except (ToolError, psycopg.Error) as exc:
+            text = " ".join(str(exc).split())
+            raise Exit(f"error: {text}. Nothing was changed; fix the cause and run this again.",
+                       code=ExitCode.FAILED) from None
         except KeyboardInterrupt:
             raise Exit("error: interrupted; nothing was changed", code=ExitCode.INTERRUPTED) from None
 

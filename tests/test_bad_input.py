@@ -410,7 +410,9 @@ def test_restore_as_owner_without_role_privileges_rolls_back(dbs, project, invok
         assert res.returncode == ExitCode.RESTORE_FAILED, res.stdout + res.stderr
         line = error_line(res)
         assert f"Restore failed and was rolled back, {target.dbname} is unchanged" in line
-        assert re.search(r"permission denied to (create|alter) role", line), line
+        # existing roles are left alone, so the first thing that fails is handing an object to
+        # a role the restorer cannot act for
+        assert re.search(r"permission denied to (create|alter) role|must be (a )?member of role|must be able to SET ROLE", line), line
         assert_no_secret(res.stdout, res.stderr, extra=("r3storer pw!",))
         assert state(target) == before
         assert tree(bdir) == files

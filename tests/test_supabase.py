@@ -228,7 +228,7 @@ def test_runbook_files_from_supabase_db_dump_restore_over_the_same_project(supa,
     b = catalog.resolve(store, date="2026-11-20")
     assert b.legacy_files == ["schema-2026-11-20.sql", "data-2026-11-20.sql"]
     plan = restore(store, b, project)
-    assert {"auth.users", "storage.objects"} <= set(plan.platform_tables)
+    assert {("auth", "users"), ("storage", "objects")} <= set(plan.platform_tables)
     # what the CLI's dump cannot carry is said before anything is touched
     assert any("on_auth_user_created" in w and "storage.objects" in w for w in plan.warnings)
     # users replaced, not duplicated; the late signup is gone with its profile

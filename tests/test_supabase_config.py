@@ -79,9 +79,15 @@ def test_direct_host_failure_explains_ipv6(project, invoke_cli):
     assert ":pw@" not in out.stdout + out.stderr
 
 
-def test_cli_round_trip_of_a_supabase_project(supa15_a, supa15_b, project, invoke_cli):
+def test_cli_round_trip_of_a_supabase_project(supa15_a, project, invoke_cli, request):
+    from tests.supabase_platform import SupabasePlatform
+
     source = supa15_a.new_project()
     supa15_a.load_app(source)
+    # a new project on a server that has never seen the app's roles
+    supa15_b = SupabasePlatform(supa15_a.suite, label="cli")
+    supa15_b.start()
+    request.addfinalizer(supa15_b.stop)
     target = supa15_b.new_project()
     env = {"DATABASE_URL": supa15_a.url(source)}  # the password needs percent-encoding
 

@@ -178,7 +178,9 @@ def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None
     day = parse_date(date)
     backups, _ = all_backups(store)
     of_day = [b for b in backups if b.date == day]
-    fits = [b for b in of_day if b.kind in ("full", mode)]
+    # A runbook dump-DATE.sql is one plain script: it cannot be split into schema or data.
+    fits = [b for b in of_day if b.kind == mode or (b.kind == "full" and (
+        mode == "full" or not (b.legacy and len(b.legacy_files) == 1)))]
     ours = [b for b in fits if not b.legacy]
     if ours:
         return ours[-1]

@@ -225,7 +225,10 @@ def clear_own_default_privileges_sql(conn: psycopg.Connection) -> list[str]:
         " FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,"
         " LATERAL aclexplode(d.defaclacl) a"
         " WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
-        " AND NOT (d.defaclnamespace = 0 AND a.grantee = d.defaclrole)"
+        # A global entry (no schema) starts from the built-in defaults: the owner's own rights
+        # and PUBLIC's EXECUTE on functions / USAGE on types. Revoking those would take them
+        # from every later object; only extra grantees are removed.
+        " AND NOT (d.defaclnamespace = 0 AND a.grantee IN (0, d.defaclrole))"
         " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
     ).fetchall()
     out = []
@@ -237,3 +240,14 @@ def clear_own_default_privileges_sql(conn: psycopg.Connection) -> list[str]:
         who = "PUBLIC" if grantee is None else sql.Identifier(grantee).as_string(conn)
         out.append(f"ALTER DEFAULT PRIVILEGES{where} REVOKE ALL ON {what} FROM {who};")
     return out
+
+
+def existing_roles(conn: psycopg.Connection, names: list[str]) -> set[str]:
+    if not names:
+        return set()
+    return {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (names,))}
+
+
+def default_acl_roles(conn: psycopg.Connection) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT DISTINCT pg_get_userbyid(defaclrole) FROM pg_default_acl ORDER BY 1")]

@@ -212,6 +212,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
                 except pgtools.ToolError as exc:
                     raise _explain_tool_error(exc, target) from None
                 files.append({"name": "platform.dump", "role": "platform", "format": "custom"})
+            acl_roles = dbinfo.default_acl_roles(conn) if kind != "data" else []
             conn.execute("COMMIT")
 
             step("checksumming")
@@ -249,6 +250,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
                 "managed_schemas": managed_present,
                 "platform_data_schemas": data_schemas if kind != "schema" else [],
                 "platform_additions": [a.label for a in added],
+                "default_acl_roles": acl_roles,
                 "roles": {"app": app_roles, "login_without_password": login, "skipped": skipped_roles},
                 "files": files,
                 "tables": [

@@ -4,19 +4,23 @@ all-or-nothing transaction.
 Everything a restore does goes through ONE psql session that we feed on stdin:
 
     BEGIN
-      roles (idempotent)            -- CREATE ROLE is transactional
-      reset: drop the app's schemas, publications, large objects (or TRUNCATE for --data-only)
-      pg_restore --section=pre-data,data   app.dump    -- tables, then rows: no indexes,
-                                                       -- constraints or triggers exist yet
-      platform data (auth users, storage rows) with session_replication_role=replica
-      pg_restore --section=post-data      app.dump    -- indexes, constraints, triggers,
-                                                       -- policies, matview refreshes
-      row-count check against the manifest              -- raises, so a short restore rolls back
-    COMMIT                                              -- written only if every step succeeded
+      roles                 missing ones created; roles the server already has left as they are
+      reset                 the app's schemas, publications, large objects, its triggers and
+                            policies on platform tables; platform tables the backup refills are
+                            emptied (or, for --data-only, the backup's tables)
+      pre-data + data       tables, then rows: no index, constraint or trigger exists yet
+      platform data         auth users, storage rows: loaded quietly (quiet.py)
+      privileges            GRANTs after the rows, as pg_restore orders them
+      post-data             indexes, constraints, triggers, policies, matview refreshes; then
+                            the app's triggers and policies on platform tables
+      row-count check       raises, so a short restore rolls back
+    COMMIT                  written only if every step succeeded
 
 psql runs with ON_ERROR_STOP, so any failing statement ends the session; the server then rolls
-back the open transaction and the target is exactly as it was. On Ctrl-C or any error on our
-side, psql is stopped before COMMIT is written. pg_restore writes scripts; it never connects.
+back the open transaction and the target is exactly as it was. pg_restore only writes scripts
+(exactly the TOC entries we select); the one transaction-control statement those scripts carry,
+the BEGIN/COMMIT around large-object contents, is removed so it cannot commit us halfway.
+On Ctrl-C psql is asked to cancel and its exit status says what happened.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from typing import Callable, Iterable, Iterator
 
 import psycopg
 
-from . import additions, catalog, dbinfo, pgtools, roles, toc
+from . import additions, catalog, dbinfo, pgtools, quiet, roles, toc
 from .catalog import Backup
 from .conn import Target
 from .errors import Interrupted, RestoreFailed, UsageError
@@ -52,21 +56,20 @@ class RestorePlan:
     suite: pgtools.PgSuite
     drop_schemas: list[tuple[str, int]] = field(default_factory=list)  # (schema, tables in it)
     drop_publications: list[str] = field(default_factory=list)
-    truncate_tables: list[str] = field(default_factory=list)
-    # NOT VALID constraints on tables a data-only restore loads: (table, name, definition).
-    # They hold old rows that would fail them, so they are dropped for the load and re-added.
-    not_valid: list[tuple[str, str, str]] = field(default_factory=list)
+    truncate_tables: list[tuple[str, str]] = field(default_factory=list)  # (schema, table)
     large_objects: int = 0
     replica_mode: bool = False
     checked_files: list[str] = field(default_factory=list)
     roles_sql: str = ""
     login_roles: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    checks: list[tuple[str, int]] = field(default_factory=list)  # (qualified table, rows)
+    checks: list[tuple[str, str, int]] = field(default_factory=list)  # (schema, table, rows)
     reset_sql: str = ""
     drop_additions: list[str] = field(default_factory=list)  # labels, for the plan shown
     additions_sql: str = ""
-    platform_tables: list[str] = field(default_factory=list)  # emptied, then loaded from the backup
+    platform_tables: list[tuple[str, str]] = field(default_factory=list)  # emptied, then loaded
+    create_roles: list[str] = field(default_factory=list)
+    existing_roles: list[str] = field(default_factory=list)  # the backup's roles the target has: left as they are
     # archive entries that would collide with what the target's platform already has
     skip_publications: set[str] = field(default_factory=set)
     skip_event_triggers: set[str] = field(default_factory=set)
@@ -94,14 +97,21 @@ class RestorePlan:
         if self.drop_additions:
             rows.append(("will drop", ", ".join(self.drop_additions)))
         if self.platform_tables:
-            shown = ", ".join(self.platform_tables[:6]) + (" …" if len(self.platform_tables) > 6 else "")
-            rows.append(("will replace", f"platform data in {len(self.platform_tables)} tables: {shown}"))
+            rows.append(("will replace", f"platform data in {len(self.platform_tables)} tables: {_shown(self.platform_tables)}"))
         if self.truncate_tables:
-            shown = ", ".join(self.truncate_tables[:8]) + (" …" if len(self.truncate_tables) > 8 else "")
-            rows.append(("will empty", f"{len(self.truncate_tables)} tables: {shown}"))
+            rows.append(("will empty", f"{len(self.truncate_tables)} tables: {_shown(self.truncate_tables)}"))
+        if self.create_roles:
+            rows.append(("will create", "roles " + ", ".join(self.create_roles)))
+        if self.existing_roles:
+            rows.append(("keeps", "existing roles as they are: " + ", ".join(self.existing_roles)))
         if self.login_roles:
             rows.append(("roles", "login roles restored without passwords: " + ", ".join(self.login_roles)))
         return rows
+
+
+def _shown(tables: list[tuple[str, str]], most: int = 8) -> str:
+    names = [f"{s}.{t}" for s, t in tables[:most]]
+    return ", ".join(names) + (" …" if len(tables) > most else "")
 
 
 # --- planning ---------------------------------------------------------------------------
@@ -173,7 +183,7 @@ def plan_restore(
                 # rows: empty those tables first so users are replaced, not duplicated.
                 loaded = {t for name in backup.legacy_files if not name.startswith("schema-")
                           for t in legacy_copy_tables(store.local_path("", name))}
-                plan.platform_tables = sorted(t for t in loaded if platform.is_managed(t.split(".", 1)[0]))
+                plan.platform_tables = sorted(t for t in loaded if platform.is_managed(t[0]))
             plan.reset_sql = reset_sql(
                 conn, platform, drop_schemas=app_present, publications=plan.drop_publications,
                 large_objects=plan.large_objects > 0, drop_additions=[a.drop_sql for a in found],
@@ -183,7 +193,6 @@ def plan_restore(
                 plan.reset_sql += "\n".join(dbinfo.clear_own_default_privileges_sql(conn)) + "\n"
         else:
             plan.truncate_tables = _tables_to_empty(conn, backup, store, platform)
-            plan.not_valid = _not_valid_constraints(conn, plan.truncate_tables)
             plan.large_objects = dbinfo.large_object_count(conn)  # data too: replaced
             plan.reset_sql = truncate_sql(plan.truncate_tables, plan.large_objects > 0)
         if not backup.legacy:
@@ -194,13 +203,17 @@ def plan_restore(
         if mode in ("full", "schema") and not backup.legacy:
             kept = roles.split_statements(store.local_path(backup.id, "roles.sql").read_text()) \
                 if backup.file("roles") else []
+            created = roles.created_roles(kept)
+            existing = dbinfo.existing_roles(conn, created)
+            plan.create_roles = [r for r in created if r not in existing]
+            plan.existing_roles = [r for r in created if r in existing]
             plan.roles_sql = roles.restore_sql(kept, target_major=server.major, target_superuser=server.is_superuser,
-                                               current_user=server.current_user)
-            plan.login_roles = roles.login_roles(kept)
+                                               current_user=server.current_user, existing=existing)
+            plan.login_roles = [r for r in roles.login_roles(kept) if r not in existing]
             plan.warnings.extend(roles.downgrade_warnings(kept, server.major))
         if mode in ("full", "data") and not backup.legacy:
             plan.checks = [
-                (f"{t['schema']}.{t['name']}", int(t["rows"]))
+                (t["schema"], t["name"], int(t["rows"]))
                 for t in backup.manifest.get("tables", [])
                 # partitioned parents are checked through their partitions; matviews are
                 # refreshed from the restored rows, so a stale source matview may differ
@@ -209,16 +222,16 @@ def plan_restore(
     return plan
 
 
-def _platform_tables(conn: psycopg.Connection, backup: Backup) -> list[str]:
+def _platform_tables(conn: psycopg.Connection, backup: Backup) -> list[tuple[str, str]]:
     """Platform tables whose rows the backup carries (auth.users, storage.objects, ...): emptied
     first so a restore over the same project replaces its users instead of duplicating them."""
-    wanted = [f"{t['schema']}.{t['name']}" for t in backup.manifest.get("tables", [])
+    wanted = [(t["schema"], t["name"]) for t in backup.manifest.get("tables", [])
               if t.get("section") == "platform" and t.get("kind") == "table"]
-    present = {f"{s}.{t}" for s, t, _ in dbinfo.tables(conn, sorted({w.split('.')[0] for w in wanted}))}
+    present = {(s, t) for s, t, _ in dbinfo.tables(conn, sorted({w[0] for w in wanted}))}
     missing = [t for t in wanted if t not in present]
     if missing:
         raise UsageError(
-            f"The target lacks platform tables the backup has data for: {', '.join(missing[:5])}",
+            f"The target lacks platform tables the backup has data for: {_shown(missing, 5)}",
             "restore into a Supabase project of the same or a newer platform version",
         )
     return wanted
@@ -226,7 +239,7 @@ def _platform_tables(conn: psycopg.Connection, backup: Backup) -> list[str]:
 
 def reset_sql(conn: psycopg.Connection, platform: Platform, *, drop_schemas: Iterable[str],
               publications: Iterable[str], large_objects: bool, drop_additions: Iterable[str] = (),
-              platform_tables: Iterable[str] = ()) -> str:
+              platform_tables: Iterable[tuple[str, str]] = ()) -> str:
     """The runbook's `db reset` for the app's objects only; platform schemas are left alone."""
     out = list(drop_additions)
     for pub in publications:
@@ -250,7 +263,7 @@ def reset_sql(conn: psycopg.Connection, platform: Platform, *, drop_schemas: Ite
     tables = list(platform_tables)
     if tables:
         # CASCADE: platform tables of a newer target that reference these are emptied too.
-        out.append("TRUNCATE TABLE " + ", ".join(_qualified_text(t) for t in tables) + " CASCADE;")
+        out.append("TRUNCATE ONLY " + ", ".join(_qualified(*t) for t in tables) + " CASCADE;")
     return "\n".join(out) + "\n"
 
 
@@ -265,46 +278,31 @@ def _plan_skips(conn: psycopg.Connection, plan: RestorePlan, platform: Platform,
     if not server.is_superuser:
         plan.skip_extension_comments = True
         app_roles = set((plan.backup.manifest.get("roles") or {}).get("app", []))
-        candidates = [r for r in _default_acl_roles(plan) if r not in app_roles]
+        # Roles whose default privileges the backup holds, recorded from the catalog at backup
+        # time (a TOC line cannot tell a role name with spaces from the words before it).
+        candidates = [r for r in plan.backup.manifest.get("default_acl_roles", []) if r not in app_roles]
         plan.skip_acl_roles = dbinfo.roles_not_usable(conn, candidates)
 
 
-def _default_acl_roles(plan: RestorePlan) -> list[str]:
-    """Roles named by the archive's DEFAULT ACL entries ("... FOR TABLES <role>")."""
-    entries = toc.read(plan.suite, plan.app_archive)
-    return sorted({e.tag_owner.rsplit(" ", 1)[-1] for e in entries if e.desc == "DEFAULT ACL" and " " in e.tag_owner})
-
-
-def _tables_to_empty(conn: psycopg.Connection, backup: Backup, store: LocalStore, platform: Platform) -> list[str]:
+def _tables_to_empty(conn: psycopg.Connection, backup: Backup, store: LocalStore, platform: Platform) -> list[tuple[str, str]]:
     if backup.legacy:
         wanted = sorted({t for name in backup.legacy_files for t in legacy_copy_tables(store.local_path("", name))})
     else:
-        wanted = [f"{t['schema']}.{t['name']}" for t in backup.manifest.get("tables", []) if t.get("kind") == "table"]
-    present = {f"{s}.{t}" for s, t, _ in dbinfo.tables(conn, dbinfo.schemas(conn))}
+        wanted = [(t["schema"], t["name"]) for t in backup.manifest.get("tables", []) if t.get("kind") == "table"]
+    present = {(s, t) for s, t, _ in dbinfo.tables(conn, dbinfo.schemas(conn))}
     missing = [t for t in wanted if t not in present]
     if missing:
-        shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
-        raise UsageError(f"The target has no table {shown} to load data into",
+        raise UsageError(f"The target has no table {_shown(missing, 5)} to load data into",
                          "restore the schema too (drop --data-only), or restore into the right database")
     return wanted
 
 
-def _not_valid_constraints(conn: psycopg.Connection, tables: list[str]) -> list[tuple[str, str, str]]:
-    rows = conn.execute(
-        "SELECT n.nspname || '.' || c.relname, k.conname, pg_get_constraintdef(k.oid)"
-        " FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE NOT k.convalidated AND n.nspname || '.' || c.relname = ANY(%s) ORDER BY 1, 2",
-        (tables,),
-    ).fetchall()
-    return [(r[0], r[1], r[2]) for r in rows]
-
-
-_QUALIFIED = r'((?:"(?:[^"]|"")+"|[^ .("]+)\.(?:"(?:[^"]|"")+"|[^ ("]+))'
+_QUALIFIED = r'(("(?:[^"]|"")+"|[^ .("]+)\.("(?:[^"]|"")+"|[^ ("]+))'
 _COPY_RE = re.compile(r'^COPY ' + _QUALIFIED + ' ')
 _INSERT_RE = re.compile(r'^INSERT INTO ' + _QUALIFIED + '[ (]')
 
 
-def legacy_copy_tables(path: Path) -> Iterator[str]:
+def legacy_copy_tables(path: Path) -> Iterator[tuple[str, str]]:
     """Tables a plain-SQL data dump loads, from its `COPY t (...) FROM stdin;` lines and the
     `INSERT INTO t` lines `supabase db dump --data-only` writes. Rows inside a COPY block are
     skipped, so data that happens to start with "COPY " is not a table."""
@@ -322,8 +320,7 @@ def legacy_copy_tables(path: Path) -> Iterator[str]:
             else:
                 m = _INSERT_RE.match(line)
             if m:
-                schema, _, table = m.group(1).partition(".")
-                yield f"{roles.unquote(schema)}.{roles.unquote(table)}"
+                yield roles.unquote(m.group(2)), roles.unquote(m.group(3))
 
 
 # --- SQL pieces ---------------------------------------------------------------------------
@@ -332,41 +329,26 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _qualified_text(qualified: str) -> str:
-    schema, _, table = qualified.partition(".")
+def _qualified(schema: str, table: str) -> str:
     return f"{_ident(schema)}.{_ident(table)}"
 
 
-def truncate_sql(tables: list[str], large_objects: bool) -> str:
+def truncate_sql(tables: list[tuple[str, str]], large_objects: bool) -> str:
     out = "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;\n" if large_objects else ""
     if tables:
-        out += "TRUNCATE TABLE " + ", ".join(_qualified_text(t) for t in tables) + ";\n"
+        # ONLY: an inheritance child the backup does not list keeps its rows.
+        out += "TRUNCATE ONLY " + ", ".join(_qualified(*t) for t in tables) + ";\n"
     return out
 
 
-def not_valid_sql(constraints: list[tuple[str, str, str]], add: bool) -> str:
-    out = []
-    for table, name, definition in constraints:
-        if add:
-            out.append(f"ALTER TABLE {_qualified_text(table)} ADD CONSTRAINT {_ident(name)} {definition};\n")
-        else:
-            out.append(f"ALTER TABLE {_qualified_text(table)} DROP CONSTRAINT {_ident(name)};\n")
-    return "".join(out)
-
-
-def trigger_toggle_sql(tables: list[str], enable: bool) -> str:
-    verb = "ENABLE" if enable else "DISABLE"
-    return "".join(f"ALTER TABLE {_qualified_text(t)} {verb} TRIGGER USER;\n" for t in tables)
-
-
-def check_sql(checks: list[tuple[str, int]]) -> str:
+def check_sql(checks: list[tuple[str, str, int]]) -> str:
     """A DO block that raises when any table's row count differs from the manifest."""
     if not checks:
         return ""
     lines = ["DO $fortress_check$ DECLARE n bigint; BEGIN"]
-    for qualified, rows in checks:
-        q = _qualified_text(qualified)
-        lit = qualified.replace("'", "''")
+    for schema, table, rows in checks:
+        q = _qualified(schema, table)
+        lit = f"{schema}.{table}".replace("'", "''")
         lines.append(
             f"  SELECT count(*) INTO n FROM ONLY {q};"
             f" IF n <> {int(rows)} THEN RAISE EXCEPTION 'restore check failed: % has % rows, the backup has {int(rows)}', '{lit}', n; END IF;"
@@ -432,14 +414,19 @@ class Feeder:
     def _filtered(self, chunks: Iterator[bytes], line_filter: Callable[[bytes], bytes | None]) -> None:
         """Every line through `line_filter`: only for scripts of privilege statements, which
         hold no data and no function bodies."""
+        def keep(line: bytes) -> bytes | None:
+            if self.target_major < 17 and line.startswith(b"SET transaction_timeout"):
+                return None  # these scripts hold no data: the preamble rule applies to every line
+            return line_filter(line)
+
         buf = b""
         for chunk in chunks:
             buf += chunk
             lines = buf.split(b"\n")
             buf = lines.pop()
-            out = [kept + b"\n" for line in lines if (kept := line_filter(line)) is not None]
+            out = [kept + b"\n" for line in lines if (kept := keep(line)) is not None]
             self.write(b"".join(out))
-        if buf and (kept := line_filter(buf)) is not None:
+        if buf and (kept := keep(buf)) is not None:
             self.write(kept)
 
 
@@ -583,26 +570,6 @@ def _psql_error(stderr: bytes) -> str:
     return re.sub(r"^psql:<stdin>:\d+: ", "", msg) or "psql exited early"
 
 
-def _quiet_load(plan: RestorePlan, feed: Feeder, start: bool) -> None:
-    """Around a data load into tables that already have triggers and constraints: no user
-    trigger may fire (a handle_new_user trigger would insert profiles twice) and rows that
-    passed NOT VALID constraints at the source must load. With session_replication_role =
-    replica (superuser, or Supabase's supautils) neither triggers nor FK checks fire; without
-    it, user triggers are disabled table by table (owners may do that)."""
-    if start:
-        feed.sql(not_valid_sql(plan.not_valid, add=False))
-        if plan.replica_mode:
-            feed.sql("SET session_replication_role = replica;\n")
-        else:
-            feed.sql(trigger_toggle_sql(plan.truncate_tables, enable=False))
-    else:
-        if plan.replica_mode:
-            feed.sql("SET session_replication_role = DEFAULT;\n")
-        else:
-            feed.sql(trigger_toggle_sql(plan.truncate_tables, enable=True))
-        feed.sql(not_valid_sql(plan.not_valid, add=True))
-
-
 def _feed_archives(plan: RestorePlan, store: LocalStore, feed: Feeder, env: dict[str, str], step: Step) -> None:
     backup = plan.backup
     app = store.local_path(backup.id, "app.dump")
@@ -612,55 +579,69 @@ def _feed_archives(plan: RestorePlan, store: LocalStore, feed: Feeder, env: dict
     is_acl = lambda e: e.desc in ("ACL", "DEFAULT ACL")
     lo_acl = lambda e: e.desc == "ACL" and e.tag.startswith("LARGE OBJECT ")
     if plan.mode == "data":
-        _quiet_load(plan, feed, start=True)
+        feed.sql(quiet.start_sql(plan.truncate_tables, replica=plan.replica_mode))
         step("loading data")
         wanted = {e.dump_id for e in data_entries(plan.suite, app)}
-        feed.script(_pg_restore_chunks(plan.suite, app, env, [e for e in entries if e.dump_id in wanted]))
+        _feed_entries(plan, app, feed, env, [e for e in entries if e.dump_id in wanted])
     else:
         # The app's tables are new: their triggers and constraints come only in post-data.
         sections = ["pre-data", "data"] if plan.mode == "full" else ["pre-data"]
         wanted = {e.dump_id for e in toc.read(plan.suite, app, sections)}
         step("loading schema and data" if plan.mode == "full" else "loading schema")
-        feed.script(_pg_restore_chunks(plan.suite, app, env, [e for e in entries if e.dump_id in wanted and not is_acl(e)]))
+        _feed_entries(plan, app, feed, env, [e for e in entries if e.dump_id in wanted and not is_acl(e)])
     if platform_data:
-        # Platform tables (auth.users, ...) keep their triggers and constraints during a full
-        # restore too, so their rows always load quietly.
         step("loading platform data")
-        if plan.mode != "data" and plan.replica_mode:
-            feed.sql("SET session_replication_role = replica;\n")
         platform_archive = store.local_path(backup.id, platform_file["name"])
-        feed.script(_pg_restore_chunks(plan.suite, platform_archive, env, toc.read(plan.suite, platform_archive, ["data"])))
-        if plan.mode != "data" and plan.replica_mode:
-            feed.sql("SET session_replication_role = DEFAULT;\n")
+        if plan.mode != "data":
+            # Platform tables (auth.users, ...) keep their triggers and constraints.
+            feed.sql(quiet.start_sql(plan.platform_tables, replica=plan.replica_mode))
+        _feed_entries(plan, platform_archive, feed, env, toc.read(plan.suite, platform_archive, ["data"]))
+        if plan.mode != "data":
+            feed.sql(quiet.end_sql(plan.platform_tables, replica=plan.replica_mode))
     # Privileges after the rows, as pg_restore itself orders them; large objects' only when
     # this restore created them.
-    los_created = plan.mode != "schema" or any(e.desc == "BLOB" for e in entries)
+    los_created = plan.mode != "schema" or any(e.desc in ("BLOB", "BLOB METADATA") for e in entries)
     acls = [e for e in entries if is_acl(e) and (plan.mode != "data" or lo_acl(e)) and (los_created or not lo_acl(e))]
     if acls:
         feed.script(_pg_restore_chunks(plan.suite, app, env, acls), line_filter=acl_filter(plan.server.major))
     if plan.mode == "data":
-        _quiet_load(plan, feed, start=False)
+        feed.sql(quiet.end_sql(plan.truncate_tables, replica=plan.replica_mode))
     else:
         step("building indexes, constraints, triggers and policies")
         wanted = {e.dump_id for e in toc.read(plan.suite, app, ["post-data"])}
-        feed.script(_pg_restore_chunks(plan.suite, app, env, [e for e in entries if e.dump_id in wanted and not is_acl(e)]))
+        _feed_entries(plan, app, feed, env, [e for e in entries if e.dump_id in wanted and not is_acl(e)])
         if plan.additions_sql:
             step("re-adding the app's triggers and policies on platform tables")
             feed.sql(plan.additions_sql)
 
 
+def _feed_entries(plan: RestorePlan, archive: Path, feed: Feeder, env: dict[str, str], entries: list[toc.Entry]) -> None:
+    """Large-object contents ("BLOBS") go through a script of their own: pg_restore wraps them
+    in its own BEGIN; ... COMMIT;, and that COMMIT would commit our whole transaction halfway.
+    That script holds only one-line lo_open/lowrite/lo_close calls, so dropping exactly those
+    two lines is safe; everything else streams untouched."""
+    lo_data = [e for e in entries if e.desc == "BLOBS"]
+    rest = [e for e in entries if e.desc != "BLOBS"]
+    if rest:
+        feed.script(_pg_restore_chunks(plan.suite, archive, env, rest))
+    if lo_data:
+        feed.script(_pg_restore_chunks(plan.suite, archive, env, lo_data), line_filter=_no_transaction_control)
+
+
+def _no_transaction_control(line: bytes) -> bytes | None:
+    return None if line in (b"BEGIN;", b"COMMIT;") else line
+
+
 _PRIV_LIST = re.compile(rb"^((?:ALTER DEFAULT PRIVILEGES .*?)?(?:GRANT|REVOKE) )([A-Z(),_ \w\"]+?)( ON .*)$")
 
 
-def acl_filter(target_major: int) -> Callable[[bytes], bytes | None] | None:
+def acl_filter(target_major: int) -> Callable[[bytes], bytes | None]:
     """For servers before 17: drop the MAINTAIN privilege (new in 17, part of a PG17 table's
     ALL) from GRANT/REVOKE lines; a statement left with no privilege is dropped."""
     if target_major >= 17:
-        return None
+        return lambda line: line
 
     def rewrite(line: bytes) -> bytes | None:
-        if line.startswith(b"SET transaction_timeout"):
-            return None  # this script has no data, so the preamble rule applies to every line
         if b"MAINTAIN" not in line:
             return line
         m = _PRIV_LIST.match(line)
@@ -686,17 +667,57 @@ def _feed_legacy(plan: RestorePlan, store: LocalStore, feed: Feeder, step: Step)
         # A data file loads into tables that already have their triggers and constraints (from
         # the schema file, or the target's own): quietly, as our own data-only restores do, or
         # the app's triggers fire on every row (touch updated_at, insert profiles twice).
-        quiet = kind == "data"
-        tables = (plan.truncate_tables or sorted(set(legacy_copy_tables(path)))) if quiet else []
-        if quiet:
-            feed.sql(not_valid_sql(plan.not_valid, add=False))
-            feed.sql("SET session_replication_role = replica;\n" if plan.replica_mode
-                     else trigger_toggle_sql(tables, enable=False))
-        feed.script(_file_chunks(path))
-        if quiet:
-            feed.sql("SET session_replication_role = DEFAULT;\n" if plan.replica_mode
-                     else trigger_toggle_sql(tables, enable=True))
-            feed.sql(not_valid_sql(plan.not_valid, add=True))
+        tables = sorted(set(legacy_copy_tables(path))) if kind == "data" else []
+        feed.sql(quiet.start_sql(tables, replica=plan.replica_mode))
+        feed.script(_legacy_lines(_file_chunks(path)))
+        feed.sql(quiet.end_sql(tables, replica=plan.replica_mode))
+
+
+def _legacy_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """A plain pg_dump file, minus the BEGIN;/COMMIT; pair pg_dump wraps around large-object
+    contents (it would commit the restore's transaction halfway). Only that exact pattern is
+    dropped (BEGIN; right before lo_open, COMMIT; right after lo_close); COPY data passes as is.
+    Any other top-level transaction control cannot be told apart from a procedure body here,
+    so it is left alone."""
+    in_copy = False
+    pending: list[bytes] = []  # a BEGIN; line and the blank lines after it
+    last = b""
+    buf = b""
+    for chunk in chunks:
+        buf += chunk
+        lines = buf.split(b"\n")
+        buf = lines.pop()
+        out: list[bytes] = []
+        for line in lines:
+            if in_copy:
+                out.append(line)
+                if line == b"\\.":
+                    in_copy = False
+                continue
+            if pending:
+                if not line.strip():
+                    pending.append(line)
+                    continue
+                if line.startswith(b"SELECT pg_catalog.lo_open("):
+                    pending = pending[1:]  # drop the BEGIN;
+                out.extend(pending)
+                pending = []
+            if line == b"BEGIN;":
+                pending = [line]
+                continue
+            if line == b"COMMIT;" and last.startswith(b"SELECT pg_catalog.lo_close("):
+                last = line
+                continue
+            if line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
+                in_copy = True
+            if line.strip():
+                last = line
+            out.append(line)
+        if out:
+            yield b"".join(ln + b"\n" for ln in out)
+    tail = b"".join(ln + b"\n" for ln in pending) + buf
+    if tail:
+        yield tail
 
 
 # --- reset on its own -------------------------------------------------------------------------

@@ -119,11 +119,23 @@ def login_roles(statements: Iterable[str]) -> list[str]:
     return out
 
 
+def created_roles(statements: Iterable[str]) -> list[str]:
+    return [unquote(m.group(1)) for stmt in statements if (m := _CREATE.match(stmt))]
+
+
 def restore_sql(statements: Iterable[str], *, target_major: int, target_superuser: bool,
-                current_user: str | None = None) -> str:
-    """Statements made safe to run inside the restore transaction on this target."""
+                current_user: str | None = None, existing: Iterable[str] = ()) -> str:
+    """Statements made safe to run inside the restore transaction on this target.
+
+    Roles are server-wide: a role the target server already has is left exactly as it is (its
+    attributes, settings and comment may serve other databases there); only missing roles are
+    created and given the backup's attributes. Memberships are granted either way."""
+    existing = set(existing)
     out: list[str] = []
     for stmt in statements:
+        names = roles_in(stmt)
+        if names and not _GRANT.match(stmt) and names[0] in existing:
+            continue
         m = _CREATE.match(stmt)
         if m:
             # CREATE ROLE is transactional; an existing role is kept and altered below.

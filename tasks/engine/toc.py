@@ -7,10 +7,12 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable
 
 from . import pgtools
+from .errors import IntegrityError
 
 # Every entry type pg_dump writes; longest first so "TABLE DATA" wins over "TABLE".
 DESCS = sorted(
@@ -58,8 +60,21 @@ def parse(listing: str) -> list[Entry]:
 
 
 def read(suite: pgtools.PgSuite, archive: Path, sections: Iterable[str] = ()) -> list[Entry]:
-    argv = [suite.tool("pg_restore"), "--list", *[f"--section={s}" for s in sections], str(archive)]
-    return parse(pgtools.run(argv, env=dict(os.environ)).decode("utf-8", "replace"))
+    """The archive's entries (of `sections`), read once per archive file and reused: a restore
+    asks several times, and an archive from pg_dump < 17 has an entry per large object."""
+    st = Path(archive).stat()
+    return list(_read(suite, str(archive), st.st_size, st.st_mtime_ns, tuple(sections)))
+
+
+@lru_cache(maxsize=16)
+def _read(suite: pgtools.PgSuite, archive: str, size: int, mtime: int, sections: tuple[str, ...]) -> tuple[Entry, ...]:
+    argv = [suite.tool("pg_restore"), "--list", *[f"--section={s}" for s in sections], archive]
+    try:
+        listing = pgtools.run(argv, env=dict(os.environ)).decode("utf-8", "replace")
+    except pgtools.ToolError as exc:
+        raise IntegrityError(f"pg_restore cannot read {Path(archive).name}: {exc.stderr_tail}",
+                             "the backup is damaged or was made by a newer pg_dump; restore another backup") from None
+    return tuple(parse(listing))
 
 
 def write_list(entries: Iterable[Entry], folder: Path | None = None) -> Path:
