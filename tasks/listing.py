@@ -48,6 +48,9 @@ def list_(c, backup_dir=None, verify=False):
         _ui.out.print(t)
     for p in problems:
         _ui.err.print(f"[yellow]warning:[/yellow] {p}")
+    for leftover in store.stale_staging():
+        _ui.err.print(f"[yellow]warning:[/yellow] {leftover} is what a killed backup left behind "
+                      "(never listed or restored); delete it when no backup is running")
     if verify and (damaged or problems):
         bad = damaged + len(problems)
         raise IntegrityError(f"{bad} backup{'s' if bad != 1 else ''} failed verification",

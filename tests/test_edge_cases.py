@@ -240,3 +240,13 @@ def test_an_unusable_backup_dir_is_one_line(invoke_cli):
     lines = res.stderr.strip().splitlines()
     assert res.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: "), res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_list_points_at_what_a_killed_backup_left(project, invoke_cli):
+    leftover = project / ".backups" / ".tmp-2026-11-20T101010Z-x1y2"
+    leftover.mkdir(parents=True)
+    (leftover / "app.dump").write_bytes(b"half")
+    res = invoke_cli("list")
+    assert res.returncode == 0
+    assert "no backups" in res.stdout
+    assert ".tmp-2026-11-20T101010Z-x1y2" in res.stderr and "killed backup" in res.stderr
