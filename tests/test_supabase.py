@@ -236,3 +236,42 @@ def test_runbook_files_from_supabase_db_dump_restore_over_the_same_project(supa,
     after = contents(supa, project)
     for name in ("auth.users", "auth.identities", "storage.objects", "public.projects", "public.scenarios", "public.profiles"):
         assert after[name] == before[name], name
+
+
+def test_data_only_restore_on_a_project_replaces_rows_quietly(supa, tmp_path):
+    project = supa.new_project()
+    supa.load_app(project)
+    before = contents(supa, project)
+    schema = whole_schema(supa, project)
+    store, b, _ = backup(project, tmp_path)
+    with project.connect() as conn:
+        conn.execute("INSERT INTO auth.users (id, email, aud, role) VALUES (gen_random_uuid(), 'late@x.test', 'authenticated', 'authenticated')")
+        conn.execute("DELETE FROM public.scenarios")
+        conn.commit()
+    plan = restore(store, b, project, mode="data")
+    assert ("auth", "users") in plan.truncate_tables
+    assert contents(supa, project) == before
+    assert whole_schema(supa, project) == schema  # every trigger and constraint as it was
+    assert scalar(project, "SELECT count(*) FROM public.profiles") == len(APP_USERS)
+
+
+def test_reset_on_a_project_keeps_the_platform_and_its_data(supa):
+    from tasks.engine.load import execute_reset, plan_reset
+
+    project = supa.new_project()
+    supa.load_app(project)
+    users = scalar(project, "SELECT count(*) FROM auth.users")
+    plan = plan_reset(project)
+    assert set(dict(plan.drop_schemas)) == {"public", "supabase_migrations"}
+    assert "trigger on_auth_user_created on auth.users" in plan.drop_additions
+    execute_reset(plan)
+    assert scalar(project, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                           " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'S')") == 0
+    assert scalar(project, "SELECT count(*) FROM auth.users") == users
+    assert scalar(project, "SELECT count(*) FROM pg_policies WHERE schemaname = 'storage'") == 0
+    assert scalar(project, "SELECT count(*) FROM pg_trigger WHERE tgname = 'on_auth_user_created'") == 0
+    assert scalar(project, "SELECT count(*) FROM pg_publication WHERE pubname = 'supabase_realtime'") == 1
+    # the platform's grants and default privileges on public survive
+    assert scalar(project, "SELECT has_schema_privilege('anon', 'public', 'USAGE')")
+    assert scalar(project, "SELECT count(*) FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace"
+                           " WHERE n.nspname = 'public'") >= 1
