@@ -32,6 +32,53 @@ def step(message: str) -> None:
     err.print(f"[dim]•[/dim] {message}")
 
 
+class Activity:
+    """Steps as lines, plus, in a terminal, a live line with elapsed time and the megabytes of
+    SQL streamed so far, so a long restore visibly moves. Piped output gets the lines only."""
+
+    def __init__(self, label: str):
+        self.label = label
+        self.sent = 0
+        self.current = ""
+        self.started = 0.0
+        self.status = None
+
+    def __enter__(self) -> "Activity":
+        import time
+
+        self.started = time.monotonic()
+        if err.is_terminal:
+            self.status = err.status(self.label)
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.status is not None:
+            self.status.__exit__(*exc)
+
+    @property
+    def elapsed(self) -> float:
+        import time
+
+        return time.monotonic() - self.started
+
+    def step(self, message: str) -> None:
+        step(message)
+        self.current = message
+        self._refresh()
+
+    def progress(self, sent: int) -> None:
+        self.sent = sent
+        if self.status is not None and self.elapsed - getattr(self, "_shown_at", 0.0) >= 0.2:
+            self._shown_at = self.elapsed
+            self._refresh()
+
+    def _refresh(self) -> None:
+        if self.status is not None:
+            mb = f", {self.sent / 2**20:.0f} MB of SQL sent" if self.sent else ""
+            self.status.update(f"{self.label}: {self.current} ({self.elapsed:.0f} s{mb})")
+
+
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     t = Table(title=title, title_justify="left", show_lines=False)
     for c in columns:

@@ -31,7 +31,9 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
     target = Target.from_url(settings.database_url, settings.password)
     kind = "schema" if schema_only else "data" if data_only else "full"
     store = LocalStore(settings.backup_dir)
-    result = create_backup(target, store, kind=kind, label=label, pg_bin_dir=settings.pg_bin_dir, step=_ui.step)
+    with _ui.Activity("backing up") as activity:
+        result = create_backup(target, store, kind=kind, label=label, pg_bin_dir=settings.pg_bin_dir,
+                               step=activity.step)
     if result.created_dir:
         _ui.step(f"created {store.root} (mode 0700)")
     if result.gitignore_updated:
@@ -41,5 +43,5 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
     size = sum(f["size"] for f in m["files"])
     _ui.out.print(
         f"backup {result.backup_id}: {m['kind']}, {len(m['tables'])} tables, {rows} rows, "
-        f"{_ui.human_size(size)} in {result.path}"
+        f"{_ui.human_size(size)} in {result.path} ({activity.elapsed:.1f} s)"
     )

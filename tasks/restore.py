@@ -50,9 +50,10 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
         if backup.legacy:
             _ui.err.print("[yellow]warning:[/yellow] runbook files have no manifest: no checksums or row counts to check")
         _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
-        result = execute_restore(plan, store, step=_ui.step)
+        with _ui.Activity("restoring") as activity:
+            result = execute_restore(plan, store, step=activity.step, progress=activity.progress)
     _ui.out.print(
-        f"restored {result.backup_id} into {result.target}; "
+        f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
         + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
     )
     if result.login_roles:

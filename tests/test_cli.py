@@ -170,7 +170,7 @@ def test_backup_then_list_shows_id_date_kind_size_and_label(dbs17, invoke_cli, p
         res = invoke_cli("backup", *flags, env=env)
         assert res.returncode == 0, res.stderr
         rows = 0 if kind == "schema" else sum(SAMPLE_TABLES.values())
-        m = re.fullmatch(rf"backup (\S+): {kind}, 5 tables, {rows} rows, (\S+ \S+) in (\S+)", flat(res.stdout))
+        m = re.fullmatch(rf"backup (\S+): {kind}, 5 tables, {rows} rows, (\S+ \S+) in (\S+) \(\d+\.\d s\)", flat(res.stdout))
         assert m, res.stdout
         backup_id, size, path = m.groups()
         assert Path(path) == Path(".backups") / backup_id and (project / path).is_dir()
@@ -254,7 +254,7 @@ def test_restore_round_trip_with_dotenv_and_target(dbs, invoke_cli, project, log
     res = invoke_cli("restore", "--date", today_utc(), "--yes")
     assert res.returncode == 0, res.stderr
     out = flat(res.stdout)
-    assert re.search(rf"restored {re.escape(backup_id)} into postgresql://postgres@127\.0\.0\.1:\d+/{source.dbname}; "
+    assert re.search(rf"restored {re.escape(backup_id)} into postgresql://postgres@127\.0\.0\.1:\d+/{source.dbname} in \d+\.\d s; "
                      r"5 tables match the manifest's row counts", out), out
     assert state(source) == before
     assert "junk" not in schema_dump(source)
@@ -266,7 +266,7 @@ def test_restore_round_trip_with_dotenv_and_target(dbs, invoke_cli, project, log
     # --target another database: its old contents are replaced by the backup's
     res = invoke_cli("restore", "--date", today_utc(), "--yes", "--target", dbs.url(other))
     assert res.returncode == 0, res.stderr
-    assert f"/{other.dbname}; 5 tables match the manifest's row counts" in flat(res.stdout)
+    assert f"/{other.dbname} in " in flat(res.stdout) and "s; 5 tables match the manifest's row counts" in flat(res.stdout)
     assert state(other) == before
     assert scalar(other, "SELECT count(*) FROM pg_namespace WHERE nspname = 'old_stuff'") == 0
     assert scalar(other, "SELECT to_regclass('public.profiles') IS NULL")
