@@ -630,3 +630,18 @@ def test_pg15_target_is_warned_when_a_non_inheriting_membership_would_inherit():
     warnings = roles.downgrade_warnings(stmts, target_major=15)
     assert warnings == ["app now inherits the privileges of reader (PostgreSQL 15 has no INHERIT FALSE grants)"]
     assert roles.downgrade_warnings(stmts, target_major=17) == []
+
+
+def test_an_ssl_key_passphrase_never_reaches_argv_or_display():
+    import os
+    import stat
+
+    t = Target.from_url("postgresql://u:pw@db.example:5432/app?sslmode=require&sslpassword=k3y%20pass")
+    assert "k3y" not in t.conninfo() and "k3y" not in t.display()
+    env = t.tool_env({})
+    assert "k3y" not in " ".join(f"{k}={v}" for k, v in env.items() if k != "PGPASSWORD")
+    service = env["PGSERVICEFILE"]
+    assert env["PGSERVICE"] == "fortress"
+    assert open(service).read() == "[fortress]\nsslpassword=k3y pass\n"
+    assert stat.S_IMODE(os.stat(service).st_mode) == 0o600
+    assert "k3y" not in redact_url("postgresql://u:pw@db.example/app?sslpassword=k3y")

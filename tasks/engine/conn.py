@@ -8,9 +8,12 @@ environment only. Nothing here ever formats a password into a string meant for p
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Mapping
 
 import psycopg
@@ -26,6 +29,18 @@ _LIBPQ_ENV = (
 )
 
 
+_SECRET_PARAMS = ("sslpassword",)
+
+
+@lru_cache(maxsize=8)
+def _service_file(secrets: tuple[tuple[str, str], ...]) -> str:
+    fd, path = tempfile.mkstemp(prefix="fortress-pgservice-", suffix=".conf")
+    with os.fdopen(fd, "w") as f:  # mkstemp creates it 0600
+        f.write("[fortress]\n" + "".join(f"{k}={v}\n" for k, v in secrets))
+    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    return path
+
+
 def redact_url(url: str) -> str:
     """Hide the password of a URI or key=value conninfo; keep everything else readable."""
     if "://" in url:
@@ -36,8 +51,8 @@ def redact_url(url: str) -> str:
         user, colon, _ = userinfo.partition(":")
         if at and colon and "@" not in user and "/" not in user:
             rest = f"{user}:****@{hostpart}"
-        return f"{scheme}://" + re.sub(r"(?i)(password=)[^&]*", r"\1****", rest)
-    return re.sub(r"(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1****", url)
+        return f"{scheme}://" + re.sub(r"(?i)((?:ssl)?password=)[^&]*", r"\1****", rest)
+    return re.sub(r"(?i)((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1****", url)
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,9 @@ class Target:
 
     params: Mapping[str, str]
     password: str | None = None
+    # Other secrets a conninfo may carry (the passphrase of an encrypted client key). Like the
+    # password they never go into argv; tools read them from a private service file.
+    secrets: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_url(cls, url: str, password: str | None = None) -> "Target":
@@ -67,9 +85,10 @@ class Target:
                 "percent-encode special characters in the password ('/' is %2F, '@' is %40)",
             )
         url_password = params.pop("password", None)
+        secrets = {k: params.pop(k) for k in _SECRET_PARAMS if k in params}
         if not params.get("dbname"):
             params["dbname"] = params.get("user") or "postgres"
-        target = cls(params=params, password=url_password if url_password else password)
+        target = cls(params=params, password=url_password if url_password else password, secrets=secrets)
         target.check_session_mode()
         return target
 
@@ -88,7 +107,7 @@ class Target:
             )
 
     def with_dbname(self, dbname: str) -> "Target":
-        return Target(params={**self.params, "dbname": dbname}, password=self.password)
+        return Target(params={**self.params, "dbname": dbname}, password=self.password, secrets=self.secrets)
 
     @property
     def dbname(self) -> str:
@@ -119,11 +138,16 @@ class Target:
         env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _LIBPQ_ENV}
         if self.password:
             env["PGPASSWORD"] = self.password
+        if self.secrets:
+            # libpq has no environment variable for these: a service file (mode 0600, removed at
+            # exit) supplies them as defaults under the connection given in argv.
+            env["PGSERVICEFILE"] = _service_file(tuple(sorted(self.secrets.items())))
+            env["PGSERVICE"] = "fortress"
         env.setdefault("PGCONNECT_TIMEOUT", "10")
         return env
 
     def connect(self, **kwargs) -> psycopg.Connection:
-        kw = dict(self.params)
+        kw = {**self.params, **self.secrets}
         if self.password:
             kw["password"] = self.password
         kw.setdefault("connect_timeout", 10)
