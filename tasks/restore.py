@@ -45,7 +45,7 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
     with store.lock():
         plan = plan_restore(store, backup, tgt, mode=mode, pg_bin_dir=settings.pg_bin_dir, step=_ui.step)
         _ui.show_plan(plan.summary_rows(), "Restore plan")
-        for w in plan.warnings:
+        for w in backup.notes + plan.warnings:
             _ui.err.print(f"[yellow]warning:[/yellow] {w}")
         if backup.legacy:
             _ui.err.print("[yellow]warning:[/yellow] runbook files have no manifest: no checksums or row counts to check")

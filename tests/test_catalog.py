@@ -645,3 +645,17 @@ def test_an_ssl_key_passphrase_never_reaches_argv_or_display():
     assert open(service).read() == "[fortress]\nsslpassword=k3y pass\n"
     assert stat.S_IMODE(os.stat(service).st_mode) == 0o600
     assert "k3y" not in redact_url("postgresql://u:pw@db.example/app?sslpassword=k3y")
+
+
+def test_date_passing_over_a_damaged_newer_backup_says_so(tmp_path):
+    import json as _json
+
+    store = LocalStore(tmp_path)
+    for backup_id, manifest in (("2026-11-24T010000Z", {"format": 1, "kind": "full", "files": []}),
+                                ("2026-11-24T020000Z", None)):
+        folder = tmp_path / backup_id
+        folder.mkdir()
+        (folder / "manifest.json").write_text(_json.dumps(manifest) if manifest else "{not json")
+    chosen = catalog.resolve(store, date="2026-11-24")
+    assert chosen.id == "2026-11-24T010000Z"
+    assert any("2026-11-24T020000Z" in n and "damaged" in n for n in chosen.notes)

@@ -63,6 +63,7 @@ class Backup:
     kind: str  # full | schema | data
     manifest: dict[str, Any] = field(default_factory=dict)
     legacy_files: list[str] = field(default_factory=list)  # for runbook files, in load order
+    notes: list[str] = field(default_factory=list)  # what a person should know about this pick
 
     @property
     def legacy(self) -> bool:
@@ -183,7 +184,13 @@ def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None
         mode == "full" or not (b.legacy and len(b.legacy_files) == 1)))]
     ours = [b for b in fits if not b.legacy]
     if ours:
-        return ours[-1]
+        chosen = ours[-1]
+        loaded = {b.id for b in backups}
+        for damaged in (i for i in store.ids() if i.startswith(f"{day.isoformat()}T") and i not in loaded):
+            if damaged > chosen.id:
+                chosen.notes.append(f"the newer backup {damaged} of that date is damaged (unreadable manifest) "
+                                    f"and was passed over; restoring {chosen.id} instead")
+        return chosen
     legacy = [b for b in fits if b.legacy]
     if legacy:
         # A schema+data pair is the runbook's complete form; prefer it over a lone file.
