@@ -659,3 +659,19 @@ def test_date_passing_over_a_damaged_newer_backup_says_so(tmp_path):
     chosen = catalog.resolve(store, date="2026-11-24")
     assert chosen.id == "2026-11-24T010000Z"
     assert any("2026-11-24T020000Z" in n and "damaged" in n for n in chosen.notes)
+
+
+def test_memberships_between_roles_the_server_has_are_left_alone():
+    stmts = ['CREATE ROLE "a";', 'ALTER ROLE "a" WITH NOLOGIN;', 'CREATE ROLE "b";',
+             'GRANT "a" TO "b" WITH INHERIT TRUE GRANTED BY "postgres";', 'GRANT "a" TO "c";']
+    out = roles.restore_sql(stmts, target_major=17, target_superuser=True, existing={"a", "b"})
+    assert 'GRANT "a" TO "b"' not in out and 'ALTER ROLE "a"' not in out and 'CREATE ROLE "a"' not in out
+    assert 'GRANT "a" TO "c"' in out  # c is created by this restore: its membership comes along
+
+
+def test_quoted_role_names_keep_their_attributes():
+    script = 'CREATE ROLE "AppUser";\nALTER ROLE "AppUser" WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS;\n'
+    kept, app, skipped = roles.filter_roles(script, lambda r: False)
+    assert kept == ['CREATE ROLE "AppUser";', 'ALTER ROLE "AppUser" WITH NOSUPERUSER INHERIT NOCREATEROLE NOCREATEDB LOGIN NOREPLICATION NOBYPASSRLS;']
+    assert roles.login_roles(kept) == ["AppUser"]
+    assert "SUPERUSER" not in roles.restore_sql(kept, target_major=15, target_superuser=False)

@@ -62,7 +62,8 @@ def test_large_objects_do_not_commit_the_restore_halfway(dbs, tmp_path):
     assert scalar(ok, "SELECT count(*) FROM pg_largeobject_metadata") == 1
 
 
-def test_runbook_plain_dump_with_large_objects_stays_atomic(dbs, tmp_path):
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_runbook_plain_dump_with_large_objects_stays_atomic(dbs, tmp_path, newline):
     source, target = dbs.new("src"), dbs.new("dst")
     psql(source, "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1);"
                  " SELECT lo_from_bytea(0, 'lo');"
@@ -76,20 +77,21 @@ def test_runbook_plain_dump_with_large_objects_stays_atomic(dbs, tmp_path):
     dump = pgtools.run([suite.tool("pg_dump"), f"--dbname={source.conninfo()}"], env=source.tool_env()).decode()
     assert "\nBEGIN;\n" in dump and "\nCOMMIT;\n" in dump  # pg_dump's own wrapping of large objects
     # a statement after the large objects fails: everything must roll back
-    (folder / "dump-2026-11-20.sql").write_text(dump + "\nSELECT 1/0;\n")
+    crlf = lambda text: text.replace("\n", newline)
+    (folder / "dump-2026-11-20.sql").write_bytes(crlf(dump + "\nSELECT 1/0;\n").encode())
     before = state(target)
     store = LocalStore(folder)
     with pytest.raises(RestoreFailed, match="division by zero"):
         restore(store, catalog.resolve(store, date="2026-11-20"), target)
     assert state(target) == before
-    (folder / "dump-2026-11-20.sql").write_text(dump)
+    (folder / "dump-2026-11-20.sql").write_bytes(crlf(dump).encode())
     restore(store, catalog.resolve(store, date="2026-11-20"), target)
     assert scalar(target, "SELECT count(*) FROM pg_largeobject_metadata") == 1
 
 
 def test_data_only_keeps_inheritance_children_the_backup_does_not_list(dbs, tmp_path):
     source, target = dbs.new("src"), dbs.new("dst")
-    ddl = "CREATE SCHEMA app; CREATE TABLE app.events (id int, at date);"
+    ddl = "CREATE SCHEMA app; CREATE TABLE app.a_first (id int); CREATE TABLE app.events (id int, at date);"
     psql(source, ddl + "INSERT INTO app.events VALUES (1, '2026-01-01');")
     psql(target, ddl + "CREATE TABLE app.events_2027 () INHERITS (app.events);"
                        "INSERT INTO app.events_2027 SELECT g, '2027-01-01' FROM generate_series(1, 100) g;")
@@ -250,3 +252,102 @@ def test_list_points_at_what_a_killed_backup_left(project, invoke_cli):
     assert res.returncode == 0
     assert "no backups" in res.stdout
     assert ".tmp-2026-11-20T101010Z-x1y2" in res.stderr and "killed backup" in res.stderr
+
+
+def test_second_restore_with_default_privileges_in_an_app_schema(dbs, tmp_path):
+    source, target = dbs.new("src"), dbs.new("dst")
+    psql(source, "CREATE SCHEMA app; ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO PUBLIC;"
+                 " CREATE TABLE app.t (id int);")
+    store, b = backup_of(source, tmp_path)
+    restore(store, b, target)
+    restore(store, b, target)  # the target now has those default privileges itself
+    assert schema_dump(target) == schema_dump(source)
+
+
+def test_schema_only_restore_creates_no_large_objects(dbs, tmp_path):
+    source, target = dbs.new("src"), dbs.new("dst")
+    psql(source, "CREATE TABLE public.t (id int); SELECT lo_from_bytea(4242, 'x');"
+                 " GRANT SELECT ON LARGE OBJECT 4242 TO PUBLIC; COMMENT ON LARGE OBJECT 4242 IS 'note';")
+    store, b = backup_of(source, tmp_path)
+    restore(store, b, target, mode="schema")
+    assert scalar(target, "SELECT count(*) FROM pg_largeobject_metadata") == 0
+    restore(store, b, target, mode="data")
+    assert scalar(target, "SELECT obj_description(4242, 'pg_largeobject')") == "note"
+    assert scalar(target, "SELECT lomacl::text FROM pg_largeobject_metadata WHERE oid = 4242").find("=r/") >= 0
+
+
+PARTITIONED = """
+CREATE SCHEMA app;
+CREATE TABLE app.z_users (id int PRIMARY KEY);
+CREATE TABLE app.events (id int, user_id int REFERENCES app.z_users(id), v int, at date) PARTITION BY RANGE (at);
+CREATE TABLE app.events_p1 PARTITION OF app.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE TABLE app.log (n text);
+CREATE FUNCTION app.log_truncate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO app.log VALUES ('truncated'); RETURN NULL; END $$;
+CREATE TRIGGER on_truncate AFTER TRUNCATE ON app.z_users FOR EACH STATEMENT EXECUTE FUNCTION app.log_truncate();
+"""
+
+
+def test_data_only_with_partitions_foreign_keys_and_truncate_triggers(dbs, tmp_path):
+    source, target = dbs.new("src"), dbs.new("dst")
+    psql(source, PARTITIONED + "INSERT INTO app.z_users VALUES (1); INSERT INTO app.events VALUES (1, 1, -5, '2026-05-01');"
+                               " ALTER TABLE app.events ADD CONSTRAINT events_v_positive CHECK (v > 0) NOT VALID;"
+                               " COMMENT ON CONSTRAINT events_v_positive ON app.events IS 'old rows exempt';"
+                               " DELETE FROM app.log;")
+    psql(target, PARTITIONED + "ALTER TABLE app.events ADD CONSTRAINT events_v_positive CHECK (v > 0) NOT VALID;"
+                               " COMMENT ON CONSTRAINT events_v_positive ON app.events IS 'old rows exempt';")
+    schema = schema_dump(target)
+    store, b = backup_of(source, tmp_path)
+    restore(store, b, target, mode="data")
+    assert fingerprints(target) == fingerprints(source)
+    assert scalar(target, "SELECT count(*) FROM app.log") == 0  # the TRUNCATE trigger stayed quiet
+    assert schema_dump(target) == schema  # constraints, their comments, triggers: as they were
+
+
+def test_data_only_without_temp_privilege(dbs, tmp_path):
+    source = dbs.new("src")
+    psql(source, DATA_ONLY_SCHEMA + DATA_ONLY_ROWS)
+    target = dbs.new("dst")
+    role = f"owner_{uuid.uuid4().hex[:6]}"
+    admin = dbs.cluster.target()
+    psql(admin, f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
+    try:
+        psql(admin, f'ALTER DATABASE "{target.dbname}" OWNER TO {role}')
+        psql(admin.with_dbname(target.dbname), f'REVOKE TEMP ON DATABASE "{target.dbname}" FROM PUBLIC')
+        psql(admin, f'REVOKE TEMP ON DATABASE "{target.dbname}" FROM {role}')
+        as_owner = Target(params={**target.params, "user": role}, password=f"pw-{role}")
+        psql(as_owner, DATA_ONLY_SCHEMA)
+        store, b = backup_of(source, tmp_path, kind="data")
+        plan = restore(store, b, as_owner, mode="data")
+        assert plan.temp_ok is False
+        assert fingerprints(target) == fingerprints(source)
+    finally:
+        dbs.cluster.drop_database(target.dbname)
+        psql(admin, f"DROP ROLE IF EXISTS {role}")
+
+
+def test_target_revoking_public_execute_by_default_does_not_leak_into_the_restore(pg15, tmp_path):
+    name = uuid.uuid4().hex[:6]
+    source = pg15.create_database(f"s_{name}")
+    target = pg15.create_database(f"t_{name}")
+    try:
+        psql(source, "CREATE SCHEMA app; CREATE FUNCTION app.f() RETURNS int LANGUAGE sql AS 'SELECT 1';")
+        psql(target, "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;")
+        store, b = backup_of(source, tmp_path)
+        restore(store, b, target)
+        assert scalar(target, "SELECT bool_or(grantee = 0) FROM pg_proc, aclexplode(coalesce(proacl, acldefault('f', proowner)))"
+                              " WHERE proname = 'f'") is True
+    finally:
+        pg15.drop_database(source.dbname)
+        pg15.drop_database(target.dbname)
+
+
+def test_runbook_data_file_relying_on_search_path(dbs, tmp_path):
+    target = dbs.new("dst")
+    psql(target, "CREATE TABLE public.items (id serial PRIMARY KEY, v text);")
+    folder = tmp_path / "b"
+    folder.mkdir()
+    (folder / "data-2026-11-20.sql").write_text(
+        "INSERT INTO public.items (id, v) VALUES (1, 'a');\nSELECT setval('items_id_seq', 1);\n")
+    store = LocalStore(folder)
+    restore(store, catalog.resolve(store, date="2026-11-20", mode="data"), target, mode="data")
+    assert scalar(target, "SELECT count(*) FROM public.items") == 1

@@ -213,32 +213,44 @@ _DEFACL_OBJTYPE = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPE
 
 
 def clear_own_default_privileges_sql(conn: psycopg.Connection) -> list[str]:
-    """Statements that empty the current user's default privileges.
+    """Statements that return the current user's default privileges to the built-in ones.
 
     A restore creates every object as the connecting user, so that user's default privileges
     (Supabase's platform gives `postgres` GRANT ALL to anon/authenticated/service_role in
-    public) would add grants the source's objects did not have; pg_dump's ACL statements only
-    add grants, they do not revoke those. Emptied first, the archive's own DEFAULT ACL entries
-    restore them exactly, after the objects exist."""
+    public) would add grants the source's objects did not have, or (a global REVOKE EXECUTE
+    FROM PUBLIC) take away ones they had; pg_dump's ACL statements assume built-in defaults.
+    Reset first, the archive's own DEFAULT ACL entries restore them exactly, after the objects
+    exist."""
     rows = conn.execute(
-        "SELECT d.defaclobjtype::text, n.nspname, CASE WHEN a.grantee = 0 THEN NULL ELSE pg_get_userbyid(a.grantee) END"
+        "SELECT d.defaclobjtype::text, n.nspname, a.grantee = 0, CASE WHEN a.grantee = 0 THEN NULL"
+        " ELSE pg_get_userbyid(a.grantee) END, a.grantee = d.defaclrole"
         " FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,"
         " LATERAL aclexplode(d.defaclacl) a"
         " WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
-        # A global entry (no schema) starts from the built-in defaults: the owner's own rights
-        # and PUBLIC's EXECUTE on functions / USAGE on types. Revoking those would take them
-        # from every later object; only extra grantees are removed.
-        " AND NOT (d.defaclnamespace = 0 AND a.grantee IN (0, d.defaclrole))"
-        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 4"
     ).fetchall()
     out = []
-    for objtype, schema, grantee in rows:
+    globals_seen = set()
+    for objtype, schema, to_public, grantee, to_self in rows:
         what = _DEFACL_OBJTYPE.get(objtype)
         if not what:
             continue
+        if schema is None:
+            globals_seen.add(objtype)
+            if to_self or to_public:
+                continue  # part of the built-in default, granted back below
         where = f" IN SCHEMA {sql.Identifier(schema).as_string(conn)}" if schema else ""
-        who = "PUBLIC" if grantee is None else sql.Identifier(grantee).as_string(conn)
+        who = "PUBLIC" if to_public else sql.Identifier(grantee).as_string(conn)
         out.append(f"ALTER DEFAULT PRIVILEGES{where} REVOKE ALL ON {what} FROM {who};")
+    me = sql.Identifier(conn.execute("SELECT current_user").fetchone()[0]).as_string(conn)
+    for objtype in sorted(globals_seen):
+        what = _DEFACL_OBJTYPE[objtype]
+        # Built-in: the owner holds everything; PUBLIC may execute functions and use types.
+        out.append(f"ALTER DEFAULT PRIVILEGES GRANT ALL ON {what} TO {me};")
+        if objtype == "f":
+            out.append("ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO PUBLIC;")
+        elif objtype == "T":
+            out.append("ALTER DEFAULT PRIVILEGES GRANT USAGE ON TYPES TO PUBLIC;")
     return out
 
 

@@ -59,6 +59,7 @@ class RestorePlan:
     truncate_tables: list[tuple[str, str]] = field(default_factory=list)  # (schema, table)
     large_objects: int = 0
     replica_mode: bool = False
+    temp_ok: bool = True  # may create temporary tables (where quiet loads keep their notes)
     checked_files: list[str] = field(default_factory=list)
     roles_sql: str = ""
     login_roles: list[str] = field(default_factory=list)
@@ -155,6 +156,7 @@ def plan_restore(
         plan = RestorePlan(backup=backup, target=target, mode=mode, server=server, platform=platform,
                            suite=suite, checked_files=checked)
         plan.replica_mode = dbinfo.can_set_replication_role(conn)
+        plan.temp_ok = conn.execute("SELECT has_database_privilege(current_database(), 'TEMP')").fetchone()[0]
         source_platform = by_name((backup.manifest.get("source") or {}).get("platform", "postgres"))
         if backup.manifest.get("platform_data_schemas") and mode != "schema" and platform.name != "supabase":
             raise UsageError(
@@ -190,11 +192,14 @@ def plan_restore(
                 platform_tables=plan.platform_tables,
             )
             if not backup.legacy:
-                plan.reset_sql += "\n".join(dbinfo.clear_own_default_privileges_sql(conn)) + "\n"
+                # before the drops: an entry for a schema about to be dropped must still resolve
+                plan.reset_sql = "\n".join(dbinfo.clear_own_default_privileges_sql(conn)) + "\n" + plan.reset_sql
         else:
             plan.truncate_tables = _tables_to_empty(conn, backup, store, platform)
             plan.large_objects = dbinfo.large_object_count(conn)  # data too: replaced
-            plan.reset_sql = truncate_sql(plan.truncate_tables, plan.large_objects > 0)
+            partitioned = [(t["schema"], t["name"]) for t in backup.manifest.get("tables", [])
+                           if t.get("kind") == "partitioned"]
+            plan.reset_sql = truncate_sql(plan.truncate_tables, plan.large_objects > 0, partitioned)
         if not backup.legacy:
             plan.app_archive = store.local_path(backup.id, "app.dump")
             _plan_skips(conn, plan, platform, server)
@@ -263,7 +268,7 @@ def reset_sql(conn: psycopg.Connection, platform: Platform, *, drop_schemas: Ite
     tables = list(platform_tables)
     if tables:
         # CASCADE: platform tables of a newer target that reference these are emptied too.
-        out.append("TRUNCATE ONLY " + ", ".join(_qualified(*t) for t in tables) + " CASCADE;")
+        out.append("TRUNCATE " + ", ".join(f"ONLY {_qualified(*t)}" for t in tables) + " CASCADE;")
     return "\n".join(out) + "\n"
 
 
@@ -333,11 +338,15 @@ def _qualified(schema: str, table: str) -> str:
     return f"{_ident(schema)}.{_ident(table)}"
 
 
-def truncate_sql(tables: list[tuple[str, str]], large_objects: bool) -> str:
+def truncate_sql(tables: list[tuple[str, str]], large_objects: bool,
+                 partitioned: Iterable[tuple[str, str]] = ()) -> str:
     out = "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;\n" if large_objects else ""
-    if tables:
-        # ONLY: an inheritance child the backup does not list keeps its rows.
-        out += "TRUNCATE ONLY " + ", ".join(_qualified(*t) for t in tables) + ";\n"
+    # ONLY before each table: an inheritance child the backup does not list keeps its rows.
+    # A partitioned parent cannot be truncated ONLY; it goes whole, its partitions being its rows
+    # (and a foreign key declared on it would otherwise block truncating what it references).
+    names = [f"ONLY {_qualified(*t)}" for t in tables] + [_qualified(*t) for t in partitioned]
+    if names:
+        out += "TRUNCATE " + ", ".join(names) + ";\n"
     return out
 
 
@@ -477,7 +486,9 @@ def data_entries(suite: pgtools.PgSuite, archive: Path) -> list[toc.Entry]:
     """The data section, plus the large objects' own entries: archives before PostgreSQL 17
     create large objects in pre-data ("BLOB") and only fill them in the data section."""
     data_ids = {e.dump_id for e in toc.read(suite, archive, ["data"])}
-    return [e for e in toc.read(suite, archive) if e.dump_id in data_ids or e.desc in ("BLOB", "BLOB METADATA")]
+    lo_extras = lambda e: e.desc in ("COMMENT", "SECURITY LABEL") and e.tag.startswith("LARGE OBJECT ")
+    return [e for e in toc.read(suite, archive)
+            if e.dump_id in data_ids or e.desc in ("BLOB", "BLOB METADATA") or lo_extras(e)]
 
 
 def _file_chunks(path: Path) -> Iterator[bytes]:
@@ -518,12 +529,17 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
             if plan.roles_sql:
                 step("roles")
                 feed.sql(plan.roles_sql)
+            if plan.mode == "data":
+                # quiet before the TRUNCATE: an ON TRUNCATE trigger must not fire either
+                feed.sql(quiet.start_sql(plan.truncate_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
             step("resetting the app's schemas" if plan.mode != "data" else f"emptying {len(plan.truncate_tables)} tables")
             feed.sql(plan.reset_sql)
             if backup.legacy:
                 _feed_legacy(plan, store, feed, step)
             else:
                 _feed_archives(plan, store, feed, env, step)
+            if plan.mode == "data":
+                feed.sql(quiet.end_sql(plan.truncate_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
             step("checking row counts against the manifest")
             feed.sql(check_sql(plan.checks))
             feed.sql("COMMIT;\n")
@@ -578,8 +594,12 @@ def _feed_archives(plan: RestorePlan, store: LocalStore, feed: Feeder, env: dict
     entries = plan_entries(plan, app)
     is_acl = lambda e: e.desc in ("ACL", "DEFAULT ACL")
     lo_acl = lambda e: e.desc == "ACL" and e.tag.startswith("LARGE OBJECT ")
+    if plan.mode == "schema":
+        # Large objects are data: like pg_restore --schema-only, create none (archives before
+        # 17 would otherwise make empty ones) and so none of their privileges or comments.
+        entries = [e for e in entries if e.desc not in ("BLOB", "BLOB METADATA")
+                   and not (e.desc in ("ACL", "COMMENT", "SECURITY LABEL") and e.tag.startswith("LARGE OBJECT "))]
     if plan.mode == "data":
-        feed.sql(quiet.start_sql(plan.truncate_tables, replica=plan.replica_mode))
         step("loading data")
         wanted = {e.dump_id for e in data_entries(plan.suite, app)}
         _feed_entries(plan, app, feed, env, [e for e in entries if e.dump_id in wanted])
@@ -594,19 +614,16 @@ def _feed_archives(plan: RestorePlan, store: LocalStore, feed: Feeder, env: dict
         platform_archive = store.local_path(backup.id, platform_file["name"])
         if plan.mode != "data":
             # Platform tables (auth.users, ...) keep their triggers and constraints.
-            feed.sql(quiet.start_sql(plan.platform_tables, replica=plan.replica_mode))
+            feed.sql(quiet.start_sql(plan.platform_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
         _feed_entries(plan, platform_archive, feed, env, toc.read(plan.suite, platform_archive, ["data"]))
         if plan.mode != "data":
-            feed.sql(quiet.end_sql(plan.platform_tables, replica=plan.replica_mode))
+            feed.sql(quiet.end_sql(plan.platform_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
     # Privileges after the rows, as pg_restore itself orders them; large objects' only when
     # this restore created them.
-    los_created = plan.mode != "schema" or any(e.desc in ("BLOB", "BLOB METADATA") for e in entries)
-    acls = [e for e in entries if is_acl(e) and (plan.mode != "data" or lo_acl(e)) and (los_created or not lo_acl(e))]
+    acls = [e for e in entries if is_acl(e) and (plan.mode != "data" or lo_acl(e))]
     if acls:
         feed.script(_pg_restore_chunks(plan.suite, app, env, acls), line_filter=acl_filter(plan.server.major))
-    if plan.mode == "data":
-        feed.sql(quiet.end_sql(plan.truncate_tables, replica=plan.replica_mode))
-    else:
+    if plan.mode != "data":
         step("building indexes, constraints, triggers and policies")
         wanted = {e.dump_id for e in toc.read(plan.suite, app, ["post-data"])}
         _feed_entries(plan, app, feed, env, [e for e in entries if e.dump_id in wanted and not is_acl(e)])
@@ -629,7 +646,7 @@ def _feed_entries(plan: RestorePlan, archive: Path, feed: Feeder, env: dict[str,
 
 
 def _no_transaction_control(line: bytes) -> bytes | None:
-    return None if line in (b"BEGIN;", b"COMMIT;") else line
+    return None if line.rstrip(b"\r") in (b"BEGIN;", b"COMMIT;") else line
 
 
 _PRIV_LIST = re.compile(rb"^((?:ALTER DEFAULT PRIVILEGES .*?)?(?:GRANT|REVOKE) )([A-Z(),_ \w\"]+?)( ON .*)$")
@@ -667,10 +684,10 @@ def _feed_legacy(plan: RestorePlan, store: LocalStore, feed: Feeder, step: Step)
         # A data file loads into tables that already have their triggers and constraints (from
         # the schema file, or the target's own): quietly, as our own data-only restores do, or
         # the app's triggers fire on every row (touch updated_at, insert profiles twice).
-        tables = sorted(set(legacy_copy_tables(path))) if kind == "data" else []
-        feed.sql(quiet.start_sql(tables, replica=plan.replica_mode))
+        tables = sorted(set(legacy_copy_tables(path))) if kind == "data" and plan.mode != "data" else []
+        feed.sql(quiet.start_sql(tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
         feed.script(_legacy_lines(_file_chunks(path)))
-        feed.sql(quiet.end_sql(tables, replica=plan.replica_mode))
+        feed.sql(quiet.end_sql(tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
 
 
 def _legacy_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -689,29 +706,30 @@ def _legacy_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
         buf = lines.pop()
         out: list[bytes] = []
         for line in lines:
+            bare = line.rstrip(b"\r")  # psql accepts CRLF files; so must this filter
             if in_copy:
                 out.append(line)
-                if line == b"\\.":
+                if bare == b"\\.":
                     in_copy = False
                 continue
             if pending:
-                if not line.strip():
+                if not bare.strip():
                     pending.append(line)
                     continue
-                if line.startswith(b"SELECT pg_catalog.lo_open("):
+                if bare.startswith(b"SELECT pg_catalog.lo_open("):
                     pending = pending[1:]  # drop the BEGIN;
                 out.extend(pending)
                 pending = []
-            if line == b"BEGIN;":
+            if bare == b"BEGIN;":
                 pending = [line]
                 continue
-            if line == b"COMMIT;" and last.startswith(b"SELECT pg_catalog.lo_close("):
-                last = line
+            if bare == b"COMMIT;" and last.startswith(b"SELECT pg_catalog.lo_close("):
+                last = bare
                 continue
-            if line.startswith(b"COPY ") and line.rstrip().endswith(b"FROM stdin;"):
+            if bare.startswith(b"COPY ") and bare.rstrip().endswith(b"FROM stdin;"):
                 in_copy = True
-            if line.strip():
-                last = line
+            if bare.strip():
+                last = bare
             out.append(line)
         if out:
             yield b"".join(ln + b"\n" for ln in out)

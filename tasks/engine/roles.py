@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 
 IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 _CREATE = re.compile(rf"^CREATE ROLE ({IDENT});$")
-_ALTER = re.compile(rf"^ALTER ROLE ({IDENT})\b")
+_ALTER = re.compile(rf"^ALTER ROLE ({IDENT})(?=[\s;])")
 _COMMENT = re.compile(rf"^COMMENT ON ROLE ({IDENT}) IS")
 _SECLABEL = re.compile(rf"^SECURITY LABEL FOR {IDENT} ON ROLE ({IDENT}) IS")
 _GRANT = re.compile(rf"^GRANT ({IDENT}) TO ({IDENT})(.*);$", re.S)
@@ -129,13 +129,13 @@ def restore_sql(statements: Iterable[str], *, target_major: int, target_superuse
 
     Roles are server-wide: a role the target server already has is left exactly as it is (its
     attributes, settings and comment may serve other databases there); only missing roles are
-    created and given the backup's attributes. Memberships are granted either way."""
+    created and given the backup's attributes and memberships."""
     existing = set(existing)
     out: list[str] = []
     for stmt in statements:
         names = roles_in(stmt)
-        if names and not _GRANT.match(stmt) and names[0] in existing:
-            continue
+        if names and all(n in existing for n in names):
+            continue  # a role, or a membership between roles, the server already has: its own business
         m = _CREATE.match(stmt)
         if m:
             # CREATE ROLE is transactional; an existing role is kept and altered below.
