@@ -275,3 +275,48 @@ def test_reset_on_a_project_keeps_the_platform_and_its_data(supa):
     assert scalar(project, "SELECT has_schema_privilege('anon', 'public', 'USAGE')")
     assert scalar(project, "SELECT count(*) FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace"
                            " WHERE n.nspname = 'public'") >= 1
+
+
+EXTENSION_OWNED = """
+-- pg_cron and pg_net are not installed here; imitate what they leave: tables owned by an
+-- extension (hstore stands in), pg_cron's own policy on cron.job, rows in pg_net's queue.
+CREATE EXTENSION IF NOT EXISTS hstore SCHEMA extensions;
+CREATE SCHEMA IF NOT EXISTS cron; CREATE SCHEMA IF NOT EXISTS net;
+CREATE TABLE cron.job (jobid bigserial PRIMARY KEY, schedule text, command text, username text DEFAULT current_user);
+ALTER TABLE cron.job ENABLE ROW LEVEL SECURITY;
+CREATE POLICY cron_job_policy ON cron.job USING (username = CURRENT_USER);
+CREATE TABLE net._http_response (id bigint, status_code int);
+ALTER EXTENSION hstore ADD TABLE cron.job;
+ALTER EXTENSION hstore ADD TABLE net._http_response;
+GRANT USAGE ON SCHEMA cron, net TO postgres;
+GRANT SELECT ON cron.job, net._http_response TO postgres;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA cron TO postgres;  -- as Supabase grants on cron
+CREATE FUNCTION extensions.touch_updated_at() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+"""
+
+
+def test_extension_owned_tables_and_platform_functions(supa, tmp_path):
+    source, target = supa.new_project(), supa.new_project()
+    for project in (source, target):
+        with supa.admin(project).connect() as conn:
+            conn.execute(EXTENSION_OWNED)
+            conn.commit()
+    supa.load_app(source)
+    with supa.admin(source).connect() as conn:
+        conn.execute("INSERT INTO net._http_response SELECT g, 200 FROM generate_series(1, 5) g")
+        conn.commit()
+    with source.connect() as conn:
+        # an app trigger on a platform table that calls a function the platform provides
+        conn.execute("CREATE TRIGGER app_touch BEFORE UPDATE ON auth.users FOR EACH ROW"
+                     " EXECUTE FUNCTION extensions.touch_updated_at()")
+        conn.commit()
+    store, b, result = backup(source, tmp_path)
+    m = result.manifest
+    assert "trigger app_touch on auth.users" in m["platform_additions"]
+    assert not any("cron_job_policy" in a for a in m["platform_additions"])  # pg_cron's, not the app's
+    assert not any(t["schema"] == "net" for t in m["tables"])  # pg_dump never carries those rows
+    restore(store, b, target)
+    assert scalar(target, "SELECT count(*) FROM pg_trigger WHERE tgname = 'app_touch'") == 1
+    assert scalar(supa.admin(target), "SELECT count(*) FROM pg_policy WHERE polname = 'cron_job_policy'") == 1
+    restore(store, b, source)  # over the same project: pg_cron's policy is not the app's to drop

@@ -3,9 +3,12 @@ auth.users) and row-level-security policies (on storage.objects). pg_dump never 
 since their tables live in excluded platform schemas, and `supabase db dump` loses them; we
 capture them as SQL from the catalog and put them back after the app's schema is restored.
 
-A trigger counts as the app's when its function lives outside the platform's schemas; every
-policy on a platform table counts as the app's (the platform ships none; `supabase db reset`
-drops them all for the same reason).
+A trigger counts as the app's when its function lives outside the platform's schemas, or in
+`extensions` / `supabase_functions`, where the platform keeps functions for apps to call
+(moddatetime, database-webhook http_request); the platform's own triggers call functions of
+their own schema (storage.protect_delete). Every policy on a platform table counts as the app's
+(the platform ships none; `supabase db reset` drops them all for the same reason), except on
+tables that belong to an extension (pg_cron's cron.job comes with its own policy).
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ class Addition:
         return f"DROP {what} IF EXISTS {_ident(self.name)} ON {_ident(self.schema)}.{_ident(self.table)};"
 
 
+APP_FUNCTION_SCHEMAS = ("extensions", "supabase_functions")
+
+_NOT_EXTENSION_TABLE = (
+    " AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass"
+    " AND d.objid = c.oid AND d.deptype = 'e')"
+)
+
+
 def find(conn: psycopg.Connection, platform: Platform) -> list[Addition]:
     managed = [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace") if platform.is_managed(r[0])]
     if not managed:
@@ -53,10 +64,10 @@ def find(conn: psycopg.Connection, platform: Platform) -> list[Addition]:
         " FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
         " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid JOIN pg_catalog.pg_namespace fn ON fn.oid = p.pronamespace"
-        " WHERE NOT t.tgisinternal AND n.nspname = ANY(%s) ORDER BY 1, 2, 3",
+        " WHERE NOT t.tgisinternal AND n.nspname = ANY(%s)" + _NOT_EXTENSION_TABLE + " ORDER BY 1, 2, 3",
         (managed,),
     ):
-        if platform.is_managed(fschema):
+        if platform.is_managed(fschema) and fschema not in APP_FUNCTION_SCHEMAS:
             continue
         sql = definition + ";"
         qualified = f"{_ident(schema)}.{_ident(table)}"
@@ -73,7 +84,8 @@ def find(conn: psycopg.Connection, platform: Platform) -> list[Addition]:
         "       FROM unnest(p.polroles) AS r),"
         " pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)"
         " FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s) ORDER BY 1, 2, 3",
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s)" + _NOT_EXTENSION_TABLE
+        + " ORDER BY 1, 2, 3",
         (managed,),
     ):
         to = ", ".join("PUBLIC" if r == "public" else _ident(r) for r in roles)

@@ -141,6 +141,10 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
         app_schemas = dbinfo.app_schemas(conn, platform)
         managed_present = [s for s in dbinfo.schemas(conn) if platform.is_managed(s)]
         data_schemas = [s for s in platform.data_schemas if s in managed_present]
+        # The counting session must not be cut short by the role's own limits (pg_dump resets its).
+        conn.execute("SET statement_timeout = 0")
+        conn.execute("SET lock_timeout = 0")
+        conn.execute("SET idle_in_transaction_session_timeout = 0")
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         backup_id = catalog.new_id(now or started, set(store.ids()))
@@ -186,6 +190,8 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
                     # Count rows in the same snapshot while pg_dump works.
                     tabs = dbinfo.tables(conn, app_schemas + data_schemas)
                     counts = dbinfo.row_counts(conn, tabs) if kind != "schema" else {}
+                    for name in dbinfo.filtered_config_tables(conn):
+                        counts.pop(name, None)
                     proc.wait()
                 except BaseException:
                     pgtools.stop(proc)
