@@ -76,7 +76,6 @@ class RestorePlan:
     skip_event_triggers: set[str] = field(default_factory=set)
     skip_acl_roles: set[str] = field(default_factory=set)
     skip_extension_comments: bool = False
-    app_archive: Path | None = None
 
     def summary_rows(self) -> list[tuple[str, str]]:
         b = self.backup
@@ -201,7 +200,6 @@ def plan_restore(
                            if t.get("kind") == "partitioned"]
             plan.reset_sql = truncate_sql(plan.truncate_tables, plan.large_objects > 0, partitioned)
         if not backup.legacy:
-            plan.app_archive = store.local_path(backup.id, "app.dump")
             _plan_skips(conn, plan, platform, server)
             if mode in ("full", "schema") and backup.file("additions"):
                 plan.additions_sql = store.local_path(backup.id, backup.file("additions")["name"]).read_text()
@@ -391,11 +389,12 @@ class Feeder:
             self.write(text.encode())
 
     def script(self, chunks: Iterator[bytes], line_filter: Callable[[bytes], bytes | None] | None = None) -> None:
-        if line_filter is not None:
-            return self._filtered(chunks, line_filter)
         """Stream a pg_dump/pg_restore script. Only its preamble (SETs before the first real
         statement) is rewritten: pg_dump 17 writes `SET transaction_timeout`, which servers
-        before 17 reject. The rest passes through untouched, COPY data included."""
+        before 17 reject. The rest passes through untouched, COPY data included. With a
+        `line_filter` (scripts that hold no data), every line goes through it instead."""
+        if line_filter is not None:
+            return self._filtered(chunks, line_filter)
         buf = b""
         in_preamble = True
         for chunk in chunks:
@@ -418,7 +417,6 @@ class Feeder:
             self.write(b"".join(out))
         if buf:
             self.write(buf)
-
 
     def _filtered(self, chunks: Iterator[bytes], line_filter: Callable[[bytes], bytes | None]) -> None:
         """Every line through `line_filter`: only for scripts of privilege statements, which

@@ -56,11 +56,6 @@ def parse_version(text: str) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2) or 0)
 
 
-def version_num_to_tuple(num: int) -> tuple[int, int]:
-    """server_version_num 150018 -> (15, 18)."""
-    return num // 10000, num % 10000
-
-
 @lru_cache(maxsize=64)
 def _probe(bindir: str) -> PgSuite | None:
     exe = os.path.join(bindir, "pg_dump")

@@ -12,7 +12,7 @@ happens to be called `auth`.
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg
 
@@ -62,7 +62,6 @@ class Platform:
     excluded_data_tables: tuple[str, ...] = ()
     reserved_roles: tuple[str, ...] = ()
     publications: tuple[str, ...] = ()
-    extra: dict = field(default_factory=dict)
 
     def is_system(self, schema: str) -> bool:
         return schema in SYSTEM_SCHEMAS or any(fnmatch.fnmatchcase(schema, p) for p in SYSTEM_PATTERNS)

@@ -150,7 +150,7 @@ class Cluster:
             )
         finally:
             pwfile.unlink(missing_ok=True)
-        for attempt in range(5):
+        for _ in range(5):
             self.port = _free_port()
             opts = (
                 f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "

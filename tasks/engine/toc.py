@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from . import pgtools
 from .errors import IntegrityError
@@ -68,6 +68,7 @@ def read(suite: pgtools.PgSuite, archive: Path, sections: Iterable[str] = ()) ->
 
 @lru_cache(maxsize=16)
 def _read(suite: pgtools.PgSuite, archive: str, size: int, mtime: int, sections: tuple[str, ...]) -> tuple[Entry, ...]:
+    # size and mtime only key the cache: a changed file is listed again
     argv = [suite.tool("pg_restore"), "--list", *[f"--section={s}" for s in sections], archive]
     try:
         listing = pgtools.run(argv, env=dict(os.environ)).decode("utf-8", "replace")
@@ -83,7 +84,3 @@ def write_list(entries: Iterable[Entry], folder: Path | None = None) -> Path:
         for e in entries:
             f.write(e.line + "\n")
     return Path(f.name)
-
-
-def select(entries: list[Entry], keep: Callable[[Entry], bool]) -> list[Entry]:
-    return [e for e in entries if keep(e)]
