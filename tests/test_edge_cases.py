@@ -4,6 +4,7 @@ review), each on real PostgreSQL 15 and 17."""
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 import uuid
 
 import pytest
@@ -168,50 +169,68 @@ def test_data_only_restore_is_quiet_and_leaves_triggers_and_constraints_as_they_
     assert schema_dump(target) == schema
 
 
-def test_data_only_without_replica_mode_loads_foreign_keys_in_any_order(dbs, tmp_path):
-    """A restorer that may not SET session_replication_role (no superuser, no grant)."""
-    source = dbs.new("src")
-    psql(source, DATA_ONLY_SCHEMA + DATA_ONLY_ROWS)
+@contextmanager
+def owned_by_a_plain_role(dbs, *, temp: bool = True):
+    """A new database owned by a new LOGIN role that is no superuser and may not SET
+    session_replication_role (optionally not create temporary tables either): (as owner, as
+    superuser). Dropped afterwards."""
     target = dbs.new("dst")
     role = f"owner_{uuid.uuid4().hex[:6]}"
     admin = dbs.cluster.target()
     psql(admin, f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
     try:
         psql(admin, f'ALTER DATABASE "{target.dbname}" OWNER TO {role}')
-        as_owner = Target(params={**target.params, "user": role}, password=f"pw-{role}")
-        psql(as_owner, DATA_ONLY_SCHEMA)
-        store, b = backup_of(source, tmp_path, kind="data")
-        plan = restore(store, b, as_owner, mode="data")
-        assert plan.replica_mode is False
-        assert fingerprints(target) == fingerprints(source)
-        assert scalar(target, "SELECT count(*) FROM app.profiles") == 0
-        assert trigger_states(target) == {"always_on": "A", "replica_only": "R", "switched_off": "D"}
-        assert scalar(target, "SELECT count(*) FROM pg_constraint WHERE conname = 'a_child_parent_fkey' AND convalidated") == 1
+        if not temp:
+            psql(admin, f'REVOKE TEMP ON DATABASE "{target.dbname}" FROM PUBLIC, {role}')
+        yield Target(params={**target.params, "user": role}, password=f"pw-{role}"), target
     finally:
         dbs.cluster.drop_database(target.dbname)
         psql(admin, f"DROP ROLE IF EXISTS {role}")
 
 
-def test_target_default_privileges_do_not_strip_public_execute(pg15, tmp_path):
-    name = uuid.uuid4().hex[:6]
-    source = pg15.create_database(f"s_{name}")
-    target = pg15.create_database(f"t_{name}")
+@pytest.mark.parametrize("temp", [True, False], ids=["temp", "no-temp"])
+def test_data_only_as_a_plain_owner_loads_foreign_keys_in_any_order(dbs, tmp_path, temp):
+    """Without replica mode foreign keys are set aside; without TEMP the notes go elsewhere."""
+    source = dbs.new("src")
+    psql(source, DATA_ONLY_SCHEMA + DATA_ONLY_ROWS)
+    with owned_by_a_plain_role(dbs, temp=temp) as (as_owner, target):
+        psql(as_owner, DATA_ONLY_SCHEMA)
+        store, b = backup_of(source, tmp_path, kind="data")
+        plan = restore(store, b, as_owner, mode="data")
+        assert plan.replica_mode is False and plan.temp_ok is temp
+        assert fingerprints(target) == fingerprints(source)
+        assert scalar(target, "SELECT count(*) FROM app.profiles") == 0
+        assert trigger_states(target) == {"always_on": "A", "replica_only": "R", "switched_off": "D"}
+        assert scalar(target, "SELECT count(*) FROM pg_constraint WHERE conname = 'a_child_parent_fkey' AND convalidated") == 1
+
+
+def public_may_execute(target, function: str) -> bool:
+    return scalar(target, "SELECT bool_or(grantee = 0) FROM pg_proc, aclexplode(coalesce(proacl, acldefault('f', proowner)))"
+                          f" WHERE proname = '{function}'")
+
+
+@pytest.mark.parametrize("target_defaults", [
+    "ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO reporter_{n}",  # an extra grantee
+    "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC",     # a built-in removed
+], ids=["extra-grantee", "public-revoked"])
+def test_target_default_privileges_do_not_change_restored_privileges(pg15, tmp_path, target_defaults):
+    n = uuid.uuid4().hex[:6]
+    source = pg15.create_database(f"s_{n}")
+    target = pg15.create_database(f"t_{n}")
     try:
         psql(source, "CREATE SCHEMA app; CREATE FUNCTION app.f() RETURNS int LANGUAGE sql AS 'SELECT 1';")
-        psql(target, f"CREATE ROLE reporter_{name}; ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO reporter_{name};")
+        psql(target, f"CREATE ROLE reporter_{n}; " + target_defaults.format(n=n))
         store, b = backup_of(source, tmp_path)
         restore(store, b, target)
-        # the function is executable by everyone (PUBLIC), as on the source
-        assert scalar(target, "SELECT bool_or(grantee = 0) FROM pg_proc, aclexplode(coalesce(proacl, acldefault('f', proowner)))"
-                              " WHERE proname = 'f'") is True
-        # and the target role's own default privileges still hand EXECUTE to PUBLIC afterwards
-        psql(target, "CREATE FUNCTION public.g() RETURNS int LANGUAGE sql AS 'SELECT 2'")
-        assert scalar(target, "SELECT bool_or(grantee = 0) FROM pg_proc, aclexplode(coalesce(proacl, acldefault('f', proowner)))"
-                              " WHERE proname = 'g'") is True
+        assert public_may_execute(target, "f")  # as on the source
+        if "GRANT" in target_defaults:
+            # the restoring role's own defaults are back to built-in: PUBLIC still executes new functions
+            psql(target, "CREATE FUNCTION public.g() RETURNS int LANGUAGE sql AS 'SELECT 2'")
+            assert public_may_execute(target, "g")
     finally:
         pg15.drop_database(source.dbname)
         pg15.drop_database(target.dbname)
-        psql(pg15.target(), f"DROP ROLE IF EXISTS reporter_{name}")
+        psql(pg15.target(), f"DROP ROLE IF EXISTS reporter_{n}")
 
 
 def test_schema_and_table_names_with_dots_quotes_and_spaces(dbs, tmp_path):
@@ -301,44 +320,6 @@ def test_data_only_with_partitions_foreign_keys_and_truncate_triggers(dbs, tmp_p
     assert fingerprints(target) == fingerprints(source)
     assert scalar(target, "SELECT count(*) FROM app.log") == 0  # the TRUNCATE trigger stayed quiet
     assert schema_dump(target) == schema  # constraints, their comments, triggers: as they were
-
-
-def test_data_only_without_temp_privilege(dbs, tmp_path):
-    source = dbs.new("src")
-    psql(source, DATA_ONLY_SCHEMA + DATA_ONLY_ROWS)
-    target = dbs.new("dst")
-    role = f"owner_{uuid.uuid4().hex[:6]}"
-    admin = dbs.cluster.target()
-    psql(admin, f"CREATE ROLE {role} LOGIN PASSWORD 'pw-{role}'")
-    try:
-        psql(admin, f'ALTER DATABASE "{target.dbname}" OWNER TO {role}')
-        psql(admin.with_dbname(target.dbname), f'REVOKE TEMP ON DATABASE "{target.dbname}" FROM PUBLIC')
-        psql(admin, f'REVOKE TEMP ON DATABASE "{target.dbname}" FROM {role}')
-        as_owner = Target(params={**target.params, "user": role}, password=f"pw-{role}")
-        psql(as_owner, DATA_ONLY_SCHEMA)
-        store, b = backup_of(source, tmp_path, kind="data")
-        plan = restore(store, b, as_owner, mode="data")
-        assert plan.temp_ok is False
-        assert fingerprints(target) == fingerprints(source)
-    finally:
-        dbs.cluster.drop_database(target.dbname)
-        psql(admin, f"DROP ROLE IF EXISTS {role}")
-
-
-def test_target_revoking_public_execute_by_default_does_not_leak_into_the_restore(pg15, tmp_path):
-    name = uuid.uuid4().hex[:6]
-    source = pg15.create_database(f"s_{name}")
-    target = pg15.create_database(f"t_{name}")
-    try:
-        psql(source, "CREATE SCHEMA app; CREATE FUNCTION app.f() RETURNS int LANGUAGE sql AS 'SELECT 1';")
-        psql(target, "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;")
-        store, b = backup_of(source, tmp_path)
-        restore(store, b, target)
-        assert scalar(target, "SELECT bool_or(grantee = 0) FROM pg_proc, aclexplode(coalesce(proacl, acldefault('f', proowner)))"
-                              " WHERE proname = 'f'") is True
-    finally:
-        pg15.drop_database(source.dbname)
-        pg15.drop_database(target.dbname)
 
 
 def test_runbook_data_file_relying_on_search_path(dbs, tmp_path):

@@ -131,17 +131,8 @@ def test_ctrl_c_during_backup_keeps_nothing(dbs15, project, invoke_cli):
     try:
         holder.execute("LOCK TABLE app.items IN ACCESS EXCLUSIVE MODE")
         proc = start_invoke(["backup"], cwd=project, env=env)
-        try:
-            wait_for(lambda: lock_waiters(admin, source.dbname, "pg_dump") or proc.poll() is not None,
-                     what="pg_dump to wait for the table lock")
-            assert proc.poll() is None, proc.communicate()
-            assert processes_mentioning(str(bdir)), "pg_dump should be running now"
-            os.kill(proc.pid, signal.SIGINT)
-            res = _finished(proc, timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        res = _interrupt_while(proc, lambda: lock_waiters(admin, source.dbname, "pg_dump"),
+                               what="pg_dump to wait for the table lock", running=str(bdir))
 
         assert res.returncode == ExitCode.INTERRUPTED, res.stdout + res.stderr
         assert "interrupted" in error_line(res).lower()
@@ -159,6 +150,21 @@ def test_ctrl_c_during_backup_keeps_nothing(dbs15, project, invoke_cli):
         holder.close()
 
 
+def _interrupt_while(proc, blocked, *, what: str, running: str):
+    """Wait until `blocked()` says the tool is stuck on our lock, then press Ctrl-C (SIGINT to
+    invoke, as a terminal does) and return how invoke finished."""
+    try:
+        wait_for(lambda: blocked() or proc.poll() is not None, what=what)
+        assert proc.poll() is None, proc.communicate()
+        assert processes_mentioning(running), f"the tool ({running}) should be running now"
+        os.kill(proc.pid, signal.SIGINT)
+        return _finished(proc, timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_ctrl_c_during_restore_changes_nothing(dbs15, project, invoke_cli):
     dbs = dbs15
     admin = dbs.cluster.target()
@@ -174,17 +180,8 @@ def test_ctrl_c_during_restore_changes_nothing(dbs15, project, invoke_cli):
         proc = start_invoke(["restore", "--id", backup_id, "--yes"], cwd=project,
                             env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
         psql_marker = f"dbname={target.dbname}"
-        try:
-            wait_for(lambda: lock_waiters(admin, target.dbname, "psql") or proc.poll() is not None,
-                     what="the restore's DROP SCHEMA to wait for the lock")
-            assert proc.poll() is None, proc.communicate()
-            assert processes_mentioning(psql_marker), "psql should be running now"
-            os.kill(proc.pid, signal.SIGINT)
-            res = _finished(proc, timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        res = _interrupt_while(proc, lambda: lock_waiters(admin, target.dbname, "psql"),
+                               what="the restore's DROP SCHEMA to wait for the lock", running=psql_marker)
 
         assert res.returncode == ExitCode.INTERRUPTED, res.stdout + res.stderr
         line = error_line(res)
