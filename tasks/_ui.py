@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 from invoke import Exit
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import psycopg
@@ -29,7 +30,12 @@ def settings_from(**flags: Any) -> Settings:
 
 
 def step(message: str) -> None:
-    err.print(f"[dim]•[/dim] {message}")
+    err.print(f"[dim]•[/dim] {escape(message)}")
+
+
+def warn(message: str) -> None:
+    """A warning line; names in it are data, never markup."""
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
 
 class Activity:
@@ -95,7 +101,7 @@ def show_plan(rows: Sequence[tuple[str, str]], title: str) -> None:
     t.add_column(style="bold")
     t.add_column()
     for k, v in rows:
-        t.add_row(k, v)
+        t.add_row(escape(k), escape(v))
     err.print(t)
 
 

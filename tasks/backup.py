@@ -8,6 +8,7 @@ from . import _ui
 from .engine.conn import Target
 from .engine.dump import create_backup
 from .engine.errors import ConfigError, UsageError
+from .engine.manifest import signing_key
 from .engine.storage import LocalStore
 
 
@@ -33,7 +34,7 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
     store = LocalStore(settings.backup_dir)
     with _ui.Activity("backing up") as activity:
         result = create_backup(target, store, kind=kind, label=label, pg_bin_dir=settings.pg_bin_dir,
-                               step=activity.step)
+                               step=activity.step, signing_key=signing_key(settings.signing_key, create=True))
     if result.created_dir:
         _ui.step(f"created {store.root} (mode 0700)")
     if result.gitignore_updated:

@@ -7,8 +7,9 @@ from invoke import task
 from . import _ui
 from .engine import catalog
 from .engine.conn import Target
-from .engine.errors import ConfigError, UsageError
-from .engine.load import execute_reset, execute_restore, plan_reset, plan_restore
+from .engine.errors import ConfigError, Declined, UsageError
+from .engine.manifest import signing_key
+from .engine.restore import execute_reset, execute_restore, plan_reset, plan_restore
 from .engine.storage import LocalStore
 
 
@@ -30,10 +31,13 @@ def _target(settings, target_url):
         "schema_only": "Restore roles and schema only; the target's tables end up empty.",
         "data_only": "Restore rows only, into the tables that already exist in the target.",
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
+        "allow_unsigned": "Restore a backup whose manifest is not signed with this machine's key "
+                          "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
     }
 )
 @_ui.guarded
-def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, data_only=False, backup_dir=None):
+def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, data_only=False, backup_dir=None,
+            allow_unsigned=False):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
@@ -43,12 +47,17 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
     backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full")
     tgt = _target(settings, target)
     with store.lock():
-        plan = plan_restore(store, backup, tgt, mode=mode, pg_bin_dir=settings.pg_bin_dir, step=_ui.step)
+        plan = plan_restore(store, backup, tgt, mode=mode, pg_bin_dir=settings.pg_bin_dir, step=_ui.step,
+                            signing_key=signing_key(settings.signing_key, create=False))
         _ui.show_plan(plan.summary_rows(), "Restore plan")
-        for w in backup.notes + plan.warnings:
-            _ui.err.print(f"[yellow]warning:[/yellow] {w}")
-        if backup.legacy:
-            _ui.err.print("[yellow]warning:[/yellow] runbook files have no manifest: no checksums or row counts to check")
+        for w in plan.warnings:
+            _ui.warn(w)
+        if not plan.authenticity.ok and not allow_unsigned:
+            if yes:
+                raise Declined(f"Backup {backup.id} is {plan.authenticity.text}; nothing was changed",
+                               "restore it only if you trust where it came from: add --allow-unsigned, or set "
+                               "BACKUP_SIGNING_KEY to the key it was made with")
+            _ui.warn(f"this backup is {plan.authenticity.text}: restore it only if you trust where it came from")
         _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
         with _ui.Activity("restoring") as activity:
             result = execute_restore(plan, store, step=activity.step, progress=activity.progress)

@@ -48,3 +48,15 @@ def seeded(dbs, prefix: str, sql: str) -> Target:
 def state(target: Target) -> tuple[dict, str]:
     """Everything a user would miss: every table's rows (fingerprints) and the whole schema."""
     return fingerprints(target), schema_dump(target)
+
+
+def resign(folder) -> None:
+    """Sign a backup's edited manifest again with this user's key: for tests that need a backup
+    that is broken in some other way (a wrong row count), not one that fails authentication."""
+    from pathlib import Path
+
+    from tasks.engine import manifest
+
+    folder = Path(folder)
+    (folder / manifest.MAC_FILE).unlink(missing_ok=True)
+    manifest.sign(folder, manifest.signing_key(None, create=True))

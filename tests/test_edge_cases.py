@@ -13,9 +13,9 @@ from tasks.engine import catalog, pgtools
 from tasks.engine.conn import Target
 from tasks.engine.dump import create_backup
 from tasks.engine.errors import RestoreFailed, NotFound
-from tasks.engine.load import execute_restore, plan_restore
+from tasks.engine.restore import execute_restore, plan_restore
 from tasks.engine.storage import LocalStore
-from tests.helpers import fingerprints, psql, scalar, schema_dump, state
+from tests.helpers import fingerprints, psql, scalar, schema_dump, resign, state
 
 
 def backup_of(source, tmp_path, **kw):
@@ -38,6 +38,7 @@ def break_row_count(store, b, table="app.t"):
         if f"{t['schema']}.{t['name']}" == table:
             t["rows"] += 1
     path.write_text(json.dumps(m))
+    resign(path.parent)
     return catalog.load(store, b.id)
 
 
@@ -58,6 +59,7 @@ def test_large_objects_do_not_commit_the_restore_halfway(dbs, tmp_path):
     assert scalar(target, "SELECT count(*) FROM pg_largeobject_metadata") == 0
     # and the intact backup restores, large object included
     manifest.write_text(intact)
+    resign(manifest.parent)
     ok = dbs.new("ok")
     restore(store, catalog.load(store, b.id), ok)
     assert scalar(ok, "SELECT count(*) FROM pg_largeobject_metadata") == 1
@@ -112,7 +114,7 @@ def test_roles_the_target_server_has_are_left_as_they_are(pg15, tmp_path):
         # another service on the target server changes the role meanwhile
         psql(target, f"ALTER ROLE {name} LOGIN CONNECTION LIMIT 7")
         plan = restore(store, b, target)
-        assert name in plan.existing_roles and name not in plan.create_roles
+        assert name in plan.roles.keep and name not in [r.name for r in plan.roles.create]
         assert scalar(target, f"SELECT rolcanlogin AND rolconnlimit = 7 FROM pg_roles WHERE rolname = '{name}'")
         assert scalar(target, "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 't'") == name
     finally:

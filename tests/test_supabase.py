@@ -9,7 +9,7 @@ import pytest
 
 from tasks.engine import catalog
 from tasks.engine.dump import create_backup
-from tasks.engine.load import execute_restore, plan_restore
+from tasks.engine.restore import execute_restore, plan_restore
 from tasks.engine.platform import SUPABASE
 from tasks.engine.storage import LocalStore
 from tests.helpers import fingerprints, schema_dump, scalar
@@ -256,7 +256,7 @@ def test_data_only_restore_on_a_project_replaces_rows_quietly(supa, tmp_path):
 
 
 def test_reset_on_a_project_keeps_the_platform_and_its_data(supa):
-    from tasks.engine.load import execute_reset, plan_reset
+    from tasks.engine.restore import execute_reset, plan_reset
 
     project = supa.new_project()
     supa.load_app(project)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tasks.engine import catalog
 from tasks.engine.dump import create_backup
-from tasks.engine.load import execute_restore, plan_restore
+from tasks.engine.restore import execute_restore, plan_restore
 from tasks.engine.storage import LocalStore
 from tests.helpers import fingerprints, psql, schema_dump
 

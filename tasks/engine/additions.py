@@ -1,7 +1,9 @@
 """What the app added onto platform tables: triggers (an `on_auth_user_created` trigger on
-auth.users) and row-level-security policies (on storage.objects). pg_dump never sees them,
-since their tables live in excluded platform schemas, and `supabase db dump` loses them; we
-capture them as SQL from the catalog and put them back after the app's schema is restored.
+auth.users) and row-level-security policies (on storage.objects). pg_dump never sees them in
+the app's archive, since their tables live in excluded platform schemas, and `supabase db dump`
+loses them. A backup records which ones there are (kind, table, name, oid: data, not SQL) and
+dumps the platform tables they sit on schema-only into `platform-schema.dump`; a restore picks
+exactly those entries from that archive's table of contents, by oid, so pg_restore writes them.
 
 A trigger counts as the app's when its function lives outside the platform's schemas, or in
 `extensions` / `supabase_functions`, where the platform keeps functions for apps to call
@@ -14,16 +16,13 @@ tables that belong to an extension (pg_cron's cron.job comes with its own policy
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 
+from . import sqltext
+from .errors import IntegrityError
 from .platform import Platform
-
-_CMD = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
-
-
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass(frozen=True)
@@ -32,7 +31,7 @@ class Addition:
     schema: str
     table: str
     name: str
-    create_sql: str
+    oid: int = 0  # at the source: picks the entry from platform-schema.dump's table of contents
 
     @property
     def label(self) -> str:
@@ -41,7 +40,23 @@ class Addition:
     @property
     def drop_sql(self) -> str:
         what = "TRIGGER" if self.kind == "trigger" else "POLICY"
-        return f"DROP {what} IF EXISTS {_ident(self.name)} ON {_ident(self.schema)}.{_ident(self.table)};"
+        return f"DROP {what} IF EXISTS {sqltext.ident(self.name)} ON {sqltext.qualified(self.schema, self.table)};"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "schema": self.schema, "table": self.table, "name": self.name, "oid": self.oid}
+
+    @staticmethod
+    def from_dict(d: Any) -> "Addition":
+        try:
+            a = Addition(d["kind"], d["schema"], d["table"], d["name"], d["oid"])
+            ok = (a.kind in ("trigger", "policy") and all(isinstance(x, str) for x in (a.schema, a.table, a.name))
+                  and isinstance(a.oid, int) and not isinstance(a.oid, bool))
+        except (KeyError, TypeError):
+            ok = False
+        if not ok:
+            raise IntegrityError("The backup's manifest lists a platform addition of the wrong shape",
+                                 "restore another backup; this one is damaged or was edited")
+        return a
 
 
 APP_FUNCTION_SCHEMAS = ("extensions", "supabase_functions")
@@ -53,53 +68,27 @@ _NOT_EXTENSION_TABLE = (
 
 
 def find(conn: psycopg.Connection, platform: Platform) -> list[Addition]:
-    managed = [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace") if platform.is_managed(r[0])]
+    managed = [r[0] for r in conn.execute("SELECT nspname FROM pg_catalog.pg_namespace") if platform.is_managed(r[0])]
     if not managed:
         return []
-    # Fully qualified names in the generated SQL, whatever the session's search_path.
-    conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
     out: list[Addition] = []
-    for schema, table, name, definition, enabled, fschema in conn.execute(
-        "SELECT n.nspname, c.relname, t.tgname, pg_catalog.pg_get_triggerdef(t.oid), t.tgenabled::text, fn.nspname"
+    for oid, schema, table, name, fschema in conn.execute(
+        "SELECT t.oid::int8, n.nspname, c.relname, t.tgname, fn.nspname"
         " FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid"
         " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
         " JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid JOIN pg_catalog.pg_namespace fn ON fn.oid = p.pronamespace"
-        " WHERE NOT t.tgisinternal AND n.nspname = ANY(%s)" + _NOT_EXTENSION_TABLE + " ORDER BY 1, 2, 3",
+        " WHERE NOT t.tgisinternal AND n.nspname = ANY(%s)" + _NOT_EXTENSION_TABLE + " ORDER BY 2, 3, 4",
         (managed,),
     ):
         if platform.is_managed(fschema) and fschema not in APP_FUNCTION_SCHEMAS:
             continue
-        sql = definition + ";"
-        qualified = f"{_ident(schema)}.{_ident(table)}"
-        if enabled == "D":
-            sql += f"\nALTER TABLE {qualified} DISABLE TRIGGER {_ident(name)};"
-        elif enabled == "R":
-            sql += f"\nALTER TABLE {qualified} ENABLE REPLICA TRIGGER {_ident(name)};"
-        elif enabled == "A":
-            sql += f"\nALTER TABLE {qualified} ENABLE ALWAYS TRIGGER {_ident(name)};"
-        out.append(Addition("trigger", schema, table, name, sql))
-    for schema, table, name, permissive, cmd, roles, qual, check in conn.execute(
-        "SELECT n.nspname, c.relname, p.polname, p.polpermissive, p.polcmd::text,"
-        " ARRAY(SELECT CASE WHEN r = 0 THEN 'public' ELSE (SELECT rolname FROM pg_catalog.pg_roles WHERE oid = r) END"
-        "       FROM unnest(p.polroles) AS r),"
-        " pg_catalog.pg_get_expr(p.polqual, p.polrelid), pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)"
+        out.append(Addition("trigger", schema, table, name, oid))
+    for oid, schema, table, name in conn.execute(
+        "SELECT p.oid::int8, n.nspname, c.relname, p.polname"
         " FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid"
         " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s)" + _NOT_EXTENSION_TABLE
-        + " ORDER BY 1, 2, 3",
+        + " ORDER BY 2, 3, 4",
         (managed,),
     ):
-        to = ", ".join("PUBLIC" if r == "public" else _ident(r) for r in roles)
-        sql = (
-            f"CREATE POLICY {_ident(name)} ON {_ident(schema)}.{_ident(table)}"
-            f" AS {'PERMISSIVE' if permissive else 'RESTRICTIVE'} FOR {_CMD[cmd]} TO {to}"
-            + (f" USING ({qual})" if qual else "")
-            + (f" WITH CHECK ({check})" if check else "")
-            + ";"
-        )
-        out.append(Addition("policy", schema, table, name, sql))
+        out.append(Addition("policy", schema, table, name, oid))
     return out
-
-
-def to_sql(additions: list[Addition]) -> str:
-    lines = [f"-- {a.label}\n{a.create_sql}" for a in additions]
-    return "\n".join(lines) + ("\n" if lines else "")

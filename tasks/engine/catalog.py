@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import manifest as manifest_mod
 from .errors import IntegrityError, NotFound, UsageError
 from .storage import LocalStore
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = manifest_mod.FORMAT_VERSION
 ID_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{6})Z(?:-(\d+))?$")
 LEGACY_RE = re.compile(r"^(dump|schema|data)-(\d{4}-\d{2}-\d{2})\.sql$")
 CHUNK = 1 << 20
@@ -64,6 +65,12 @@ class Backup:
     manifest: dict[str, Any] = field(default_factory=dict)
     legacy_files: list[str] = field(default_factory=list)  # for runbook files, in load order
     notes: list[str] = field(default_factory=list)  # what a person should know about this pick
+    runbook_files: list[str] = field(default_factory=list)  # made from these runbook files (in a sandbox)
+
+    @property
+    def record(self) -> manifest_mod.Manifest:
+        """The manifest, typed and validated (read_manifest already refused an invalid one)."""
+        return manifest_mod.parse(self.manifest, self.id)
 
     @property
     def legacy(self) -> bool:
@@ -110,9 +117,7 @@ def read_manifest(store: LocalStore, backup_id: str) -> dict[str, Any]:
     except (OSError, ValueError) as exc:
         raise IntegrityError(f"Backup {backup_id} has an unreadable manifest ({exc.__class__.__name__})",
                              "restore another backup; this one cannot be trusted") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
-        raise IntegrityError(f"Backup {backup_id} has a manifest of an unknown format",
-                             "upgrade this tool or restore another backup")
+    manifest_mod.parse(data, backup_id)  # raises on a wrong type, an unsafe file name, ...
     return data
 
 
@@ -224,13 +229,13 @@ def verify_checksums(store: LocalStore, backup: Backup) -> list[str]:
     if backup.legacy:
         return []
     checked = []
-    for f in backup.files():
-        path = store.local_path(backup.id, f["name"])
-        if not path.is_file():
-            raise IntegrityError(f"Backup {backup.id} is missing its file {f['name']}",
+    for f in backup.record.files:
+        path = store.local_path(backup.id, f.name)
+        if path.is_symlink() or not path.is_file():
+            raise IntegrityError(f"Backup {backup.id} is missing its file {f.name}",
                                  "restore another backup; this one is incomplete")
-        if path.stat().st_size != f["size"] or sha256_file(path) != f["sha256"]:
-            raise IntegrityError(f"Backup {backup.id}: {f['name']} does not match its checksum",
+        if path.stat().st_size != f.size or sha256_file(path) != f.sha256:
+            raise IntegrityError(f"Backup {backup.id}: {f.name} does not match its checksum",
                                  "the file was changed or damaged; restore another backup")
-        checked.append(f["name"])
+        checked.append(f.name)
     return checked

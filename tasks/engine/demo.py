@@ -16,7 +16,7 @@ from typing import Callable
 from . import dbinfo
 from .catalog import load
 from .dump import create_backup
-from .load import execute_restore, plan_restore
+from .restore import execute_restore, plan_restore
 from .platform import POSTGRES
 from .sandbox import Cluster
 from .storage import LocalStore

@@ -1,10 +1,12 @@
 """`backup`: the runbook's dump step, made consistent, checksummed and atomic.
 
 One backup = one folder named by its UTC time, holding:
-  roles.sql      app roles from pg_dumpall --roles-only --no-role-passwords (full, schema)
-  app.dump       pg_dump custom-format archive of the app's schemas: schema and/or data
-  platform.dump  data of the platform's schemas (Supabase auth users, storage rows, ...)
-  manifest.json  what is inside, from where, with sizes, sha256s and row counts
+  roles.json           the app's roles as data: attributes, memberships, settings (full, schema)
+  app.dump             pg_dump custom-format archive of the app's schemas: schema and/or data
+  platform.dump        data of the platform's schemas (Supabase auth users, storage rows, ...)
+  platform-schema.dump schema of the platform tables the app added triggers or policies to
+  manifest.json        what is inside, from where, with sizes, sha256s and row counts
+  manifest.hmac        HMAC of manifest.json under the signing key
 
 All dumps read one exported snapshot, and the row counts are taken in that same snapshot, so the
 counts describe exactly what the archives hold and a restore can be checked against them.
@@ -25,7 +27,8 @@ from typing import Any, Callable
 
 import psycopg
 
-from . import additions, catalog, dbinfo, pgtools, roles
+from . import additions, catalog, dbinfo, pgtools, roles, sqltext
+from . import manifest as manifest_mod
 from .conn import Target
 from .errors import BackupError, ConnectionFailed, Interrupted, ToolsMissing
 from .platform import detect
@@ -116,19 +119,21 @@ def create_backup(
     pg_bin_dir: str | None = None,
     now: dt.datetime | None = None,
     step: Step = lambda msg: None,
+    signing_key: manifest_mod.SigningKey | None = None,
 ) -> BackupResult:
     if kind not in KINDS:
         raise BackupError(f"Unknown backup kind {kind!r}", f"use one of {', '.join(KINDS)}")
+    key = signing_key or manifest_mod.signing_key(None, create=True)
     created_dir = store.ensure()
     # Ignored before the first byte of a backup lands, so it can never be committed by accident.
     gitignore = ensure_gitignore(store.root, Path.cwd())
     with store.lock():
-        result = _create(target, store, kind, label, pg_bin_dir, now, step)
+        result = _create(target, store, kind, label, pg_bin_dir, now, step, key)
     result.created_dir, result.gitignore_updated = created_dir, gitignore
     return result
 
 
-def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
+def _create(target, store, kind, label, pg_bin_dir, now, step, key) -> BackupResult:
     started = dt.datetime.now(dt.timezone.utc)
     step(f"connecting to {target.display()}")
     conn = target.connect(autocommit=True)
@@ -156,17 +161,14 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
             app_roles: list[str] = []
             skipped_roles: list[str] = []
             if kind in ("full", "schema"):
-                step("dumping roles (without passwords)")
-                try:
-                    raw = pgtools.run([suite.tool("pg_dumpall"), "--roles-only", "--no-role-passwords",
-                                       "--no-password", f"--dbname={target.conninfo()}"], env=env)
-                except pgtools.ToolError as exc:
-                    raise _explain_tool_error(exc, target) from None
-                skip = lambda r: platform.is_reserved_role(r) or r == info.current_user
-                kept, app_roles, skipped_roles = roles.filter_roles(raw.decode(), skip)
-                login = roles.login_roles(kept)
-                _write_private(folder / "roles.sql", ("\n".join(kept) + "\n").encode() if kept else b"")
-                files.append({"name": "roles.sql", "role": "roles", "format": "sql"})
+                step("reading roles (never passwords)")
+                everyone = [r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles ORDER BY 1")]
+                skipped_roles = [r for r in everyone if platform.is_reserved_role(r) or r == info.current_user]
+                app_roles = [r for r in everyone if r not in skipped_roles]
+                role_set = roles.read(conn, app_roles)
+                login = [r.name for r in role_set.roles if r.login]
+                _write_private(folder / "roles.json", role_set.to_json().encode())
+                files.append({"name": "roles.json", "role": "roles", "format": "json"})
 
             app_args = _pg_dump_args(suite, target, folder / "app.dump", snapshot)
             app_args.append("--large-objects" if suite.major >= 16 else "--blobs")
@@ -180,7 +182,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
                 # platform-owned schemas off the list (extension-made, supabase_admin's)
                 if platform.name == "supabase" and platform.is_app_schema(schema) and schema not in app_schemas \
                         and not schema.startswith("pg_"):
-                    app_args.append('--exclude-schema="{}"'.format(schema.replace('"', '""')))
+                    app_args.append(f"--exclude-schema={sqltext.pattern(schema)}")
             step(f"dumping {'schema and data' if kind == 'full' else kind} of schemas: {', '.join(app_schemas) or '(none)'}")
             # stderr to a file: while we count rows, a full stderr pipe must not stall pg_dump.
             with tempfile.TemporaryFile() as errf:
@@ -205,8 +207,15 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
             added: list[additions.Addition] = []
             if kind in ("full", "schema") and managed_present:
                 added = additions.find(conn, platform)
-                _write_private(folder / "platform-additions.sql", additions.to_sql(added).encode())
-                files.append({"name": "platform-additions.sql", "role": "additions", "format": "sql"})
+                if added:
+                    step("dumping the platform tables the app added triggers or policies to (schema only)")
+                    args = _pg_dump_args(suite, target, folder / "platform-schema.dump", snapshot) + ["--schema-only"]
+                    args += [f"--table={sqltext.pattern(s, t)}" for s, t in sorted({(a.schema, a.table) for a in added})]
+                    try:
+                        pgtools.run(args, env=env, stdout=subprocess.DEVNULL)
+                    except pgtools.ToolError as exc:
+                        raise _explain_tool_error(exc, target) from None
+                    files.append({"name": "platform-schema.dump", "role": "platform-schema", "format": "custom"})
 
             if kind in ("full", "data") and data_schemas:
                 step(f"dumping platform data: {', '.join(data_schemas)}")
@@ -255,7 +264,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
                 "app_schemas": app_schemas,
                 "managed_schemas": managed_present,
                 "platform_data_schemas": data_schemas if kind != "schema" else [],
-                "platform_additions": [a.label for a in added],
+                "platform_additions": [a.to_dict() for a in added],
                 "default_acl_roles": acl_roles,
                 "roles": {"app": app_roles, "login_without_password": login, "skipped": skipped_roles},
                 "files": files,
@@ -270,6 +279,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step) -> BackupResult:
                 ],
             }
             catalog.write_manifest(folder, manifest)
+            manifest_mod.sign(folder, key)
     except KeyboardInterrupt:
         raise Interrupted("Backup interrupted", "nothing was kept; run `invoke backup` again") from None
     except psycopg.Error as exc:

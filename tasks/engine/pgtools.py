@@ -36,6 +36,12 @@ class PgSuite:
     def version(self) -> str:
         return f"{self.major}.{self.minor}"
 
+    @property
+    def restricts(self) -> bool:
+        """psql's `\\restrict` and pg_restore's --restrict-key (August 2025 minor releases)."""
+        first = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+        return self.major >= 18 or (self.major in first and self.minor >= first[self.major])
+
     def has(self, name: str) -> bool:
         return os.access(self.bindir / name, os.X_OK)
 
@@ -128,10 +134,23 @@ def pick(
     prefer: int | None = None,
     tools: Iterable[str] = ("pg_dump",),
     purpose: str = "this server",
+    restrict: bool = False,
 ) -> PgSuite:
-    """The suite for a job: major `prefer` if present, else the newest with major >= at_least."""
+    """The suite for a job: major `prefer` if present, else the newest with major >= at_least.
+    `restrict`: psql must be able to refuse meta-commands (`\\restrict`)."""
     tools = tuple(tools)
     usable = [s for s in suites if s.major >= at_least and all(s.has(t) for t in tools)]
+    if restrict:
+        old = [s for s in usable if not s.restricts]
+        usable = [s for s in usable if s.restricts]
+        if old and not usable:
+            found = ", ".join(f"{s.version} ({s.bindir})" for s in old)
+            raise ToolsMissing(
+                f"The PostgreSQL client tools found ({found}) cannot stop psql from running meta-commands "
+                "from a backup (\\restrict came with 13.22, 14.19, 15.14, 16.10 and 17.6)",
+                f"install a current PostgreSQL {max(at_least, 15)} client (Debian: apt-get install "
+                f"postgresql-client-{max(at_least, 15)}), or set PG_BIN_DIR to one",
+            )
     if prefer is not None:
         exact = [s for s in usable if s.major == prefer]
         if exact:

@@ -25,20 +25,18 @@ from __future__ import annotations
 
 from typing import Iterable
 
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+from .sqltext import do_block, literal
 
 
 def start_sql(tables: Iterable[tuple[str, str]], *, replica: bool, temp_table: bool = True) -> str:
     pairs = list(tables)
     if not pairs:
         return ""
-    values = ", ".join(f"({_literal(s)}, {_literal(t)})" for s, t in pairs)
+    values = ", ".join(f"({literal(s)}, {literal(t)})" for s, t in pairs)
     firing = "('A', 'R')" if replica else "('O', 'A')"
     foreign_keys = "" if replica else " OR k.contype = 'f'"
     keep = "CREATE TEMP TABLE fortress_quiet (state jsonb) ON COMMIT DROP;\n" if temp_table else ""
-    return keep + f"""DO $fortress_quiet$
+    return keep + do_block(f"""
 DECLARE
   r record;
   old_path text := pg_catalog.current_setting('search_path');
@@ -77,8 +75,7 @@ BEGIN
   {"INSERT INTO pg_temp.fortress_quiet VALUES (saved);" if temp_table else
    "PERFORM pg_catalog.set_config('fortress.quiet', saved::text, true);"}
   PERFORM pg_catalog.set_config('search_path', old_path, true);
-END $fortress_quiet$;
-""" + ("SET session_replication_role = replica;\n" if replica else "")
+END""") + "\n" + ("SET session_replication_role = replica;\n" if replica else "")
 
 
 def end_sql(tables: Iterable[tuple[str, str]], *, replica: bool, temp_table: bool = True) -> str:
@@ -86,7 +83,7 @@ def end_sql(tables: Iterable[tuple[str, str]], *, replica: bool, temp_table: boo
         return ""
     source = ("(SELECT state FROM pg_temp.fortress_quiet)" if temp_table
               else "NULLIF(pg_catalog.current_setting('fortress.quiet', true), '')::jsonb")
-    return ("SET session_replication_role = DEFAULT;\n" if replica else "") + """DO $fortress_quiet$
+    return ("SET session_replication_role = DEFAULT;\n" if replica else "") + do_block("""
 DECLARE
   x jsonb;
   old_path text := pg_catalog.current_setting('search_path');
@@ -107,5 +104,4 @@ BEGIN
       CASE x->>'e' WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE' END, x->>'n');
   END LOOP;
   PERFORM pg_catalog.set_config('search_path', old_path, true);
-END $fortress_quiet$;
-""" + ("DROP TABLE pg_temp.fortress_quiet;\n" if temp_table else "")
+END""") + "\n" + ("DROP TABLE pg_temp.fortress_quiet;\n" if temp_table else "")

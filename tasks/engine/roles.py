@@ -1,166 +1,305 @@
-"""Roles travel as the statements `pg_dumpall --roles-only --no-role-passwords` writes, minus
-the platform's own roles and the connecting role. At restore they are made idempotent (a role
-that exists is altered, not recreated) and adapted to the target server's version.
+"""Roles travel as data (`roles.json`): names, attributes, memberships, settings and comments read
+from the catalog. A restore turns that data into statements itself, through sqltext, so a
+backup can never carry a statement of its own.
 
-Passwords are never dumped: restored LOGIN roles need a new password, and restore says which.
+What a restore may do with roles, whatever the backup says:
+- create a role the target server lacks, with LOGIN, INHERIT, CREATEDB, CREATEROLE, CONNECTION
+  LIMIT and VALID UNTIL as recorded; never SUPERUSER, REPLICATION or BYPASSRLS (a role that had
+  them at the source is created without them, and the plan says so);
+- never alter, comment on or change the settings of a role the target already has (roles are
+  server-wide and may serve other databases there);
+- grant memberships only where one side is a role this restore creates, never membership in a
+  superuser role or in the roles that reach the server's files and programs;
+- never set a `*_preload_libraries` parameter (that loads code into the server).
+Passwords are never backed up: created LOGIN roles need a new one, and the restore says which.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Callable, Iterable
+import json
+from dataclasses import dataclass, field
+from typing import Any, Iterable
 
-IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
-_CREATE = re.compile(rf"^CREATE ROLE ({IDENT});$")
-_ALTER = re.compile(rf"^ALTER ROLE ({IDENT})(?=[\s;])")
-_COMMENT = re.compile(rf"^COMMENT ON ROLE ({IDENT}) IS")
-_SECLABEL = re.compile(rf"^SECURITY LABEL FOR {IDENT} ON ROLE ({IDENT}) IS")
-_GRANT = re.compile(rf"^GRANT ({IDENT}) TO ({IDENT})(.*);$", re.S)
+import psycopg
+
+from . import sqltext
+from .errors import IntegrityError
+
+FORMAT = 1
+# Membership in these reaches the server's files and programs (COPY ... PROGRAM, pg_read_file).
+DANGEROUS_GROUPS = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
+# GUCs whose value is a list of quoted items (pg_dumpall splits these the same way).
+LIST_GUCS = ("search_path", "temp_tablespaces", "unix_socket_directories", "session_preload_libraries",
+             "local_preload_libraries", "shared_preload_libraries")
 
 
-def unquote(ident: str) -> str:
-    if ident.startswith('"'):
-        return ident[1:-1].replace('""', '"')
-    return ident.lower()
+@dataclass(frozen=True)
+class Role:
+    name: str
+    login: bool = False
+    inherit: bool = True
+    createdb: bool = False
+    createrole: bool = False
+    connection_limit: int = -1
+    valid_until: str | None = None
+    comment: str | None = None
+    settings: tuple[tuple[str, str], ...] = ()  # (parameter, value) set for the role everywhere
+    # attributes only a superuser has; recorded so the plan can say they are not restored
+    superuser: bool = False
+    replication: bool = False
+    bypassrls: bool = False
 
 
-def split_statements(script: str) -> list[str]:
-    """Split SQL into statements on semicolons outside quotes; drop comment and blank lines
-    between statements and psql meta-commands (\\connect, \\restrict)."""
-    out: list[str] = []
-    buf: list[str] = []
-    in_single = in_double = False
-    i, n = 0, len(script)
-    while i < n:
-        ch = script[i]
-        if not buf and not in_single and not in_double:
-            if ch in " \t\r\n":
+@dataclass(frozen=True)
+class Membership:
+    role: str  # the group
+    member: str
+    admin: bool = False
+    inherit: bool | None = None  # PostgreSQL 16+ options; None: the server's default
+    set: bool | None = None
+
+
+@dataclass(frozen=True)
+class RoleSet:
+    roles: tuple[Role, ...] = ()
+    memberships: tuple[Membership, ...] = ()
+
+    def names(self) -> list[str]:
+        return [r.name for r in self.roles]
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "format": FORMAT,
+            "roles": [{**r.__dict__, "settings": [list(s) for s in r.settings]} for r in self.roles],
+            "memberships": [m.__dict__ for m in self.memberships],
+        }, indent=2) + "\n"
+
+    @staticmethod
+    def from_json(text: str) -> "RoleSet":
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or data.get("format") != FORMAT:
+                raise ValueError("unknown format")
+            roles = tuple(_role(r) for r in data["roles"])
+            memberships = tuple(_membership(m) for m in data["memberships"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise IntegrityError(f"The backup's roles.json is not valid ({exc})",
+                                 "restore another backup; this one is damaged or was edited") from None
+        return RoleSet(roles, memberships)
+
+
+def _typed(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"{what} has the wrong type")
+    return value
+
+
+def _role(d: dict[str, Any]) -> Role:
+    settings = tuple((_typed(k, str, "setting"), _typed(v, str, "setting")) for k, v in d.get("settings", []))
+    return Role(
+        name=_typed(d["name"], str, "name"),
+        login=_typed(d.get("login", False), bool, "login"),
+        inherit=_typed(d.get("inherit", True), bool, "inherit"),
+        createdb=_typed(d.get("createdb", False), bool, "createdb"),
+        createrole=_typed(d.get("createrole", False), bool, "createrole"),
+        connection_limit=_typed(d.get("connection_limit", -1), int, "connection_limit"),
+        valid_until=_typed(d.get("valid_until"), (str, type(None)), "valid_until"),
+        comment=_typed(d.get("comment"), (str, type(None)), "comment"),
+        settings=settings,
+        superuser=_typed(d.get("superuser", False), bool, "superuser"),
+        replication=_typed(d.get("replication", False), bool, "replication"),
+        bypassrls=_typed(d.get("bypassrls", False), bool, "bypassrls"),
+    )
+
+
+def _membership(d: dict[str, Any]) -> Membership:
+    return Membership(
+        role=_typed(d["role"], str, "role"), member=_typed(d["member"], str, "member"),
+        admin=_typed(d.get("admin", False), bool, "admin"),
+        inherit=_typed(d.get("inherit"), (bool, type(None)), "inherit"),
+        set=_typed(d.get("set"), (bool, type(None)), "set"),
+    )
+
+
+# --- backup ------------------------------------------------------------------------------
+
+def read(conn: psycopg.Connection, keep: Iterable[str]) -> RoleSet:
+    """The roles named in `keep` and every membership that involves one of them."""
+    names = sorted(set(keep))
+    if not names:
+        return RoleSet()
+    rows = conn.execute(
+        "SELECT r.rolname, r.rolcanlogin, r.rolinherit, r.rolcreatedb, r.rolcreaterole, r.rolconnlimit,"
+        " r.rolvaliduntil::text, pg_catalog.shobj_description(r.oid, 'pg_authid'), r.rolsuper, r.rolreplication,"
+        " r.rolbypassrls, ARRAY(SELECT pg_catalog.unnest(s.setconfig)) "
+        " FROM pg_catalog.pg_roles r LEFT JOIN pg_catalog.pg_db_role_setting s"
+        "   ON s.setrole = r.oid AND s.setdatabase = 0"
+        " WHERE r.rolname = ANY(%s) ORDER BY 1", (names,)).fetchall()
+    roles = []
+    for (name, login, inherit, createdb, createrole, connlimit, valid, comment, su, repl, bypass, config) in rows:
+        settings = tuple(tuple(item.split("=", 1)) for item in (config or []) if "=" in item)
+        roles.append(Role(name, login, inherit, createdb, createrole, connlimit, valid, comment,
+                          settings, su, repl, bypass))  # type: ignore[arg-type]
+    pg16 = conn.info.server_version >= 160000
+    options = "m.inherit_option, m.set_option" if pg16 else "NULL::bool, NULL::bool"
+    memberships = [
+        Membership(g, m, admin, inh, st)
+        for g, m, admin, inh, st in conn.execute(
+            "SELECT g.rolname, u.rolname, m.admin_option, " + options +
+            " FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid"
+            " JOIN pg_catalog.pg_roles u ON u.oid = m.member"
+            " WHERE g.rolname = ANY(%s) OR u.rolname = ANY(%s) ORDER BY 1, 2", (names, names))
+    ]
+    # one row per (group, member): PG16+ may hold several grantors' grants of the same membership
+    unique = {(m.role, m.member): m for m in memberships}
+    return RoleSet(tuple(roles), tuple(unique.values()))
+
+
+# --- restore -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RolePlan:
+    create: tuple[Role, ...] = ()
+    keep: tuple[str, ...] = ()  # the backup's roles the target has: left as they are
+    grants: tuple[Membership, ...] = ()
+    refused: tuple[str, ...] = ()  # what the backup asked for and will not be done, with why
+    warnings: tuple[str, ...] = ()
+    sql: str = ""
+
+    @property
+    def login_roles(self) -> list[str]:
+        return [r.name for r in self.create if r.login]
+
+    def shown(self) -> list[str]:
+        """Each role to create with its attributes, for the plan."""
+        out = []
+        for r in self.create:
+            attrs = ["LOGIN" if r.login else "NOLOGIN"]
+            attrs += [a for a, on in (("CREATEDB", r.createdb), ("CREATEROLE", r.createrole),
+                                      ("NOINHERIT", not r.inherit)) if on]
+            out.append(f"{r.name} ({' '.join(attrs)})")
+        return out
+
+
+@dataclass(frozen=True)
+class TargetRoles:
+    """Facts of the target server, read at plan time."""
+    existing: frozenset[str]
+    superusers: frozenset[str]
+    current_user: str
+    major: int
+    dbname: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def facts(conn: psycopg.Connection, names: Iterable[str]) -> TargetRoles:
+    wanted = sorted(set(names))
+    existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)", (wanted,))}
+    supers = {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolsuper OR rolreplication"
+                                         " OR rolbypassrls")}
+    user, dbname = conn.execute("SELECT current_user, current_database()").fetchone()  # type: ignore[misc]
+    return TargetRoles(frozenset(existing), frozenset(supers), user, conn.info.server_version // 10000, dbname)
+
+
+def plan(backup: RoleSet, target: TargetRoles) -> RolePlan:
+    """Pure: which roles to create, which memberships to grant, what is refused and why."""
+    create = tuple(r for r in backup.roles if r.name not in target.existing and r.name != target.current_user)
+    keep = tuple(r.name for r in backup.roles if r.name in target.existing)
+    created = {r.name for r in create}
+    refused: list[str] = []
+    warnings: list[str] = []
+    for r in create:
+        lost = [a for a, on in (("SUPERUSER", r.superuser), ("REPLICATION", r.replication),
+                                ("BYPASSRLS", r.bypassrls)) if on]
+        if lost:
+            refused.append(f"{' '.join(lost)} for role {r.name} (created without)")
+        for k, _ in r.settings:
+            if k.endswith("preload_libraries"):
+                refused.append(f"setting {k} of role {r.name} (it loads code into the server)")
+    grants = []
+    for m in backup.memberships:
+        if m.role not in created and m.member not in created:
+            continue  # between roles the target already has: their own business
+        if m.member == target.current_user:
+            continue  # PG16+ gives a role's creator ADMIN already; granting it to oneself fails
+        if m.role in target.superusers or m.role in DANGEROUS_GROUPS:
+            refused.append(f"membership of {m.member} in {m.role} (it would give {m.role}'s powers)")
+            continue
+        if target.major < 16 and m.inherit is False:
+            warnings.append(f"{m.member} now inherits the privileges of {m.role} "
+                            f"(PostgreSQL {target.major} has no INHERIT FALSE grants)")
+        grants.append(m)
+    return RolePlan(create, keep, tuple(grants), tuple(refused), tuple(warnings),
+                    restore_sql(create, grants, target.major))
+
+
+def _setting_sql(role: str, name: str, value: str) -> str | None:
+    if name.endswith("preload_libraries"):
+        return None
+    parts = name.split(".")
+    if not all(parts):
+        return None
+    param = ".".join(sqltext.ident(p) for p in parts)
+    if name in LIST_GUCS:
+        values = ", ".join(sqltext.literal(v) for v in split_list(value))
+    else:
+        values = sqltext.literal(value)
+    return f"ALTER ROLE {sqltext.ident(role)} SET {param} TO {values};"
+
+
+def split_list(value: str) -> list[str]:
+    """A list GUC's stored value into its items: `"$user", public` -> ['$user', 'public']."""
+    items, cur, quoted, i = [], [], False, 0
+    while i < len(value):
+        ch = value[i]
+        if quoted:
+            if ch == '"' and value[i + 1:i + 2] == '"':
+                cur.append('"')
                 i += 1
-                continue
-            if script.startswith("--", i) or ch == "\\":
-                nl = script.find("\n", i)
-                i = n if nl < 0 else nl + 1
-                continue
-        buf.append(ch)
-        if in_single:
-            if ch == "'":
-                in_single = False
-        elif in_double:
-            if ch == '"':
-                in_double = False
-        elif ch == "'":
-            in_single = True
+            elif ch == '"':
+                quoted = False
+            else:
+                cur.append(ch)
         elif ch == '"':
-            in_double = True
-        elif ch == ";":
-            out.append("".join(buf).strip())
-            buf = []
+            quoted = True
+        elif ch == ",":
+            items.append("".join(cur).strip())
+            cur = []
+        else:
+            cur.append(ch)
         i += 1
-    if "".join(buf).strip():
-        out.append("".join(buf).strip())
-    return out
+    items.append("".join(cur).strip())
+    return [v for v in items if v]
 
 
-def roles_in(stmt: str) -> list[str]:
-    for rx in (_CREATE, _ALTER, _COMMENT, _SECLABEL):
-        m = rx.match(stmt)
-        if m:
-            return [unquote(m.group(1))]
-    m = _GRANT.match(stmt)
-    if m:
-        return [unquote(m.group(1)), unquote(m.group(2))]
-    return []
-
-
-def filter_roles(script: str, skip: Callable[[str], bool]) -> tuple[list[str], list[str], list[str]]:
-    """(kept statements, app roles kept, roles skipped). A membership grant is kept when at
-    least one side is an app role (the app granted something to or from a platform role)."""
-    kept: list[str] = []
-    app_roles: list[str] = []
-    skipped: set[str] = set()
-    for stmt in split_statements(script):
-        if stmt.upper().startswith("SET "):
-            continue
-        names = roles_in(stmt)
-        if not names:
-            continue
-        if _GRANT.match(stmt):
-            if all(skip(r) for r in names):
-                continue
-        elif skip(names[0]):
-            skipped.add(names[0])
-            continue
-        m = _CREATE.match(stmt)
-        if m:
-            app_roles.append(unquote(m.group(1)))
-        kept.append(stmt)
-    return kept, app_roles, sorted(skipped)
-
-
-def downgrade_warnings(statements: Iterable[str], target_major: int) -> list[str]:
-    """Memberships whose meaning a server before 16 cannot keep: there every grant inherits."""
-    if target_major >= 16:
-        return []
-    out = []
-    for stmt in statements:
-        g = _GRANT.match(stmt)
-        if g and re.search(r"INHERIT FALSE", g.group(3)):
-            out.append(f"{unquote(g.group(2))} now inherits the privileges of {unquote(g.group(1))} "
-                       f"(PostgreSQL {target_major} has no INHERIT FALSE grants)")
-    return out
-
-
-def login_roles(statements: Iterable[str]) -> list[str]:
-    out = []
-    for stmt in statements:
-        m = _ALTER.match(stmt)
-        if m and re.search(r"\bWITH\b.*\bLOGIN\b", stmt) and not re.search(r"\bNOLOGIN\b", stmt):
-            out.append(unquote(m.group(1)))
-    return out
-
-
-def created_roles(statements: Iterable[str]) -> list[str]:
-    return [unquote(m.group(1)) for stmt in statements if (m := _CREATE.match(stmt))]
-
-
-def restore_sql(statements: Iterable[str], *, target_major: int, target_superuser: bool,
-                current_user: str | None = None, existing: Iterable[str] = ()) -> str:
-    """Statements made safe to run inside the restore transaction on this target.
-
-    Roles are server-wide: a role the target server already has is left exactly as it is (its
-    attributes, settings and comment may serve other databases there); only missing roles are
-    created and given the backup's attributes and memberships."""
-    existing = set(existing)
+def restore_sql(create: Iterable[Role], grants: Iterable[Membership], target_major: int) -> str:
     out: list[str] = []
-    for stmt in statements:
-        names = roles_in(stmt)
-        if names and all(n in existing for n in names):
-            continue  # a role, or a membership between roles, the server already has: its own business
-        m = _CREATE.match(stmt)
-        if m:
-            # CREATE ROLE is transactional; an existing role is kept and altered below.
-            out.append(
-                "DO $fortress$ BEGIN " + stmt +
-                " EXCEPTION WHEN duplicate_object THEN NULL; END $fortress$;"
-            )
-            continue
-        g = _GRANT.match(stmt)
-        if g:
-            if current_user is not None and unquote(g.group(2)) == current_user:
-                # Membership of the restoring user itself: PG16+ gives a role's creator ADMIN on
-                # it already, and granting it back to oneself is an error.
-                continue
-            tail = g.group(3)
-            # GRANTED BY needs superuser (or naming oneself) and its grantor may not exist.
-            tail = re.sub(rf"\s+GRANTED BY {IDENT}", "", tail)
-            if target_major < 16:
-                # PG16 added INHERIT/SET membership options; older servers know only ADMIN OPTION.
-                admin = re.search(r"ADMIN (?:OPTION|TRUE)", tail)
-                tail = " WITH ADMIN OPTION" if admin else ""
-            out.append(f"GRANT {g.group(1)} TO {g.group(2)}{tail};")
-            continue
-        if not target_superuser and _ALTER.match(stmt):
-            # Only a superuser may hand out these attributes; keep the rest of the role.
-            stmt = re.sub(r"\s(NO)?(SUPERUSER|REPLICATION|BYPASSRLS)\b", "", stmt)
-        out.append(stmt)
+    for r in create:
+        attrs = [
+            "LOGIN" if r.login else "NOLOGIN", "INHERIT" if r.inherit else "NOINHERIT",
+            "CREATEDB" if r.createdb else "NOCREATEDB", "CREATEROLE" if r.createrole else "NOCREATEROLE",
+            f"CONNECTION LIMIT {int(r.connection_limit)}",
+        ]
+        if r.valid_until is not None:
+            attrs.append(f"VALID UNTIL {sqltext.literal(r.valid_until)}")
+        out.append(f"CREATE ROLE {sqltext.ident(r.name)} WITH {' '.join(attrs)};")
+        if r.comment is not None:
+            out.append(f"COMMENT ON ROLE {sqltext.ident(r.name)} IS {sqltext.literal(r.comment)};")
+        for name, value in r.settings:
+            stmt = _setting_sql(r.name, name, value)
+            if stmt:
+                out.append(stmt)
+    for m in grants:
+        options = []
+        if target_major >= 16:
+            if m.admin:
+                options.append("ADMIN TRUE")
+            if m.inherit is not None:
+                options.append(f"INHERIT {'TRUE' if m.inherit else 'FALSE'}")
+            if m.set is not None:
+                options.append(f"SET {'TRUE' if m.set else 'FALSE'}")
+        elif m.admin:
+            options.append("ADMIN OPTION")
+        tail = f" WITH {', '.join(options)}" if options else ""
+        out.append(f"GRANT {sqltext.ident(m.role)} TO {sqltext.ident(m.member)}{tail};")
     return "\n".join(out) + ("\n" if out else "")

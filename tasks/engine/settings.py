@@ -27,6 +27,7 @@ URL_VARS = ("DATABASE_URL", "SUPABASE_DB_URL")
 PASSWORD_VARS = ("PGPASSWORD", "SUPABASE_DB_PASSWORD")
 BACKUP_DIR_VARS = ("BACKUP_DIR",)
 PG_BIN_VARS = ("PG_BIN_DIR",)
+SIGNING_KEY_VARS = ("BACKUP_SIGNING_KEY",)
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Settings:
     password: str | None
     backup_dir: Path
     pg_bin_dir: str | None
+    signing_key: str | None = None  # secret: never shown
     # setting name -> where its value came from ("flag --x", "environment VAR", ".env VAR", "default")
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -45,6 +47,7 @@ class Settings:
             ("password", "****" if self.password else "(not set)"),
             ("backup_dir", str(self.backup_dir)),
             ("pg_bin_dir", self.pg_bin_dir or "(search PATH and standard folders)"),
+            ("signing_key", "****" if self.signing_key else "(this user's key file)"),
         ]
         return [(name, value, self.sources.get(name, "default")) for name, value in rows]
 
@@ -130,6 +133,7 @@ def load_settings(
         "backup_dir", flags.get("backup_dir"), "backup-dir", BACKUP_DIR_VARS, environ, dotenv, sources
     )
     pg_bin = _pick("pg_bin_dir", flags.get("pg_bin_dir"), "pg-bin-dir", PG_BIN_VARS, environ, dotenv, sources)
+    signing = _pick("signing_key", None, None, SIGNING_KEY_VARS, environ, dotenv, sources)
     if url is not None and not url.strip():
         raise ConfigError("DATABASE_URL is empty", "set it to postgresql://USER@HOST:5432/DBNAME")
     return Settings(
@@ -137,5 +141,6 @@ def load_settings(
         password=password,
         backup_dir=Path(backup_dir or DEFAULT_BACKUP_DIR).expanduser(),
         pg_bin_dir=pg_bin,
+        signing_key=signing,
         sources=sources,
     )

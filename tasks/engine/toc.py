@@ -39,10 +39,16 @@ class Entry:
     desc: str
     schema: str  # "-" when the object has none
     tag_owner: str  # the object's tag then its owner, as pg_restore prints them
+    catalog: int = 0  # the catalog of the object (pg_trigger, pg_policy, ...) and its oid at the source
+    oid: int = 0
 
-    @property
-    def tag(self) -> str:
-        return self.tag_owner.rsplit(" ", 1)[0] if " " in self.tag_owner else self.tag_owner
+    def names(self, tag: str) -> bool:
+        """Whether this entry's tag is `tag`: names may hold spaces, so the tag is never split
+        off the owner; it is compared with a name the caller knows."""
+        return self.tag_owner == tag or self.tag_owner.startswith(tag + " ")
+
+    def owned_by(self, role: str) -> bool:
+        return self.tag_owner.endswith(" " + role)
 
 
 def parse(listing: str) -> list[Entry]:
@@ -55,7 +61,7 @@ def parse(listing: str) -> list[Entry]:
         desc = next((d for d in DESCS if rest == d or rest.startswith(d + " ")), rest.split(" ", 1)[0])
         after = rest[len(desc):].strip()
         schema, _, tag_owner = after.partition(" ")
-        entries.append(Entry(line, int(m.group(1)), desc, schema, tag_owner))
+        entries.append(Entry(line, int(m.group(1)), desc, schema, tag_owner, int(m.group(2)), int(m.group(3))))
     return entries
 
 

@@ -1,0 +1,146 @@
+"""Executing a frozen restore plan: one psql session, one transaction.
+
+    BEGIN
+      roles                 missing ones created from roles.json; existing ones left as they are
+      reset                 the app's schemas, publications, large objects, its triggers and
+                            policies on platform tables; platform tables the backup refills are
+                            emptied (or, for --data-only, the backup's tables)
+      pre-data + data       tables, then rows: no index, constraint or trigger exists yet
+      platform data         auth users, storage rows: loaded quietly (quiet.py)
+      privileges            GRANTs after the rows, as pg_restore orders them
+      post-data             indexes, constraints, triggers, policies, matview refreshes; then
+                            the app's triggers and policies on platform tables
+      row-count check       raises, so a short restore rolls back
+      transaction check     raises if something in the backup ended the transaction early
+    COMMIT                  written only if every step succeeded
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Callable
+
+from .. import quiet, toc
+from ..errors import RestoreFailed, UsageError
+from ..storage import LocalStore
+from . import archive, statements
+from .plan import RestorePlan, entries
+from .session import Session, run
+
+Step = Callable[[str], None]
+
+
+@dataclass
+class RestoreResult:
+    backup_id: str
+    target: str
+    tables_checked: int
+    bytes_sent: int
+    login_roles: list[str]
+
+
+def _is_lo(e: toc.Entry) -> bool:
+    return e.desc in ("BLOB", "BLOB METADATA") or (
+        e.desc in ("ACL", "COMMENT", "SECURITY LABEL") and e.tag_owner.startswith("LARGE OBJECT "))
+
+
+def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda m: None,
+                    progress: Callable[[int], None] | None = None) -> RestoreResult:
+    backup = plan.backup
+    if backup.legacy:
+        raise UsageError("Runbook files are restored through a backup made from them in a sandbox",
+                         "use `invoke restore`, which does that first")
+    env = plan.target.tool_env()
+
+    def factory(errf: IO[bytes]) -> Session:
+        return Session(plan.suite, plan.target, errf, progress)
+
+    def body(s: Session) -> None:
+        s.sql("SET client_min_messages = warning;\nSET standard_conforming_strings = on;\nBEGIN;\n"
+              + statements.TXN_START)
+        if plan.roles.sql:
+            step("roles")
+            s.sql(plan.roles.sql)
+        if plan.mode == "data":
+            # quiet before the TRUNCATE: an ON TRUNCATE trigger must not fire either
+            s.sql(quiet.start_sql(plan.truncate_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
+        step("resetting the app's schemas" if plan.mode != "data" else f"emptying {len(plan.truncate_tables)} tables")
+        s.sql(plan.reset_sql)
+        _archives(plan, store, s, env, step)
+        if plan.mode == "data":
+            s.sql(quiet.end_sql(plan.truncate_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
+        step("checking row counts against the manifest")
+        s.sql(statements.check_sql(plan.checks))
+        s.sql(statements.TXN_CHECK)
+
+    try:
+        session = run(factory, body, plan.target.dbname)
+    except RestoreFailed as exc:
+        if statements.TXN_EARLY_END in exc.message:
+            raise RestoreFailed(
+                f"Restore of {plan.target.dbname} failed after a statement in the backup ended its transaction "
+                "early: the target is NOT unchanged, part of the restore was committed",
+                "restore a trusted backup now (see `invoke list`); this one was changed by someone") from None
+        raise
+    return RestoreResult(backup.id, plan.target.display(), len(plan.checks), session.sent, plan.login_roles)
+
+
+def _feed(plan: RestorePlan, s: Session, archive_path: Path, env: dict[str, str], chosen: list[toc.Entry],
+          acl: bool = False) -> None:
+    if not chosen:
+        return
+    chunks = archive.stream(plan.suite, archive_path, env, chosen, s.key)
+    if acl and plan.server.major < 17 and plan.suite.major >= 17:
+        chunks = archive.without_maintain(chunks, s.key)
+    s.script(archive.guarded(chunks, s.key, plan.server.major))
+
+
+def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, str], step: Step) -> None:
+    record = plan.backup.record
+    app_file = record.file("app")
+    if app_file is None:
+        raise RestoreFailed(f"Backup {plan.backup.id} has no app archive", "restore another backup")
+    app = store.local_path(plan.backup.id, app_file.name)
+    chosen = entries(plan, plan.suite, app)
+    is_acl = lambda e: e.desc in ("ACL", "DEFAULT ACL")  # noqa: E731
+    lo_acl = lambda e: e.desc == "ACL" and e.tag_owner.startswith("LARGE OBJECT ")  # noqa: E731
+    if plan.mode == "schema":
+        # Large objects are data: like pg_restore --schema-only, create none (archives before
+        # 17 would otherwise make empty ones) and so none of their privileges or comments.
+        chosen = [e for e in chosen if not _is_lo(e)]
+    if plan.mode == "data":
+        step("loading data")
+        # the data section, plus the large objects' own entries: archives before PostgreSQL 17
+        # create large objects in pre-data ("BLOB") and only fill them in the data section
+        data_ids = {e.dump_id for e in toc.read(plan.suite, app, ["data"])}
+        _feed(plan, s, app, env, [e for e in chosen if (e.dump_id in data_ids or _is_lo(e)) and not is_acl(e)])
+    else:
+        # The app's tables are new: their triggers and constraints come only in post-data.
+        sections = ["pre-data", "data"] if plan.mode == "full" else ["pre-data"]
+        wanted = {e.dump_id for e in toc.read(plan.suite, app, sections)}
+        step("loading schema and data" if plan.mode == "full" else "loading schema")
+        _feed(plan, s, app, env, [e for e in chosen if e.dump_id in wanted and not is_acl(e)])
+    platform_file = record.file("platform")
+    if platform_file and plan.mode in ("full", "data"):
+        step("loading platform data")
+        platform_archive = store.local_path(plan.backup.id, platform_file.name)
+        if plan.mode != "data":
+            # Platform tables (auth.users, ...) keep their triggers and constraints.
+            s.sql(quiet.start_sql(plan.platform_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
+        _feed(plan, s, platform_archive, env, toc.read(plan.suite, platform_archive, ["data"]))
+        if plan.mode != "data":
+            s.sql(quiet.end_sql(plan.platform_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
+    # Privileges after the rows, as pg_restore itself orders them; large objects' only when
+    # this restore created them.
+    _feed(plan, s, app, env, [e for e in chosen if is_acl(e) and (plan.mode != "data" or lo_acl(e))], acl=True)
+    if plan.mode != "data":
+        step("building indexes, constraints, triggers and policies")
+        wanted = {e.dump_id for e in toc.read(plan.suite, app, ["post-data"])}
+        _feed(plan, s, app, env, [e for e in chosen if e.dump_id in wanted and not is_acl(e)])
+        schema_file = record.file("platform-schema")
+        if schema_file and plan.addition_oids:
+            step("re-adding the app's triggers and policies on platform tables")
+            path = store.local_path(plan.backup.id, schema_file.name)
+            _feed(plan, s, path, env, [e for e in toc.read(plan.suite, path)
+                                       if e.desc in ("TRIGGER", "POLICY") and e.oid in plan.addition_oids])

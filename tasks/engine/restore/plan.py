@@ -1,0 +1,260 @@
+"""Planning a restore: gather facts about the backup and the target, decide with a pure function,
+freeze the plan. The plan shown to the person is the plan executed: nothing is decided later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import psycopg
+
+from .. import additions, catalog, dbinfo, pgtools, quiet, roles, toc
+from .. import manifest as manifest_mod
+from ..catalog import Backup
+from ..conn import Target
+from ..errors import UsageError
+from ..platform import Platform, by_name, detect
+from ..storage import LocalStore
+from . import statements
+
+Step = Callable[[str], None]
+MODES = ("full", "schema", "data")
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    backup: Backup
+    target: Target
+    mode: str  # full | schema | data
+    server: dbinfo.ServerInfo
+    platform: Platform
+    suite: pgtools.PgSuite
+    authenticity: manifest_mod.Authenticity
+    checked_files: tuple[str, ...] = ()
+    drop_schemas: tuple[tuple[str, int], ...] = ()  # (schema, tables in it)
+    drop_publications: tuple[str, ...] = ()
+    drop_additions: tuple[str, ...] = ()  # labels, for the plan shown
+    truncate_tables: tuple[tuple[str, str], ...] = ()  # (schema, table)
+    platform_tables: tuple[tuple[str, str], ...] = ()  # emptied, then loaded
+    large_objects: int = 0
+    replica_mode: bool = False
+    temp_ok: bool = True  # may create temporary tables (where quiet loads keep their notes)
+    roles: roles.RolePlan = field(default_factory=roles.RolePlan)
+    warnings: tuple[str, ...] = ()
+    checks: tuple[tuple[str, str, int], ...] = ()  # (schema, table, rows)
+    reset_sql: str = ""
+    # archive entries picked by the table of contents
+    addition_oids: frozenset[int] = frozenset()
+    skip_publications: frozenset[str] = frozenset()
+    skip_event_triggers: frozenset[str] = frozenset()
+    skip_acl_roles: frozenset[str] = frozenset()
+    skip_extension_comments: bool = False
+
+    @property
+    def login_roles(self) -> list[str]:
+        return self.roles.login_roles
+
+    def summary_rows(self) -> list[tuple[str, str]]:
+        b = self.backup
+        source = (b.manifest.get("source") or {}).get("url", "runbook file")
+        contents = self.mode + (f" (made from the runbook files {', '.join(b.runbook_files)})" if b.runbook_files else "")
+        rows = [
+            ("backup", f"{b.id}" + (f"  [{b.label}]" if b.label else "")),
+            ("created", b.created),
+            ("source", str(source)),
+            ("contents", contents),
+            ("checksums", f"{len(self.checked_files)} files verified" if self.checked_files else "none to verify"),
+            ("signature", self.authenticity.text),
+            ("target", f"{self.target.display()}  (PostgreSQL {self.server.version}, {self.platform.name})"),
+            ("target database", self.target.dbname),
+        ]
+        if self.drop_schemas:
+            rows.append(("will drop", ", ".join(f"schema {s} ({n} tables)" for s, n in self.drop_schemas)))
+        if self.drop_publications:
+            rows.append(("will drop", ", ".join(f"publication {p}" for p in self.drop_publications)))
+        if self.large_objects:
+            rows.append(("will drop", f"{self.large_objects} large objects (replaced by the backup's)"))
+        if self.drop_additions:
+            rows.append(("will drop", ", ".join(self.drop_additions)))
+        if self.platform_tables:
+            rows.append(("will replace", f"platform data in {len(self.platform_tables)} tables: {shown(self.platform_tables)}"))
+        if self.truncate_tables:
+            rows.append(("will empty", f"{len(self.truncate_tables)} tables: {shown(self.truncate_tables)}"))
+        if self.roles.create:
+            rows.append(("will create", "roles " + ", ".join(self.roles.shown())))
+        if self.roles.keep:
+            rows.append(("keeps", "existing roles as they are: " + ", ".join(self.roles.keep)))
+        for r in self.roles.refused:
+            rows.append(("will not restore", r))
+        if self.roles.login_roles:
+            rows.append(("roles", "login roles restored without passwords: " + ", ".join(self.roles.login_roles)))
+        return rows
+
+
+def shown(tables: tuple[tuple[str, str], ...] | list[tuple[str, str]], most: int = 8) -> str:
+    names = [f"{s}.{t}" for s, t in list(tables)[:most]]
+    return ", ".join(names) + (" …" if len(tables) > most else "")
+
+
+def plan_restore(
+    store: LocalStore,
+    backup: Backup,
+    target: Target,
+    *,
+    mode: str | None = None,
+    pg_bin_dir: str | None = None,
+    signing_key: manifest_mod.SigningKey | None = None,
+    step: Step = lambda msg: None,
+) -> RestorePlan:
+    """Check everything that can be checked without touching the target, and say what the
+    restore would do. Raises before any change when something is wrong."""
+    mode = mode or backup.kind
+    if mode not in MODES:
+        raise UsageError(f"Unknown restore mode {mode!r}", "use --schema-only or --data-only or neither")
+    if mode != backup.kind and backup.kind != "full":
+        raise UsageError(f"Backup {backup.id} holds only {backup.kind}; cannot restore {mode}",
+                         f"pick a full backup, or restore with --{backup.kind}-only")
+    record = backup.record
+    step("verifying checksums")
+    checked = tuple(catalog.verify_checksums(store, backup))
+    key = signing_key if signing_key is not None else manifest_mod.signing_key(None, create=False)
+    authenticity = manifest_mod.check(store.local_path(backup.id, ""), key)
+    step(f"connecting to {target.display()}")
+    warnings: list[str] = list(backup.notes)
+    with target.connect(autocommit=True) as conn:
+        server = dbinfo.server_info(conn)
+        platform = detect(conn)
+        archive_major = record.pg_dump_major
+        suite = pgtools.pick(
+            pgtools.discover(pg_bin_dir), at_least=max(archive_major, 0), prefer=archive_major or server.major,
+            tools=("pg_restore", "psql"), restrict=True,
+            purpose=f"restoring a backup made with pg_dump {archive_major}" if archive_major else "this restore",
+        )
+        if record.platform_data_schemas and mode != "schema" and platform.name != "supabase":
+            raise UsageError(
+                f"Backup {backup.id} holds Supabase platform data (auth users, storage rows) but "
+                f"{target.display()} is not a Supabase project",
+                "restore into a Supabase project (or one made with the same auth/storage schemas)",
+            )
+        if by_name(record.source_platform).name == "supabase" and platform.name != "supabase" and mode != "data":
+            warnings.append("backup comes from a Supabase project; its auth/storage schemas are not part of it")
+        if record.format == 1 and mode != "data":
+            warnings.append("this backup was made by an older version of this tool: its roles.sql and "
+                            "platform-additions.sql are SQL text, which is never run; create its roles "
+                            f"({', '.join(record.app_roles) or 'none'}) and the app's triggers and policies on "
+                            "platform tables by hand")
+        app_present = dbinfo.app_schemas(conn, platform)
+        kw: dict = {}
+        if mode in ("full", "schema"):
+            tabs = dbinfo.tables(conn, app_present)
+            pubs = tuple(p for p in dbinfo.publications(conn) if not platform.is_platform_publication(p))
+            los = dbinfo.large_object_count(conn)
+            found = additions.find(conn, platform)
+            platform_tables = tuple(_platform_tables(conn, record)) if mode == "full" else ()
+            public_contents = (dbinfo.schema_contents_drop_sql(conn, "public")
+                               if platform.name == "supabase" else None)
+            reset = statements.reset_sql(
+                drop_schemas=app_present, publications=pubs, large_objects=los > 0,
+                public_contents=public_contents, drop_additions=[a.drop_sql for a in found],
+                platform_tables=platform_tables)
+            # before the drops: an entry for a schema about to be dropped must still resolve
+            reset = "\n".join(dbinfo.clear_own_default_privileges_sql(conn)) + "\n" + reset
+            kw.update(drop_schemas=tuple((s, sum(1 for t in tabs if t[0] == s)) for s in app_present),
+                      drop_publications=pubs, large_objects=los, drop_additions=tuple(a.label for a in found),
+                      platform_tables=platform_tables, reset_sql=reset,
+                      addition_oids=frozenset(a.oid for a in record.additions))
+            roles_file = record.file("roles")
+            if roles_file and roles_file.format == "json":
+                role_set = roles.RoleSet.from_json(store.local_path(backup.id, roles_file.name).read_text())
+                kw["roles"] = roles.plan(role_set, roles.facts(conn, role_set.names()))
+                warnings.extend(kw["roles"].warnings)
+        else:
+            truncate = tuple(_tables_to_empty(conn, record))
+            los = dbinfo.large_object_count(conn)  # data too: replaced
+            partitioned = [(t.schema, t.name) for t in record.tables if t.kind == "partitioned"]
+            kw.update(truncate_tables=truncate, large_objects=los,
+                      reset_sql=statements.truncate_sql(list(truncate), los > 0, partitioned))
+        kw.update(_skips(conn, record, platform, server))
+        if mode in ("full", "data"):
+            # partitioned parents are checked through their partitions; matviews are refreshed
+            # from the restored rows, so a stale source matview may differ
+            kw["checks"] = tuple((t.schema, t.name, int(t.rows)) for t in record.tables
+                                 if t.rows is not None and t.kind == "table")
+        return RestorePlan(
+            backup=backup, target=target, mode=mode, server=server, platform=platform, suite=suite,
+            authenticity=authenticity, checked_files=checked, replica_mode=dbinfo.can_set_replication_role(conn),
+            temp_ok=bool(conn.execute("SELECT has_database_privilege(current_database(), 'TEMP')").fetchone()[0]),
+            warnings=tuple(warnings), **kw,
+        )
+
+
+def _platform_tables(conn: psycopg.Connection, record: manifest_mod.Manifest) -> list[tuple[str, str]]:
+    """Platform tables whose rows the backup carries (auth.users, storage.objects, ...): emptied
+    first so a restore over the same project replaces its users instead of duplicating them."""
+    wanted = [(t.schema, t.name) for t in record.tables if t.section == "platform" and t.kind == "table"]
+    present = {(s, t) for s, t, _ in dbinfo.tables(conn, sorted({w[0] for w in wanted}))}
+    missing = [t for t in wanted if t not in present]
+    if missing:
+        raise UsageError(
+            f"The target lacks platform tables the backup has data for: {shown(missing, 5)}",
+            "restore into a Supabase project of the same or a newer platform version",
+        )
+    return wanted
+
+
+def _tables_to_empty(conn: psycopg.Connection, record: manifest_mod.Manifest) -> list[tuple[str, str]]:
+    wanted = [(t.schema, t.name) for t in record.tables if t.kind == "table"]
+    present = {(s, t) for s, t, _ in dbinfo.tables(conn, dbinfo.schemas(conn))}
+    missing = [t for t in wanted if t not in present]
+    if missing:
+        raise UsageError(f"The target has no table {shown(missing, 5)} to load data into",
+                         "restore the schema too (drop --data-only), or restore into the right database")
+    return wanted
+
+
+def _skips(conn: psycopg.Connection, record: manifest_mod.Manifest, platform: Platform,
+           server: dbinfo.ServerInfo) -> dict:
+    """Archive entries for things the target's platform already owns: its realtime publication,
+    its event triggers, default privileges of roles the restoring user cannot act for, and
+    comments on extensions it does not own. Restoring them would fail ("already exists",
+    "must be owner"); skipping them loses nothing of the app's."""
+    out: dict = {
+        "skip_publications": frozenset(p for p in dbinfo.publications(conn) if platform.is_platform_publication(p)),
+    }
+    app = set(dbinfo.app_schemas(conn, platform))
+    out["skip_event_triggers"] = frozenset(name for name, fschema in dbinfo.event_triggers(conn) if fschema not in app)
+    if not server.is_superuser:
+        out["skip_extension_comments"] = True
+        # Roles whose default privileges the backup holds, recorded from the catalog at backup
+        # time (a TOC line cannot tell a role name with spaces from the words before it).
+        candidates = [r for r in record.default_acl_roles if r not in set(record.app_roles)]
+        out["skip_acl_roles"] = frozenset(dbinfo.roles_not_usable(conn, candidates))
+    return out
+
+
+def entries(plan: RestorePlan, suite: pgtools.PgSuite, archive: Path) -> list[toc.Entry]:
+    """The archive's entries, less those the target's platform already owns."""
+
+    def keep(e: toc.Entry) -> bool:
+        if e.desc == "PUBLICATION" and any(e.names(p) for p in plan.skip_publications):
+            return False
+        if e.desc == "EVENT TRIGGER" and any(e.names(t) for t in plan.skip_event_triggers):
+            return False
+        if e.desc == "COMMENT" and any(e.names(f"EVENT TRIGGER {t}") for t in plan.skip_event_triggers):
+            return False
+        if e.desc == "COMMENT" and e.tag_owner.startswith("EXTENSION ") and plan.skip_extension_comments:
+            return False
+        if e.desc == "DEFAULT ACL" and any(e.owned_by(r) for r in plan.skip_acl_roles):
+            return False
+        return True
+
+    return [e for e in toc.read(suite, archive) if keep(e)]
+
+
+def quiet_tables(plan: RestorePlan) -> list[tuple[str, str]]:
+    return list(plan.truncate_tables if plan.mode == "data" else plan.platform_tables)
+
+
+__all__ = ["RestorePlan", "plan_restore", "entries", "quiet", "quiet_tables"]

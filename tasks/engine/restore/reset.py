@@ -1,0 +1,57 @@
+"""`invoke reset` on its own: the runbook's `db reset`, guarded, for the app's objects only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from .. import additions, dbinfo
+from ..conn import Target
+from ..errors import RestoreFailed
+from ..platform import Platform, detect
+from . import statements
+
+
+@dataclass(frozen=True)
+class ResetPlan:
+    target: Target
+    server: dbinfo.ServerInfo
+    platform: Platform
+    drop_schemas: tuple[tuple[str, int], ...]
+    drop_publications: tuple[str, ...]
+    drop_additions: tuple[str, ...]
+    large_objects: int
+    sql: str
+
+
+def plan_reset(target: Target) -> ResetPlan:
+    """The app's schemas, publications, large objects and its triggers and policies on platform
+    tables. Platform data (auth users, storage rows) is kept."""
+    with target.connect(autocommit=True) as conn:
+        server = dbinfo.server_info(conn)
+        platform = detect(conn)
+        present = dbinfo.app_schemas(conn, platform)
+        tabs = dbinfo.tables(conn, present)
+        pubs = tuple(p for p in dbinfo.publications(conn) if not platform.is_platform_publication(p))
+        found = additions.find(conn, platform)
+        los = dbinfo.large_object_count(conn)
+        public_contents = dbinfo.schema_contents_drop_sql(conn, "public") if platform.name == "supabase" else None
+        sql = statements.reset_sql(drop_schemas=present, publications=pubs, large_objects=los > 0,
+                                   public_contents=public_contents, drop_additions=[a.drop_sql for a in found])
+        return ResetPlan(
+            target=target, server=server, platform=platform,
+            drop_schemas=tuple((s, sum(1 for t in tabs if t[0] == s)) for s in present),
+            drop_publications=pubs, drop_additions=tuple(a.label for a in found), large_objects=los, sql=sql,
+        )
+
+
+def execute_reset(plan: ResetPlan) -> None:
+    try:
+        with plan.target.connect() as conn:
+            with conn.transaction():
+                conn.execute("SET LOCAL client_min_messages = warning")
+                conn.execute(plan.sql.encode())
+    except psycopg.Error as exc:
+        raise RestoreFailed(f"Reset failed and was rolled back: {' '.join(str(exc).split())}",
+                            "nothing was dropped; check the message") from None
