@@ -4,6 +4,7 @@ for comparing two databases, and what a reset would drop. No parsing of psql's t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -164,52 +165,104 @@ def event_triggers(conn: psycopg.Connection) -> list[tuple[str, str]]:
 
 # Top-level objects in a schema, for emptying `public` on a platform that configured the schema
 # itself (Supabase grants and default privileges on it): dropping and recreating the schema would
-# lose those, so its contents are dropped instead. Objects that exist only as part of another
-# (a table's sequence, a type's array, an extension's members) go with their owner.
+# lose those, so its contents are dropped instead. Objects that exist only as part of another go
+# with their owner: a table's row type and identity sequence, a type's array and multirange (an
+# internal dependency, 'i'), an extension's members ('e'), and a serial sequence, a partition or an
+# extended statistics object whose owner lies in the same schema (an auto dependency, 'a').
+# Only the object's own dependencies count (objsubid = 0): a partitioned table's key columns
+# depend internally on the table itself, which must not make the table look like a part.
+# Names are qualified (the caller runs this with an empty search_path) so the statements mean
+# the same objects in any session.
 _SCHEMA_OBJECTS = """
 WITH objs AS (
-  SELECT 'pg_class'::regclass AS classid, c.oid,
+  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass AS classid, c.oid,
          CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
                         WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END AS kind,
-         format('%%I.%%I', n.nspname, c.relname) AS name
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         pg_catalog.format('%%I.%%I', n.nspname, c.relname) AS name
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
    WHERE n.nspname = %(schema)s AND c.relkind IN ('r','p','v','m','S','f')
   UNION ALL
-  SELECT 'pg_proc'::regclass, p.oid,
+  SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, p.oid,
          CASE p.prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
-         format('%%I.%%I(%%s)', n.nspname, p.proname, pg_get_function_identity_arguments(p.oid))
-    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %(schema)s
+         pg_catalog.format('%%I.%%I(%%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid))
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %(schema)s
   UNION ALL
-  SELECT 'pg_type'::regclass, t.oid, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
-         format('%%I.%%I', n.nspname, t.typname)
-    FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+  SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid, CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END,
+         pg_catalog.format('%%I.%%I', n.nspname, t.typname)
+    FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
    WHERE n.nspname = %(schema)s
-     AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')
+     AND (t.typrelid = 0 OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c')
   UNION ALL
-  SELECT 'pg_collation'::regclass, o.oid, 'COLLATION', format('%%I.%%I', n.nspname, o.collname)
-    FROM pg_collation o JOIN pg_namespace n ON n.oid = o.collnamespace WHERE n.nspname = %(schema)s
+  SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid, 'OPERATOR',
+         pg_catalog.format('%%I.%%s (%%s, %%s)', n.nspname, o.oprname,
+                           CASE o.oprleft WHEN 0 THEN 'NONE' ELSE pg_catalog.format_type(o.oprleft, NULL) END,
+                           CASE o.oprright WHEN 0 THEN 'NONE' ELSE pg_catalog.format_type(o.oprright, NULL) END)
+    FROM pg_catalog.pg_operator o JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace WHERE n.nspname = %(schema)s
   UNION ALL
-  SELECT 'pg_ts_config'::regclass, o.oid, 'TEXT SEARCH CONFIGURATION', format('%%I.%%I', n.nspname, o.cfgname)
-    FROM pg_ts_config o JOIN pg_namespace n ON n.oid = o.cfgnamespace WHERE n.nspname = %(schema)s
+  SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass, o.oid, 'OPERATOR FAMILY',
+         pg_catalog.format('%%I.%%I USING %%I', n.nspname, o.opfname, a.amname)
+    FROM pg_catalog.pg_opfamily o JOIN pg_catalog.pg_namespace n ON n.oid = o.opfnamespace
+    JOIN pg_catalog.pg_am a ON a.oid = o.opfmethod WHERE n.nspname = %(schema)s
   UNION ALL
-  SELECT 'pg_ts_dict'::regclass, o.oid, 'TEXT SEARCH DICTIONARY', format('%%I.%%I', n.nspname, o.dictname)
-    FROM pg_ts_dict o JOIN pg_namespace n ON n.oid = o.dictnamespace WHERE n.nspname = %(schema)s
+  SELECT 'pg_catalog.pg_opclass'::pg_catalog.regclass, o.oid, 'OPERATOR CLASS',
+         pg_catalog.format('%%I.%%I USING %%I', n.nspname, o.opcname, a.amname)
+    FROM pg_catalog.pg_opclass o JOIN pg_catalog.pg_namespace n ON n.oid = o.opcnamespace
+    JOIN pg_catalog.pg_am a ON a.oid = o.opcmethod WHERE n.nspname = %(schema)s
   UNION ALL
-  SELECT 'pg_statistic_ext'::regclass, o.oid, 'STATISTICS', format('%%I.%%I', n.nspname, o.stxname)
-    FROM pg_statistic_ext o JOIN pg_namespace n ON n.oid = o.stxnamespace WHERE n.nspname = %(schema)s
+  SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, o.oid, 'COLLATION', pg_catalog.format('%%I.%%I', n.nspname, o.collname)
+    FROM pg_catalog.pg_collation o JOIN pg_catalog.pg_namespace n ON n.oid = o.collnamespace WHERE n.nspname = %(schema)s
   UNION ALL
-  SELECT 'pg_extension'::regclass, e.oid, 'EXTENSION', format('%%I', e.extname)
-    FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE n.nspname = %(schema)s
+  SELECT 'pg_catalog.pg_conversion'::pg_catalog.regclass, o.oid, 'CONVERSION', pg_catalog.format('%%I.%%I', n.nspname, o.conname)
+    FROM pg_catalog.pg_conversion o JOIN pg_catalog.pg_namespace n ON n.oid = o.connamespace WHERE n.nspname = %(schema)s
+  UNION ALL
+  SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass, o.oid, 'TEXT SEARCH CONFIGURATION', pg_catalog.format('%%I.%%I', n.nspname, o.cfgname)
+    FROM pg_catalog.pg_ts_config o JOIN pg_catalog.pg_namespace n ON n.oid = o.cfgnamespace WHERE n.nspname = %(schema)s
+  UNION ALL
+  SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, o.oid, 'TEXT SEARCH DICTIONARY', pg_catalog.format('%%I.%%I', n.nspname, o.dictname)
+    FROM pg_catalog.pg_ts_dict o JOIN pg_catalog.pg_namespace n ON n.oid = o.dictnamespace WHERE n.nspname = %(schema)s
+  UNION ALL
+  SELECT 'pg_catalog.pg_ts_parser'::pg_catalog.regclass, o.oid, 'TEXT SEARCH PARSER', pg_catalog.format('%%I.%%I', n.nspname, o.prsname)
+    FROM pg_catalog.pg_ts_parser o JOIN pg_catalog.pg_namespace n ON n.oid = o.prsnamespace WHERE n.nspname = %(schema)s
+  UNION ALL
+  SELECT 'pg_catalog.pg_ts_template'::pg_catalog.regclass, o.oid, 'TEXT SEARCH TEMPLATE', pg_catalog.format('%%I.%%I', n.nspname, o.tmplname)
+    FROM pg_catalog.pg_ts_template o JOIN pg_catalog.pg_namespace n ON n.oid = o.tmplnamespace WHERE n.nspname = %(schema)s
+  UNION ALL
+  SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, o.oid, 'STATISTICS', pg_catalog.format('%%I.%%I', n.nspname, o.stxname)
+    FROM pg_catalog.pg_statistic_ext o JOIN pg_catalog.pg_namespace n ON n.oid = o.stxnamespace WHERE n.nspname = %(schema)s
+  UNION ALL
+  SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass, e.oid, 'EXTENSION', pg_catalog.format('%%I', e.extname)
+    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE n.nspname = %(schema)s
 )
-SELECT kind, name FROM objs o
- WHERE NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = o.classid AND d.objid = o.oid
-                     AND d.deptype IN ('i', 'a', 'e', 'x'))
+SELECT kind, name, classid::pg_catalog.oid, oid FROM objs o
+ WHERE NOT EXISTS (
+   SELECT 1 FROM pg_catalog.pg_depend d
+    WHERE d.classid = o.classid AND d.objid = o.oid AND d.objsubid = 0
+      AND (d.deptype IN ('i', 'e')
+           OR (d.deptype = 'a'
+               AND (pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0)).schema = %(schema)s)))
  ORDER BY kind = 'EXTENSION', kind, name
 """
 
 
+class SchemaObject(NamedTuple):
+    """A top-level object of a schema: its DROP keyword, qualified name (with the argument types
+    of a function or operator, the access method of an operator class) and catalog address."""
+    kind: str  # "TABLE", "FUNCTION", "OPERATOR CLASS", ...
+    name: str
+    classid: int  # the catalog it lives in (pg_class, pg_proc, ...), as pg_depend names it
+    objid: int
+
+
+def schema_objects(conn: psycopg.Connection, schema: str) -> list[SchemaObject]:
+    """What emptying `schema` drops by name, everything else in it going with these."""
+    with conn.transaction(force_rollback=True):
+        conn.execute("SELECT pg_catalog.set_config('search_path', '', true)")
+        rows = conn.execute(_SCHEMA_OBJECTS, {"schema": schema}).fetchall()
+    return [SchemaObject(kind, name, int(classid), int(objid)) for kind, name, classid, objid in rows]
+
+
 def schema_contents_drop_sql(conn: psycopg.Connection, schema: str) -> list[str]:
-    return [f"DROP {kind} IF EXISTS {name} CASCADE;" for kind, name in conn.execute(_SCHEMA_OBJECTS, {"schema": schema})]
+    return [f"DROP {o.kind} IF EXISTS {o.name} CASCADE;" for o in schema_objects(conn, schema)]
 
 
 def roles_not_usable(conn: psycopg.Connection, names: list[str]) -> set[str]:
