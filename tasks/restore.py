@@ -31,13 +31,16 @@ def _target(settings, target_url):
         "schema_only": "Restore roles and schema only; the target's tables end up empty.",
         "data_only": "Restore rows only, into the tables that already exist in the target.",
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
+        "also_reach": "Allow the reset to also drop or empty objects in this schema outside the app's "
+                      "(repeatable; the plan lists them). Without it such a restore is refused.",
         "allow_unsigned": "Restore a backup whose manifest is not signed with this machine's key "
                           "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
-    }
+    },
+    iterable=["also_reach"],
 )
 @_ui.guarded
 def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, data_only=False, backup_dir=None,
-            allow_unsigned=False):
+            allow_unsigned=False, also_reach=None):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
@@ -48,7 +51,8 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
     tgt = _target(settings, target)
     with store.lock():
         plan = plan_restore(store, backup, tgt, mode=mode, pg_bin_dir=settings.pg_bin_dir, step=_ui.step,
-                            signing_key=signing_key(settings.signing_key, create=False))
+                            signing_key=signing_key(settings.signing_key, create=False),
+                            also_reach=tuple(also_reach or ()))
         _ui.show_plan(plan.summary_rows(), "Restore plan")
         for w in plan.warnings:
             _ui.warn(w)
@@ -76,18 +80,22 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
     help={
         "target": "Database to reset (default: DATABASE_URL).",
         "yes": "Confirm without a prompt (for scripts and CI).",
-    }
+        "also_reach": "Allow the reset to also drop or empty objects in this schema outside the app's "
+                      "(repeatable; the plan lists them). Without it such a reset is refused.",
+    },
+    iterable=["also_reach"],
 )
 @_ui.guarded
-def reset(c, target=None, yes=False):
+def reset(c, target=None, yes=False, also_reach=None):
     """Drop the app's schemas, publications and large objects (the runbook's db reset), guarded."""
     settings = _ui.settings_from()
     tgt = _target(settings, target)
-    plan = plan_reset(tgt)
+    plan = plan_reset(tgt, tuple(also_reach or ()))
     rows = [("target", f"{tgt.display()}  (PostgreSQL {plan.server.version}, {plan.platform.name})")]
     rows += [("will drop", f"schema {s} ({n} tables)") for s, n in plan.drop_schemas]
     rows += [("will drop", f"publication {p}") for p in plan.drop_publications]
     rows += [("will drop", a) for a in plan.drop_additions]
+    rows += [("also reaches", r.description) for r in plan.reached]
     if plan.large_objects:
         rows.append(("will drop", f"{plan.large_objects} large objects"))
     rows.append(("keeps", "platform schemas, their data (auth users, storage rows) and roles"

@@ -23,7 +23,7 @@ from tests.conftest import PASSWORD
 from tests.fixtures_cli import (
     SOURCE_SQL, TARGET_SQL, assert_no_secret, closed_port, engine_backup, error_line, tree,
 )
-from tests.helpers import psql, seeded, state
+from tests.helpers import psql, resign, seeded, state
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 TODAY = dt.datetime.now(dt.timezone.utc).date().isoformat()
@@ -347,6 +347,7 @@ def test_truncated_archive_fails_while_streaming_and_rolls_back(dbs, project, in
             f["size"] = dump.stat().st_size
             f["sha256"] = hashlib.sha256(dump.read_bytes()).hexdigest()
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    resign(folder)
     before, files = state(target), tree(bdir)
 
     res = invoke_cli("restore", "--id", backup_id, "--yes",
@@ -372,6 +373,7 @@ def test_row_count_check_fails_after_loading_and_rolls_back(dbs, project, invoke
             assert t["rows"] == 300
             t["rows"] = 301
     mpath.write_text(json.dumps(manifest))
+    resign(mpath.parent)
     before, files = state(target), tree(bdir)
 
     res = invoke_cli("restore", "--id", backup_id, "--yes",

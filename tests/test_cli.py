@@ -194,7 +194,7 @@ def test_backup_then_list_shows_id_date_kind_size_and_label(dbs17, invoke_cli, p
     assert {i: squash(r["label"]) for i, r in narrow.items()} == {i: squash(r["label"]) for i, r in listed.items()}
     for backup_id, (kind, size) in made.items():
         row = listed[backup_id]
-        files = [p for p in (project / ".backups" / backup_id).iterdir() if p.name != "manifest.json"]
+        files = [p for p in (project / ".backups" / backup_id).iterdir() if p.name not in ("manifest.json", "manifest.hmac")]
         assert row["date (UTC)"] == today_utc()
         assert row["kind"] == kind
         assert row["size"] == size == _ui.human_size(sum(p.stat().st_size for p in files))
@@ -272,7 +272,7 @@ def test_restore_round_trip_with_dotenv_and_target(dbs, invoke_cli, project, log
     assert scalar(other, "SELECT to_regclass('public.profiles') IS NULL")
     # the role came back, as a login role, still without the source's password in any output
     assert scalar(other, f"SELECT rolcanlogin FROM pg_roles WHERE rolname = '{login_role}'")
-    for text in (res.stdout, res.stderr, (project / ".backups" / backup_id / "roles.sql").read_text()):
+    for text in (res.stdout, res.stderr, (project / ".backups" / backup_id / "roles.json").read_text()):
         assert "never-in-a-backup" not in text and PASSWORD not in text
 
 

@@ -13,7 +13,16 @@ import re
 import psycopg
 
 from tasks.engine import additions, dbinfo, reach
-from tasks.engine.load import execute_reset, plan_reset, reset_sql
+from tasks.engine import dbinfo
+from tasks.engine.restore import execute_reset, plan_reset
+from tasks.engine.restore import statements
+
+
+def reset_sql(conn, platform, *, drop_schemas, publications, large_objects, drop_additions=(), platform_tables=()):
+    """The reset the restore writes for this target (as plan_restore assembles it)."""
+    public = dbinfo.schema_contents_drop_sql(conn, "public") if platform.name == "supabase" else None
+    return statements.reset_sql(drop_schemas=drop_schemas, publications=publications, large_objects=large_objects,
+                                public_contents=public, drop_additions=drop_additions, platform_tables=platform_tables)
 from tasks.engine.platform import SUPABASE, detect
 from tests.helpers import psql, scalar, seeded, state
 
@@ -323,7 +332,7 @@ def test_a_supabase_reset_drops_partitioned_tables_and_leaves_public_empty(supa)
 def test_restore_over_the_same_project_with_a_partitioned_table(supa, tmp_path):
     from tasks.engine import catalog
     from tasks.engine.dump import create_backup
-    from tasks.engine.load import execute_restore, plan_restore
+    from tasks.engine.restore import execute_restore, plan_restore
     from tasks.engine.storage import LocalStore
 
     project = supa.new_project()

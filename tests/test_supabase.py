@@ -64,8 +64,9 @@ def test_restore_into_a_new_project(major, request, tmp_path):
     assert m["source"]["platform"] == "supabase"
     assert {"auth", "storage"} <= set(m["platform_data_schemas"])
     assert "supabase_migrations" in m["app_schemas"]
-    assert "trigger on_auth_user_created on auth.users" in m["platform_additions"]
-    assert any(a.startswith("policy ") and a.endswith("on storage.objects") for a in m["platform_additions"])
+    added = {(a["kind"], a["schema"], a["table"], a["name"]) for a in m["platform_additions"]}
+    assert ("trigger", "auth", "users", "on_auth_user_created") in added
+    assert any(k == "policy" and (s, t) == ("storage", "objects") for k, s, t, _ in added)
     assert set(m["roles"]["app"]) >= {"fortress_app", "fortress_reporter"}
     assert not set(m["roles"]["app"]) & {"anon", "authenticated", "service_role", "postgres", "supabase_admin"}
 
@@ -313,8 +314,9 @@ def test_extension_owned_tables_and_platform_functions(supa, tmp_path):
         conn.commit()
     store, b, result = backup(source, tmp_path)
     m = result.manifest
-    assert "trigger app_touch on auth.users" in m["platform_additions"]
-    assert not any("cron_job_policy" in a for a in m["platform_additions"])  # pg_cron's, not the app's
+    added = {(a["kind"], a["schema"], a["table"], a["name"]) for a in m["platform_additions"]}
+    assert ("trigger", "auth", "users", "app_touch") in added
+    assert not any(a["name"] == "cron_job_policy" for a in m["platform_additions"])  # pg_cron's, not the app's
     assert not any(t["schema"] == "net" for t in m["tables"])  # pg_dump never carries those rows
     restore(store, b, target)
     assert scalar(target, "SELECT count(*) FROM pg_trigger WHERE tgname = 'app_touch'") == 1

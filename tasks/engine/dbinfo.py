@@ -261,8 +261,13 @@ def schema_objects(conn: psycopg.Connection, schema: str) -> list[SchemaObject]:
     return [SchemaObject(kind, name, int(classid), int(objid)) for kind, name, classid, objid in rows]
 
 
+def drop_sql(o: SchemaObject) -> str:
+    # o.name comes from format('%I.%I', ...) on the server: quoted as identifiers there
+    return f"DROP {o.kind} IF EXISTS {o.name} CASCADE;"
+
+
 def schema_contents_drop_sql(conn: psycopg.Connection, schema: str) -> list[str]:
-    return [f"DROP {o.kind} IF EXISTS {o.name} CASCADE;" for o in schema_objects(conn, schema)]
+    return [drop_sql(o) for o in schema_objects(conn, schema)]
 
 
 def roles_not_usable(conn: psycopg.Connection, names: list[str]) -> set[str]:

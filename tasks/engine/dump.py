@@ -141,7 +141,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key) -> BackupRes
         info = dbinfo.server_info(conn)
         platform = detect(conn)
         suite = pgtools.pick(pgtools.discover(pg_bin_dir), at_least=info.major, prefer=info.major,
-                             tools=("pg_dump", "pg_dumpall"), purpose=f"a PostgreSQL {info.version} server")
+                             tools=("pg_dump",), purpose=f"a PostgreSQL {info.version} server")
         step(f"server PostgreSQL {info.version} ({platform.name}); using pg_dump {suite.version}")
         app_schemas = dbinfo.app_schemas(conn, platform)
         managed_present = [s for s in dbinfo.schemas(conn) if platform.is_managed(s)]

@@ -10,11 +10,11 @@ from typing import Callable
 
 import psycopg
 
-from .. import additions, catalog, dbinfo, pgtools, quiet, roles, toc
+from .. import additions, catalog, dbinfo, pgtools, quiet, reach, roles, toc
 from .. import manifest as manifest_mod
 from ..catalog import Backup
 from ..conn import Target
-from ..errors import UsageError
+from ..errors import RestoreFailed, UsageError
 from ..platform import Platform, by_name, detect
 from ..storage import LocalStore
 from . import statements
@@ -51,6 +51,7 @@ class RestorePlan:
     skip_event_triggers: frozenset[str] = frozenset()
     skip_acl_roles: frozenset[str] = frozenset()
     skip_extension_comments: bool = False
+    reached: tuple[reach.Reached, ...] = ()  # outside the app's schemas, allowed by --also-reach
 
     @property
     def login_roles(self) -> list[str]:
@@ -80,6 +81,8 @@ class RestorePlan:
             rows.append(("will drop", ", ".join(self.drop_additions)))
         if self.platform_tables:
             rows.append(("will replace", f"platform data in {len(self.platform_tables)} tables: {shown(self.platform_tables)}"))
+        for r in self.reached:
+            rows.append(("also reaches", r.description))
         if self.truncate_tables:
             rows.append(("will empty", f"{len(self.truncate_tables)} tables: {shown(self.truncate_tables)}"))
         if self.roles.create:
@@ -106,6 +109,7 @@ def plan_restore(
     mode: str | None = None,
     pg_bin_dir: str | None = None,
     signing_key: manifest_mod.SigningKey | None = None,
+    also_reach: tuple[str, ...] = (),
     step: Step = lambda msg: None,
 ) -> RestorePlan:
     """Check everything that can be checked without touching the target, and say what the
@@ -153,12 +157,15 @@ def plan_restore(
             los = dbinfo.large_object_count(conn)
             found = additions.find(conn, platform)
             platform_tables = tuple(_platform_tables(conn, record)) if mode == "full" else ()
-            public_contents = (dbinfo.schema_contents_drop_sql(conn, "public")
-                               if platform.name == "supabase" else None)
+            public_objects = dbinfo.schema_objects(conn, "public") if platform.name == "supabase" else None
+            reached = reach.reached_outside(conn, inside=app_present, drop_schemas=app_present,
+                                            drop_objects=public_objects or (), drop_additions=found,
+                                            truncate_tables=platform_tables)
+            kw["reached"] = check_reach(reached, also_reach, "restore")
             reset = statements.reset_sql(
                 drop_schemas=app_present, publications=pubs, large_objects=los > 0,
-                public_contents=public_contents, drop_additions=[a.drop_sql for a in found],
-                platform_tables=platform_tables)
+                public_contents=None if public_objects is None else [dbinfo.drop_sql(o) for o in public_objects],
+                drop_additions=[a.drop_sql for a in found], platform_tables=platform_tables)
             # before the drops: an entry for a schema about to be dropped must still resolve
             reset = "\n".join(dbinfo.clear_own_default_privileges_sql(conn)) + "\n" + reset
             kw.update(drop_schemas=tuple((s, sum(1 for t in tabs if t[0] == s)) for s in app_present),
@@ -188,6 +195,19 @@ def plan_restore(
             temp_ok=bool(conn.execute("SELECT has_database_privilege(current_database(), 'TEMP')").fetchone()[0]),
             warnings=tuple(warnings), **kw,
         )
+
+
+def check_reach(reached: list[reach.Reached], allowed: tuple[str, ...], verb: str) -> tuple[reach.Reached, ...]:
+    """Refuse (nothing changed) when CASCADE would reach objects outside the app's schemas that
+    the person did not allow by naming their schema with --also-reach."""
+    outside = [r for r in reached if not ("*" in allowed or (r.schema is not None and r.schema in allowed))]
+    if outside:
+        schemas = sorted({r.schema or "*" for r in outside})
+        raise RestoreFailed(
+            f"Refusing to {verb}: it would also reach objects outside the app's schemas, nothing was changed: "
+            + "; ".join(r.description for r in outside[:8]) + (" …" if len(outside) > 8 else ""),
+            "move or drop them first, or allow it with " + " ".join(f"--also-reach {s}" for s in schemas))
+    return tuple(reached)
 
 
 def _platform_tables(conn: psycopg.Connection, record: manifest_mod.Manifest) -> list[tuple[str, str]]:

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 import psycopg
 
-from .. import additions, dbinfo
+from .. import additions, dbinfo, reach
 from ..conn import Target
 from ..errors import RestoreFailed
 from ..platform import Platform, detect
 from . import statements
+from .plan import check_reach
 
 
 @dataclass(frozen=True)
@@ -23,9 +24,10 @@ class ResetPlan:
     drop_additions: tuple[str, ...]
     large_objects: int
     sql: str
+    reached: tuple[reach.Reached, ...] = ()
 
 
-def plan_reset(target: Target) -> ResetPlan:
+def plan_reset(target: Target, also_reach: tuple[str, ...] = ()) -> ResetPlan:
     """The app's schemas, publications, large objects and its triggers and policies on platform
     tables. Platform data (auth users, storage rows) is kept."""
     with target.connect(autocommit=True) as conn:
@@ -36,13 +38,19 @@ def plan_reset(target: Target) -> ResetPlan:
         pubs = tuple(p for p in dbinfo.publications(conn) if not platform.is_platform_publication(p))
         found = additions.find(conn, platform)
         los = dbinfo.large_object_count(conn)
-        public_contents = dbinfo.schema_contents_drop_sql(conn, "public") if platform.name == "supabase" else None
-        sql = statements.reset_sql(drop_schemas=present, publications=pubs, large_objects=los > 0,
-                                   public_contents=public_contents, drop_additions=[a.drop_sql for a in found])
+        public_objects = dbinfo.schema_objects(conn, "public") if platform.name == "supabase" else None
+        reached = check_reach(reach.reached_outside(conn, inside=present, drop_schemas=present,
+                                                    drop_objects=public_objects or (), drop_additions=found),
+                              also_reach, "reset")
+        sql = statements.reset_sql(
+            drop_schemas=present, publications=pubs, large_objects=los > 0,
+            public_contents=None if public_objects is None else [dbinfo.drop_sql(o) for o in public_objects],
+            drop_additions=[a.drop_sql for a in found])
         return ResetPlan(
             target=target, server=server, platform=platform,
             drop_schemas=tuple((s, sum(1 for t in tabs if t[0] == s)) for s in present),
             drop_publications=pubs, drop_additions=tuple(a.label for a in found), large_objects=los, sql=sql,
+            reached=reached,
         )
 
 
