@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.engine import catalog, dbinfo, pgtools  # noqa: E402
 from tasks.engine.dump import create_backup  # noqa: E402
-from tasks.engine.restore import execute_restore, plan_restore  # noqa: E402
 from tasks.engine.platform import POSTGRES  # noqa: E402
+from tasks.engine.restore import execute_restore, plan_restore  # noqa: E402
 from tasks.engine.sandbox import Cluster, server_suite  # noqa: E402
 from tasks.engine.storage import LocalStore  # noqa: E402
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
+import psycopg
 from invoke import Exit
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-
-import psycopg
 
 from .engine.errors import BackupError, Declined, ExitCode
 from .engine.pgtools import ToolError
@@ -47,9 +47,9 @@ class Activity:
         self.sent = 0
         self.current = ""
         self.started = 0.0
-        self.status = None
+        self.status: Any = None
 
-    def __enter__(self) -> "Activity":
+    def __enter__(self) -> Activity:
         import time
 
         self.started = time.monotonic()
@@ -117,7 +117,7 @@ def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=N
                        "pass --yes to confirm in scripts and CI")
     import questionary  # prompt_toolkit is slow to import; only prompts need it
 
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if input is not None:
         kwargs.update(input=input, output=output)
     answer = questionary.text(

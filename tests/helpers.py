@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from tasks.engine import dbinfo, pgtools
 from tasks.engine.conn import Target
 from tasks.engine.platform import POSTGRES, Platform

@@ -60,7 +60,7 @@ class SupabasePlatform:
         self.projects: list[str] = []
 
     # -- lifecycle ---------------------------------------------------------------------
-    def __enter__(self) -> "SupabasePlatform":
+    def __enter__(self) -> SupabasePlatform:
         self.start()
         return self
 

@@ -21,12 +21,18 @@ import pytest
 from tasks.engine.errors import ExitCode
 from tests.conftest import PASSWORD
 from tests.fixtures_cli import (
-    SOURCE_SQL, TARGET_SQL, assert_no_secret, closed_port, engine_backup, error_line, tree,
+    SOURCE_SQL,
+    TARGET_SQL,
+    assert_no_secret,
+    closed_port,
+    engine_backup,
+    error_line,
+    tree,
 )
 from tests.helpers import psql, resign, seeded, state
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
-TODAY = dt.datetime.now(dt.timezone.utc).date().isoformat()
+TODAY = dt.datetime.now(dt.UTC).date().isoformat()
 
 
 @pytest.fixture
@@ -73,7 +79,7 @@ def test_date_without_backup_lists_the_dates_that_exist(dbs15, project, invoke_c
     source = seeded(dbs, "src", SOURCE_SQL)
     target = seeded(dbs, "dst", TARGET_SQL)
     bdir = project / "backups"
-    utc = dt.timezone.utc
+    utc = dt.UTC
     engine_backup(source, bdir, dt.datetime(2026, 11, 20, 9, 30, tzinfo=utc))
     engine_backup(source, bdir, dt.datetime(2026, 11, 22, 18, 0, tzinfo=utc))
     before, files = state(target), tree(bdir)

@@ -22,7 +22,7 @@ from tasks.engine.storage import LocalStore
 from tests.conftest import PASSWORD
 from tests.helpers import psql
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 # --- fixtures: backup folders as `invoke backup` and the runbook leave them -----------------------

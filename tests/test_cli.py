@@ -23,7 +23,7 @@ from tasks.engine.conn import Target
 from tasks.engine.demo import sample_sql
 from tasks.engine.errors import Declined, ExitCode
 from tests.conftest import PASSWORD, REPO
-from tests.helpers import seeded, state, psql, scalar, schema_dump
+from tests.helpers import psql, scalar, schema_dump, seeded, state
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
 TASKS = {"backup", "restore", "reset", "list", "config", "demo"}
@@ -54,7 +54,7 @@ INSERT INTO app.users VALUES (1, 'someone@else.test');
 
 
 def today_utc() -> str:
-    return dt.datetime.now(dt.timezone.utc).date().isoformat()
+    return dt.datetime.now(dt.UTC).date().isoformat()
 
 
 def flat(text: str) -> str:
@@ -83,14 +83,14 @@ def table_rows(text: str) -> list[dict[str, str]]:
         line = line.strip()
         if line.startswith("┃"):
             cells = [c.strip() for c in line.strip("┃").split("┃")]
-            header = [f"{a} {b}".strip() for a, b in zip(header, cells)] if header else cells
+            header = [f"{a} {b}".strip() for a, b in zip(header, cells, strict=False)] if header else cells
         elif line.startswith("│"):
             cells = [c.strip() for c in line.strip("│").split("│")]
             if rows and not cells[0]:
-                rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells)]
+                rows[-1] = [f"{a} {b}".strip() for a, b in zip(rows[-1], cells, strict=False)]
             else:
                 rows.append(cells)
-    return [dict(zip(header, r)) | {squash(h): c for h, c in zip(header, r)} for r in rows]
+    return [dict(zip(header, r, strict=False)) | {squash(h): c for h, c in zip(header, r, strict=False)} for r in rows]
 
 
 

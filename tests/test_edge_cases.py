@@ -4,18 +4,18 @@ review), each on real PostgreSQL 15 and 17."""
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 import uuid
+from contextlib import contextmanager
 
 import pytest
 
 from tasks.engine import catalog, pgtools
 from tasks.engine.conn import Target
 from tasks.engine.dump import create_backup
-from tasks.engine.errors import RestoreFailed, NotFound
+from tasks.engine.errors import NotFound, RestoreFailed
 from tasks.engine.restore import execute_restore, plan_restore
 from tasks.engine.storage import LocalStore
-from tests.helpers import fingerprints, psql, scalar, schema_dump, resign, state
+from tests.helpers import fingerprints, psql, resign, scalar, schema_dump, state
 
 
 def backup_of(source, tmp_path, **kw):

@@ -13,9 +13,9 @@ import re
 import psycopg
 
 from tasks.engine import additions, dbinfo, reach
-from tasks.engine import dbinfo
-from tasks.engine.restore import execute_reset, plan_reset
-from tasks.engine.restore import statements
+from tasks.engine.platform import SUPABASE, detect
+from tasks.engine.restore import execute_reset, plan_reset, statements
+from tests.helpers import psql, scalar, seeded, state
 
 
 def reset_sql(conn, platform, *, drop_schemas, publications, large_objects, drop_additions=(), platform_tables=()):
@@ -23,8 +23,6 @@ def reset_sql(conn, platform, *, drop_schemas, publications, large_objects, drop
     public = dbinfo.schema_contents_drop_sql(conn, "public") if platform.name == "supabase" else None
     return statements.reset_sql(drop_schemas=drop_schemas, publications=publications, large_objects=large_objects,
                                 public_contents=public, drop_additions=drop_additions, platform_tables=platform_tables)
-from tasks.engine.platform import SUPABASE, detect
-from tests.helpers import psql, scalar, seeded, state
 
 # Two app schemas (`public`, emptied object by object as on Supabase, and `app2`, dropped whole),
 # a stand-in platform table (auth.users) the reset empties, and the app's neighbours in `billing`

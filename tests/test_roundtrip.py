@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from tasks.engine import catalog
 from tasks.engine.dump import create_backup
 from tasks.engine.restore import execute_restore, plan_restore
@@ -79,7 +78,6 @@ def test_variety_round_trip_over_different_data(dbs, tmp_path):
 
 def test_restore_into_fresh_cluster_recreates_roles(pg15, tmp_path):
     from tasks.engine.sandbox import Cluster, server_suite
-
     from tests.conftest import PASSWORD
 
     source = pg15.create_database("roles_src")

@@ -23,8 +23,17 @@ import pytest
 from tasks.engine.errors import ExitCode
 from tests.conftest import PASSWORD
 from tests.fixtures_cli import (
-    SOURCE_SQL, TARGET_SQL, assert_no_secret, engine_backup, error_line, lock_waiters,
-    processes_mentioning, sessions, start_invoke, tree, wait_for,
+    SOURCE_SQL,
+    TARGET_SQL,
+    assert_no_secret,
+    engine_backup,
+    error_line,
+    lock_waiters,
+    processes_mentioning,
+    sessions,
+    start_invoke,
+    tree,
+    wait_for,
 )
 from tests.helpers import fingerprints, psql, scalar, seeded, state
 
@@ -51,7 +60,7 @@ def _finished(proc: subprocess.Popen, timeout: float = 60) -> subprocess.Complet
     except subprocess.TimeoutExpired:
         proc.kill()
         out, err = proc.communicate()
-        raise AssertionError(f"invoke did not finish within {timeout}s: {err}")
+        raise AssertionError(f"invoke did not finish within {timeout}s: {err}") from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
@@ -210,7 +219,7 @@ def test_two_backups_in_the_same_second_get_distinct_ids(dbs15, project, invoke_
     source = seeded(dbs, "src", SOURCE_SQL)
     target = seeded(dbs, "dst", TARGET_SQL)
     bdir = project / "backups"
-    second = dt.datetime(2026, 11, 25, 12, 0, 0, 400000, tzinfo=dt.timezone.utc)
+    second = dt.datetime(2026, 11, 25, 12, 0, 0, 400000, tzinfo=dt.UTC)
     first_id = engine_backup(source, bdir, second)
     psql(source, "INSERT INTO app.items VALUES (301, 'added between the two backups')")
     second_id = engine_backup(source, bdir, second.replace(microsecond=900000))
@@ -234,7 +243,7 @@ def test_a_second_run_while_one_holds_the_folder_is_busy(dbs15, project, invoke_
     source = seeded(dbs, "src", SOURCE_SQL)
     target = seeded(dbs, "dst", TARGET_SQL)
     bdir = project / "backups"
-    earlier = engine_backup(source, bdir, dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
+    earlier = engine_backup(source, bdir, dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC))
     before = state(target)
     env = {"DATABASE_URL": dbs.url(source), "BACKUP_DIR": str(bdir)}
 

@@ -9,10 +9,10 @@ import pytest
 
 from tasks.engine import catalog
 from tasks.engine.dump import create_backup
-from tasks.engine.restore import execute_restore, plan_restore
 from tasks.engine.platform import SUPABASE
+from tasks.engine.restore import execute_restore, plan_restore
 from tasks.engine.storage import LocalStore
-from tests.helpers import fingerprints, schema_dump, scalar
+from tests.helpers import fingerprints, scalar, schema_dump
 from tests.supabase_platform import APP_USERS, SupabasePlatform
 
 # What the app owns (DDL + data) and the platform tables whose rows are the app's.

@@ -97,7 +97,7 @@ def test_cli_round_trip_of_a_supabase_project(supa15_a, project, invoke_cli, req
     assert manifest["source"]["platform"] == "supabase"
     assert PASSWORD not in json.dumps(manifest)
 
-    today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+    today = dt.datetime.now(dt.UTC).date().isoformat()
     done = invoke_cli("restore", "--date", today, "--target", supa15_b.url(target), "--yes", env=env)
     assert done.returncode == 0, done.stderr
     assert "fortress_reporter" in done.stderr and "without passwords" in done.stderr

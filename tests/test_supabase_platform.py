@@ -14,7 +14,7 @@ from tasks.engine.conn import Target
 from tests.conftest import PASSWORD
 
 pytest.register_assert_rewrite("tests.supabase_platform")  # imported here before it is a plugin
-from tests.supabase_platform import SupabasePlatform, APP_LOGIN_PASSWORD, APP_LOGIN_ROLE, APP_ROLES, APP_USERS
+from tests.supabase_platform import APP_LOGIN_PASSWORD, APP_LOGIN_ROLE, APP_ROLES, APP_USERS, SupabasePlatform  # noqa: E402
 
 # Until conftest registers the plugin; a no-op once it does (pytest skips registered plugins).
 pytest_plugins = ["tests.supabase_platform"]

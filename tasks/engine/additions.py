@@ -46,7 +46,7 @@ class Addition:
         return {"kind": self.kind, "schema": self.schema, "table": self.table, "name": self.name, "oid": self.oid}
 
     @staticmethod
-    def from_dict(d: Any) -> "Addition":
+    def from_dict(d: Any) -> Addition:
         try:
             a = Addition(d["kind"], d["schema"], d["table"], d["name"], d["oid"])
             ok = (a.kind in ("trigger", "policy") and all(isinstance(x, str) for x in (a.schema, a.table, a.name))

@@ -28,7 +28,7 @@ CHUNK = 1 << 20
 
 
 def new_id(now: dt.datetime, taken: set[str] | None = None) -> str:
-    base = now.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
+    base = now.astimezone(dt.UTC).strftime("%Y-%m-%dT%H%M%SZ")
     taken = taken or set()
     if base not in taken:
         return base
@@ -211,9 +211,9 @@ def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None
         )
     # A backup of that day whose manifest cannot be read is damaged, not absent: say so (exit 5)
     # instead of claiming there is none. Every id of the day failed to load above.
-    damaged = [i for i in store.ids() if i.startswith(f"{day.isoformat()}T") and ID_RE.match(i)]
-    if damaged:
-        load(store, damaged[-1])  # raises the IntegrityError that names the backup and the problem
+    unreadable = [i for i in store.ids() if i.startswith(f"{day.isoformat()}T") and ID_RE.match(i)]
+    if unreadable:
+        load(store, unreadable[-1])  # raises the IntegrityError that names the backup and the problem
     dates = sorted({b.date.isoformat() for b in backups})
     if dates:
         shown = ", ".join(dates[-10:]) + (" …" if len(dates) > 10 else "")

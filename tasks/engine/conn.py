@@ -12,9 +12,10 @@ import atexit
 import os
 import re
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Mapping
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -33,11 +34,16 @@ _SECRET_PARAMS = ("sslpassword",)
 
 
 @lru_cache(maxsize=8)
+def _remove(path: str) -> None:
+    if os.path.exists(path):
+        os.remove(path)
+
+
 def _service_file(secrets: tuple[tuple[str, str], ...]) -> str:
     fd, path = tempfile.mkstemp(prefix="fortress-pgservice-", suffix=".conf")
     with os.fdopen(fd, "w") as f:  # mkstemp creates it 0600
         f.write("[fortress]\n" + "".join(f"{k}={v}\n" for k, v in secrets))
-    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
+    atexit.register(_remove, path)
     return path
 
 
@@ -66,11 +72,11 @@ class Target:
     secrets: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_url(cls, url: str, password: str | None = None) -> "Target":
+    def from_url(cls, url: str, password: str | None = None) -> Target:
         if not url or not url.strip():
             raise ConfigError("No database URL given", "set DATABASE_URL in .env or pass --url")
         try:
-            params = dict(conninfo_to_dict(url.strip()))
+            params = {k: str(v) for k, v in conninfo_to_dict(url.strip()).items() if v is not None}
         except psycopg.ProgrammingError as exc:
             # psycopg's message may echo the conninfo; never show it.
             raise ConfigError(
@@ -106,7 +112,7 @@ class Target:
                 "use the session pooler (same host, port 5432) or the direct connection string",
             )
 
-    def with_dbname(self, dbname: str) -> "Target":
+    def with_dbname(self, dbname: str) -> Target:
         return Target(params={**self.params, "dbname": dbname}, password=self.password, secrets=self.secrets)
 
     @property
@@ -146,8 +152,8 @@ class Target:
         env.setdefault("PGCONNECT_TIMEOUT", "10")
         return env
 
-    def connect(self, **kwargs) -> psycopg.Connection:
-        kw = {**self.params, **self.secrets}
+    def connect(self, **kwargs: Any) -> psycopg.Connection:
+        kw: dict[str, Any] = {**self.params, **self.secrets}
         if self.password:
             kw["password"] = self.password
         kw.setdefault("connect_timeout", 10)

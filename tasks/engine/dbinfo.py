@@ -139,7 +139,7 @@ def fingerprints(conn: psycopg.Connection, tabs: list[tuple[str, str, str]]) -> 
                 "SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), ''))"
                 " FROM (SELECT md5(t::text) AS h FROM {} t) s"
             ).format(qualified(schema, table))
-        count, digest = conn.execute(query).fetchone()
+        count, digest = conn.execute(query).fetchone() or (0, "")
         out[f"{schema}.{table}"] = (count, digest)
     return out
 

@@ -8,16 +8,16 @@ backup folder are temporary and removed also on Ctrl-C or error.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from . import dbinfo
 from .catalog import load
 from .dump import create_backup
-from .restore import execute_restore, plan_restore
 from .platform import POSTGRES
+from .restore import execute_restore, plan_restore
 from .sandbox import Cluster
 from .storage import LocalStore
 

@@ -20,10 +20,11 @@ import datetime as dt
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psycopg
 
@@ -134,7 +135,7 @@ def create_backup(
 
 
 def _create(target, store, kind, label, pg_bin_dir, now, step, key) -> BackupResult:
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     step(f"connecting to {target.display()}")
     conn = target.connect(autocommit=True)
     try:
@@ -244,7 +245,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key) -> BackupRes
                 "kind": kind,
                 "label": label or "",
                 "created_at": started.isoformat().replace("+00:00", "Z"),
-                "completed_at": dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z"),
+                "completed_at": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z"),
                 "source": {
                     "url": target.display(),
                     "host": target.host,

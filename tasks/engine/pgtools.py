@@ -16,10 +16,10 @@ import re
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .errors import ToolsMissing
 

@@ -23,7 +23,7 @@ is left as it was.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .sqltext import do_block, literal
 

@@ -25,8 +25,9 @@ query must agree with.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 import psycopg
 
@@ -39,15 +40,21 @@ class Address(NamedTuple):
 
 
 class _HasAddress(Protocol):
-    classid: int
-    objid: int
+    @property
+    def classid(self) -> int: ...
+    @property
+    def objid(self) -> int: ...
 
 
 class _Addition(Protocol):
-    kind: str  # "trigger" | "policy"
-    schema: str
-    table: str
-    name: str
+    @property
+    def kind(self) -> str: ...  # "trigger" | "policy"
+    @property
+    def schema(self) -> str: ...
+    @property
+    def table(self) -> str: ...
+    @property
+    def name(self) -> str: ...
 
 
 @dataclass(frozen=True, order=True)
@@ -107,7 +114,7 @@ def drop_closure(conn: psycopg.Connection, seeds: Iterable[Address]) -> set[Addr
 
 # --- TRUNCATE ... CASCADE ------------------------------------------------------------------------
 
-def truncate_closure(conn: psycopg.Connection, tables: Iterable[int], dropped: set[Address] = frozenset()) -> set[int]:
+def truncate_closure(conn: psycopg.Connection, tables: Iterable[int], dropped: frozenset[Address] | set[Address] = frozenset()) -> set[int]:
     """Oids of the tables `TRUNCATE ONLY <tables> CASCADE` would empty besides `tables`, after the
     `dropped` objects are gone (their foreign keys no longer cascade). As ExecuteTruncate: add the
     tables with a foreign key to one being emptied until none is new; a foreign key cloned onto a
@@ -168,9 +175,11 @@ _OWN_SCHEMA = {
     "pg_policy": "SELECT _r.relnamespace FROM pg_catalog.pg_policy _p JOIN pg_catalog.pg_class _r ON _r.oid = _p.polrelid WHERE _p.oid = {obj}",
     "pg_rewrite": "SELECT _r.relnamespace FROM pg_catalog.pg_rewrite _w JOIN pg_catalog.pg_class _r ON _r.oid = _w.ev_class WHERE _w.oid = {obj}",
     "pg_attrdef": "SELECT _r.relnamespace FROM pg_catalog.pg_attrdef _a JOIN pg_catalog.pg_class _r ON _r.oid = _a.adrelid WHERE _a.oid = {obj}",
-    "pg_publication_rel": "SELECT _r.relnamespace FROM pg_catalog.pg_publication_rel _p JOIN pg_catalog.pg_class _r ON _r.oid = _p.prrelid WHERE _p.oid = {obj}",
+    "pg_publication_rel": ("SELECT _r.relnamespace FROM pg_catalog.pg_publication_rel _p JOIN pg_catalog.pg_class _r ON _r.oid = _p.prrelid"
+                           " WHERE _p.oid = {obj}"),
     "pg_amop": "SELECT _f.opfnamespace FROM pg_catalog.pg_amop _a JOIN pg_catalog.pg_opfamily _f ON _f.oid = _a.amopfamily WHERE _a.oid = {obj}",
-    "pg_amproc": "SELECT _f.opfnamespace FROM pg_catalog.pg_amproc _a JOIN pg_catalog.pg_opfamily _f ON _f.oid = _a.amprocfamily WHERE _a.oid = {obj}",
+    "pg_amproc": ("SELECT _f.opfnamespace FROM pg_catalog.pg_amproc _a JOIN pg_catalog.pg_opfamily _f ON _f.oid = _a.amprocfamily"
+                  " WHERE _a.oid = {obj}"),
     "pg_extension": "SELECT _e.extnamespace FROM pg_catalog.pg_extension _e WHERE _e.oid = {obj}",
     "pg_default_acl": "SELECT _d.defaclnamespace FROM pg_catalog.pg_default_acl _d WHERE _d.oid = {obj}",
     "pg_namespace": "SELECT {obj}",

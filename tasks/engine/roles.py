@@ -17,8 +17,9 @@ Passwords are never backed up: created LOGIN roles need a new one, and the resto
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import psycopg
 
@@ -75,7 +76,7 @@ class RoleSet:
         }, indent=2) + "\n"
 
     @staticmethod
-    def from_json(text: str) -> "RoleSet":
+    def from_json(text: str) -> RoleSet:
         try:
             data = json.loads(text)
             if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -137,9 +138,9 @@ def read(conn: psycopg.Connection, keep: Iterable[str]) -> RoleSet:
         " WHERE r.rolname = ANY(%s) ORDER BY 1", (names,)).fetchall()
     roles = []
     for (name, login, inherit, createdb, createrole, connlimit, valid, comment, su, repl, bypass, config) in rows:
-        settings = tuple(tuple(item.split("=", 1)) for item in (config or []) if "=" in item)
+        settings = tuple((k, v) for k, _, v in (item.partition("=") for item in (config or []) if "=" in item))
         roles.append(Role(name, login, inherit, createdb, createrole, connlimit, valid, comment,
-                          settings, su, repl, bypass))  # type: ignore[arg-type]
+                          settings, su, repl, bypass))
     pg16 = conn.info.server_version >= 160000
     options = "m.inherit_option, m.set_option" if pg16 else "NULL::bool, NULL::bool"
     memberships = [

@@ -20,8 +20,8 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .conn import Target
 from .errors import BackupError, ToolsMissing
@@ -75,7 +75,7 @@ class Cluster:
         self.running = False
 
     # -- lifecycle ---------------------------------------------------------------------
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         self.start()
         return self
 

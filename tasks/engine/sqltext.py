@@ -18,7 +18,7 @@ this process knows (see restore/session.py): even a quoting mistake could not ru
 from __future__ import annotations
 
 import secrets
-from typing import Iterable
+from collections.abc import Iterable
 
 from .errors import IntegrityError
 

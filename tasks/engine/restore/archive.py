@@ -22,8 +22,8 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .. import pgtools, toc
 from ..errors import IntegrityError, RestoreFailed
@@ -165,20 +165,20 @@ def without_maintain(chunks: Iterable[bytes], key: str) -> Iterator[bytes]:
         statements = pglast.parse_sql(body)
     except pglast.parser.ParseError as exc:
         raise _refuse(f"privileges that do not parse ({exc})") from None
-    raw = body.encode("utf-8")
     out: list[bytes] = []
     for s in statements:
         node = s.stmt
         grant = node.action if isinstance(node, ast.AlterDefaultPrivilegesStmt) else node
-        piece = raw[s.stmt_location: s.stmt_location + s.stmt_len] if s.stmt_len else raw[s.stmt_location:]
-        if isinstance(grant, ast.GrantStmt) and grant.privileges and any(
+        start = s.stmt_location or 0  # pglast counts characters of the str it parsed, not bytes
+        piece = body[start: start + s.stmt_len] if s.stmt_len else body[start:]
+        if node is not None and isinstance(grant, ast.GrantStmt) and grant.privileges and any(
                 p.priv_name == "maintain" for p in grant.privileges):
             kept = tuple(p for p in grant.privileges if p.priv_name != "maintain")
             if not kept:
                 continue
             grant.privileges = kept
-            piece = RawStream()(node).encode("utf-8")
-        out.append(piece.strip() + b";\n")
+            piece = RawStream()(node)
+        out.append(piece.strip().encode("utf-8") + b";\n")
     yield text[:body_start] + b"".join(out) + text[commit + 1:]
 
 

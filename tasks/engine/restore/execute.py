@@ -17,9 +17,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 from .. import quiet, toc
 from ..errors import RestoreFailed, UsageError

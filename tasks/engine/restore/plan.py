@@ -4,9 +4,9 @@ freeze the plan. The plan shown to the person is the plan executed: nothing is d
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import psycopg
 
@@ -89,8 +89,8 @@ class RestorePlan:
             rows.append(("will create", "roles " + ", ".join(self.roles.shown())))
         if self.roles.keep:
             rows.append(("keeps", "existing roles as they are: " + ", ".join(self.roles.keep)))
-        for r in self.roles.refused:
-            rows.append(("will not restore", r))
+        for refused in self.roles.refused:
+            rows.append(("will not restore", refused))
         if self.roles.login_roles:
             rows.append(("roles", "login roles restored without passwords: " + ", ".join(self.roles.login_roles)))
         return rows

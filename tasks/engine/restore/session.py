@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 import subprocess
 import tempfile
-from typing import IO, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import IO
 
 from .. import pgtools, sqltext
 from ..conn import Target
