@@ -34,12 +34,15 @@ from tests.hostile_helpers import (
     literal,
     mentions,
     plain_dump,
+    read_manifest,
+    rehash,
     roles,
     said,
     shown,
     supabase_state,
     tamper,
     undo_role_changes,
+    write_manifest,
 )
 
 REFUSED = (ExitCode.INTEGRITY, ExitCode.RESTORE_FAILED)
@@ -303,8 +306,20 @@ def refused_or_flagged(res, platform, target, before) -> None:
 def test_tampered_additions_run_nothing(supa_backup, tmp_path, invoke_cli, marker):
     payload = f"\n{marker.shell}\n"
     platform = supa_backup.platform
-    res, target, before, roles_before = tampered_restore(
-        supa_backup, invoke_cli, tmp_path / "backups", lambda folder: tamper(folder, "additions", payload))
+    def edit(folder):
+        # The additions travel as manifest entries (kind, table, name, oid) that pick entries of
+        # platform-schema.dump by oid: hostile text goes into every field of those entries, and
+        # the archive gets the payload appended; checksums are fixed, the signature cannot be.
+        manifest = read_manifest(folder)
+        assert manifest["platform_additions"], "the backup should carry the app's additions"
+        for a in manifest["platform_additions"]:
+            for k in ("kind", "schema", "table", "name"):
+                a[k] = str(a[k]) + payload
+        write_manifest(folder, manifest)
+        with open(folder / "platform-schema.dump", "ab") as f:
+            f.write(payload.encode())
+        rehash(folder)
+    res, target, before, roles_before = tampered_restore(supa_backup, invoke_cli, tmp_path / "backups", edit)
     try:
         no_shell(marker, res)
         assert_roles_kept(platform.admin(), roles_before, may_add=False, context=shown(res))

@@ -322,3 +322,21 @@ def test_extension_owned_tables_and_platform_functions(supa, tmp_path):
     assert scalar(target, "SELECT count(*) FROM pg_trigger WHERE tgname = 'app_touch'") == 1
     assert scalar(supa.admin(target), "SELECT count(*) FROM pg_policy WHERE polname = 'cron_job_policy'") == 1
     restore(store, b, source)  # over the same project: pg_cron's policy is not the app's to drop
+
+
+def test_restore_as_the_platform_superuser_keeps_its_default_privileges_in_platform_schemas(supa, tmp_path):
+    """Review finding: the restore reset the connecting user's default privileges everywhere, so a
+    restore as supabase_admin took away what storage's future tables get."""
+    project = supa.new_project()
+    supa.load_app(project)
+    admin = supa.admin(project)
+    query = ("SELECT n.nspname, d.defaclobjtype::text, d.defaclacl::text FROM pg_default_acl d"
+             " JOIN pg_namespace n ON n.oid = d.defaclnamespace"
+             " WHERE d.defaclrole = 'supabase_admin'::regrole AND n.nspname <> 'public' ORDER BY 1, 2")
+    with admin.connect() as conn:
+        before = conn.execute(query).fetchall()
+    assert any(row[0] == "storage" for row in before)
+    store, b, _ = backup(project, tmp_path)
+    restore(store, b, admin)
+    with admin.connect() as conn:
+        assert conn.execute(query).fetchall() == before

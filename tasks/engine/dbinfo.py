@@ -286,7 +286,7 @@ def roles_not_usable(conn: psycopg.Connection, names: list[str]) -> set[str]:
 _DEFACL_OBJTYPE = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
 
 
-def clear_own_default_privileges_sql(conn: psycopg.Connection) -> list[str]:
+def clear_own_default_privileges_sql(conn: psycopg.Connection, schemas: list[str]) -> list[str]:
     """Statements that return the current user's default privileges to the built-in ones.
 
     A restore creates every object as the connecting user, so that user's default privileges
@@ -294,14 +294,17 @@ def clear_own_default_privileges_sql(conn: psycopg.Connection) -> list[str]:
     public) would add grants the source's objects did not have, or (a global REVOKE EXECUTE
     FROM PUBLIC) take away ones they had; pg_dump's ACL statements assume built-in defaults.
     Reset first, the archive's own DEFAULT ACL entries restore them exactly, after the objects
-    exist."""
+    exist. Only in `schemas` (the app's, which the restore replaces) and the user's global ones:
+    the platform's schemas keep their defaults (a restore as supabase_admin must not change what
+    storage's new tables get)."""
     rows = conn.execute(
         "SELECT d.defaclobjtype::text, n.nspname, a.grantee = 0, CASE WHEN a.grantee = 0 THEN NULL"
         " ELSE pg_get_userbyid(a.grantee) END, a.grantee = d.defaclrole"
         " FROM pg_default_acl d LEFT JOIN pg_namespace n ON n.oid = d.defaclnamespace,"
         " LATERAL aclexplode(d.defaclacl) a"
         " WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
-        " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 4"
+        "   AND (n.nspname IS NULL OR n.nspname = ANY(%s))"
+        " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 4", (list(schemas),)
     ).fetchall()
     out = []
     globals_seen = set()

@@ -167,7 +167,7 @@ def plan_restore(
                 public_contents=None if public_objects is None else [dbinfo.drop_sql(o) for o in public_objects],
                 drop_additions=[a.drop_sql for a in found], platform_tables=platform_tables)
             # before the drops: an entry for a schema about to be dropped must still resolve
-            reset = "\n".join(dbinfo.clear_own_default_privileges_sql(conn)) + "\n" + reset
+            reset = "\n".join(dbinfo.clear_own_default_privileges_sql(conn, app_present)) + "\n" + reset
             kw.update(drop_schemas=tuple((s, sum(1 for t in tabs if t[0] == s)) for s in app_present),
                       drop_publications=pubs, large_objects=los, drop_additions=tuple(a.label for a in found),
                       platform_tables=platform_tables, reset_sql=reset,
