@@ -340,3 +340,41 @@ def existing_roles(conn: psycopg.Connection, names: list[str]) -> set[str]:
 def default_acl_roles(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in conn.execute(
         "SELECT DISTINCT pg_get_userbyid(defaclrole) FROM pg_default_acl ORDER BY 1")]
+
+
+def extensions(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(name, schema, version) of every extension but plpgsql."""
+    return [(r[0], r[1], r[2]) for r in conn.execute(
+        "SELECT e.extname, n.nspname, e.extversion FROM pg_catalog.pg_extension e"
+        " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' ORDER BY 1")]
+
+
+def creatable_extensions(conn: psycopg.Connection, names: list[str], superuser: bool) -> dict[str, str]:
+    """For each name: "" when this role may create it here, else why not (for the message)."""
+    privileged = {p.strip() for p in (conn.execute(
+        "SELECT pg_catalog.current_setting('supautils.privileged_extensions', true)").fetchone()[0] or "").split(",")}
+    out = {}
+    for name in names:
+        available, trusted = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = %s),"
+            " coalesce((SELECT bool_or(trusted) FROM pg_catalog.pg_available_extension_versions WHERE name = %s), false)",
+            (name, name)).fetchone() or (False, False)
+        if not available:
+            out[name] = "not installed on this server"
+        elif superuser or trusted or name in privileged:
+            out[name] = ""
+        else:
+            out[name] = "only a superuser (or the platform) may create it"
+    return out
+
+
+def cron_jobs(conn: psycopg.Connection) -> list[dict[str, object]] | None:
+    """pg_cron's jobs, or None when pg_cron is not installed or its jobs cannot be read."""
+    if not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')"
+                        " AND pg_catalog.has_table_privilege('cron.job', 'SELECT')").fetchone()[0]:
+        return None
+    return [
+        {"name": r[0], "schedule": r[1], "command": r[2], "database": r[3], "username": r[4], "active": r[5]}
+        for r in conn.execute("SELECT jobname, schedule, command, database, username, active"
+                              " FROM cron.job ORDER BY jobid")
+    ]

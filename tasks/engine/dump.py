@@ -229,6 +229,8 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key) -> BackupRes
                     raise _explain_tool_error(exc, target) from None
                 files.append({"name": "platform.dump", "role": "platform", "format": "custom"})
             acl_roles = dbinfo.default_acl_roles(conn) if kind != "data" else []
+            exts = dbinfo.extensions(conn)
+            jobs = dbinfo.cron_jobs(conn) if kind != "schema" else None
             conn.execute("COMMIT")
 
             step("checksumming")
@@ -267,6 +269,8 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key) -> BackupRes
                 "platform_data_schemas": data_schemas if kind != "schema" else [],
                 "platform_additions": [a.to_dict() for a in added],
                 "default_acl_roles": acl_roles,
+                "extensions": [{"name": n, "schema": s, "version": v} for n, s, v in exts],
+                "cron_jobs": jobs,
                 "roles": {"app": app_roles, "login_without_password": login, "skipped": skipped_roles},
                 "files": files,
                 "tables": [

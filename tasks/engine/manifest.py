@@ -56,6 +56,23 @@ class TableEntry:
 
 
 @dataclass(frozen=True)
+class Extension:
+    name: str
+    schema: str
+    version: str
+
+
+@dataclass(frozen=True)
+class CronJob:
+    name: str | None
+    schedule: str
+    command: str
+    database: str
+    username: str
+    active: bool
+
+
+@dataclass(frozen=True)
 class Manifest:
     raw: dict[str, Any]
     id: str
@@ -70,6 +87,10 @@ class Manifest:
     pg_dump_major: int
     source_platform: str
     format: int
+    extensions: tuple[Extension, ...] = ()
+    cron_jobs: tuple[CronJob, ...] | None = None  # None: pg_cron absent (or unreadable) at the source
+    source_database: str = ""
+    source_user: str = ""
 
     def file(self, role: str) -> FileEntry | None:
         return next((f for f in self.files if f.role == role), None)
@@ -137,7 +158,27 @@ def parse(data: Any, backup_id: str) -> Manifest:
         app_roles=_strs(roles.get("app"), backup_id, "roles"),
         pg_dump_major=major, source_platform=_str(source.get("platform", "postgres"), backup_id, "platform"),
         format=data["format"],
+        extensions=tuple(_extension(e, backup_id) for e in data.get("extensions") or []),
+        cron_jobs=None if data.get("cron_jobs") is None else tuple(_job(j, backup_id) for j in data["cron_jobs"]),
+        source_database=_str(source.get("database", ""), backup_id, "database"),
+        source_user=_str(source.get("user", ""), backup_id, "user"),
     )
+
+
+def _extension(e: Any, backup_id: str) -> Extension:
+    if not isinstance(e, dict):
+        raise _bad(backup_id, "an extension that is not an object")
+    return Extension(_str(e.get("name"), backup_id, "extension name"), _str(e.get("schema"), backup_id, "extension schema"),
+                     _str(e.get("version"), backup_id, "extension version"))
+
+
+def _job(j: Any, backup_id: str) -> CronJob:
+    if not isinstance(j, dict) or not isinstance(j.get("active"), bool):
+        raise _bad(backup_id, "a cron job of the wrong shape")
+    name = j.get("name")
+    return CronJob(None if name is None else _str(name, backup_id, "job name"), _str(j.get("schedule"), backup_id, "schedule"),
+                   _str(j.get("command"), backup_id, "command"), _str(j.get("database"), backup_id, "database"),
+                   _str(j.get("username"), backup_id, "username"), j["active"])
 
 
 # --- authentication ----------------------------------------------------------------------

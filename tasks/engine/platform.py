@@ -32,8 +32,11 @@ SUPABASE_MANAGED_SCHEMAS = (
 )
 
 # Managed schemas whose rows are the app's data and travel with a backup (the CLI's data dump
-# includes these: auth users, storage object rows, cron jobs, queues).
-SUPABASE_DATA_SCHEMAS = ("auth", "storage", "supabase_functions", "cron", "net", "pgmq", "dbdev")
+# includes these: auth users, storage object rows, queues). pg_cron's jobs are not among them:
+# on hosted projects `postgres` may only read cron.job, so jobs travel as jobs (manifest
+# "cron_jobs") and come back through cron.schedule_in_database(); cron.job_run_details is
+# history and is not backed up.
+SUPABASE_DATA_SCHEMAS = ("auth", "storage", "supabase_functions", "net", "pgmq", "dbdev")
 
 # Tables inside those schemas that record the platform's own state, not the app's.
 SUPABASE_EXCLUDED_DATA_TABLES = (

@@ -71,6 +71,9 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
         _archives(plan, store, s, env, step)
         if plan.mode == "data":
             s.sql(quiet.end_sql(plan.truncate_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
+        if plan.cron_sql:
+            step(f"scheduling {len(plan.cron_jobs)} pg_cron jobs")
+            s.sql(plan.cron_sql)
         step("checking row counts against the manifest")
         s.sql(statements.check_sql(plan.checks))
         s.sql(statements.TXN_CHECK)

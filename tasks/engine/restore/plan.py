@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 
-from .. import additions, catalog, dbinfo, pgtools, quiet, reach, roles, toc
+from .. import additions, catalog, dbinfo, pgtools, quiet, reach, roles, sqltext, toc
 from .. import manifest as manifest_mod
 from ..catalog import Backup
 from ..conn import Target
@@ -52,6 +52,15 @@ class RestorePlan:
     skip_acl_roles: frozenset[str] = frozenset()
     skip_extension_comments: bool = False
     reached: tuple[reach.Reached, ...] = ()  # outside the app's schemas, allowed by --also-reach
+    # where the backup was made: privileges, default privileges and comments in its platform's
+    # schemas (an extension's functions in `extensions`, the platform's defaults) are the
+    # platform's, never replayed. Platform schema names are plain, so the TOC's text (which
+    # blanks out line breaks in names) matches them exactly.
+    source_platform: Platform = field(default_factory=lambda: by_name("postgres"))
+    skip_extensions: frozenset[str] = frozenset()  # the target has them: their archive entries are skipped
+    create_extensions: tuple[str, ...] = ()  # the target lacks them; this role may create them
+    cron_jobs: tuple[str, ...] = ()  # for the plan shown
+    cron_sql: str = ""
 
     @property
     def login_roles(self) -> list[str]:
@@ -85,6 +94,11 @@ class RestorePlan:
             rows.append(("also reaches", r.description))
         if self.truncate_tables:
             rows.append(("will empty", f"{len(self.truncate_tables)} tables: {shown(self.truncate_tables)}"))
+        if self.create_extensions:
+            rows.append(("will create", "extensions " + ", ".join(self.create_extensions)))
+        if self.cron_jobs:
+            rows.append(("will schedule", f"{len(self.cron_jobs)} pg_cron jobs (replacing the target's of the same name): "
+                         + ", ".join(self.cron_jobs[:8]) + (" …" if len(self.cron_jobs) > 8 else "")))
         if self.roles.create:
             rows.append(("will create", "roles " + ", ".join(self.roles.shown())))
         if self.roles.keep:
@@ -184,6 +198,11 @@ def plan_restore(
             kw.update(truncate_tables=truncate, large_objects=los,
                       reset_sql=statements.truncate_sql(list(truncate), los > 0, partitioned))
         kw.update(_skips(conn, record, platform, server))
+        if mode in ("full", "schema"):
+            kw.update(_extensions(conn, record, server))
+        if mode in ("full", "data") and record.cron_jobs:
+            kw.update(_cron(conn, record, server))
+        kw["source_platform"] = by_name(record.source_platform)
         if mode in ("full", "data"):
             # partitioned parents are checked through their partitions; matviews are refreshed
             # from the restored rows, so a stale source matview may differ
@@ -208,6 +227,43 @@ def check_reach(reached: list[reach.Reached], allowed: tuple[str, ...], verb: st
             + "; ".join(r.description for r in outside[:8]) + (" …" if len(outside) > 8 else ""),
             "move or drop them first, or allow it with " + " ".join(f"--also-reach {s}" for s in schemas))
     return tuple(reached)
+
+
+def _extensions(conn: psycopg.Connection, record: manifest_mod.Manifest, server: dbinfo.ServerInfo) -> dict:
+    """Extensions the backup's source had: skipped where the target has them, created (from the
+    archive's own entry, before what needs them) where this role may; otherwise refused here,
+    before anything changes, naming each one and where to enable it."""
+    have = {name for name, _, _ in dbinfo.extensions(conn)}
+    missing = [e.name for e in record.extensions if e.name not in have]
+    why = dbinfo.creatable_extensions(conn, missing, server.is_superuser)
+    refused = [f"{name} ({why[name]})" for name in missing if why[name]]
+    if refused:
+        raise UsageError(
+            f"The target lacks extensions the backup needs, which {server.current_user} cannot create: "
+            + ", ".join(refused) + "; nothing was changed",
+            "enable them first (Supabase: Dashboard -> Database -> Extensions; elsewhere: CREATE EXTENSION as a "
+            "superuser), then restore again")
+    return {"skip_extensions": frozenset(have), "create_extensions": tuple(missing)}
+
+
+def _cron(conn: psycopg.Connection, record: manifest_mod.Manifest, server: dbinfo.ServerInfo) -> dict:
+    """pg_cron jobs come back through pg_cron's own functions, replacing the target's jobs of the
+    same name. A job of the source's database runs in the target's; one of the source's user runs
+    as the restoring user."""
+    jobs = record.cron_jobs or ()
+    lines = []
+    for j in jobs:
+        database = server.database if j.database == record.source_database else j.database
+        username = server.current_user if j.username == record.source_user else j.username
+        if j.name is not None:
+            lines.append(f"PERFORM cron.unschedule(jobid) FROM cron.job WHERE jobname = {sqltext.literal(j.name)}"
+                         f" AND username = {sqltext.literal(username)};")
+        lines.append(
+            f"PERFORM cron.schedule_in_database({sqltext.literal_or_null(j.name)}, {sqltext.literal(j.schedule)},"
+            f" {sqltext.literal(j.command)}, {sqltext.literal(database)}, {sqltext.literal(username)},"
+            f" {'true' if j.active else 'false'});")
+    sql_text = sqltext.do_block("BEGIN\n" + "\n".join(lines) + "\nEND") + "\n" if lines else ""
+    return {"cron_jobs": tuple(j.name or "(unnamed)" for j in jobs), "cron_sql": sql_text}
 
 
 def _platform_tables(conn: psycopg.Connection, record: manifest_mod.Manifest) -> list[tuple[str, str]]:
@@ -267,6 +323,13 @@ def entries(plan: RestorePlan, suite: pgtools.PgSuite, archive: Path) -> list[to
         if e.desc == "COMMENT" and e.tag_owner.startswith("EXTENSION ") and plan.skip_extension_comments:
             return False
         if e.desc == "DEFAULT ACL" and any(e.owned_by(r) for r in plan.skip_acl_roles):
+            return False
+        if e.desc in ("ACL", "DEFAULT ACL", "COMMENT", "SECURITY LABEL") and e.schema != "-" and (
+                plan.source_platform.is_managed(e.schema) or plan.platform.is_managed(e.schema)):
+            return False  # on an extension's member or in a platform schema: the platform's
+        if e.desc == "EXTENSION" and any(e.names(x) for x in plan.skip_extensions):
+            return False
+        if e.desc == "COMMENT" and any(e.names(f"EXTENSION {x}") for x in plan.skip_extensions):
             return False
         return True
 
