@@ -164,7 +164,9 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key) -> BackupRes
             if kind in ("full", "schema"):
                 step("reading roles (never passwords)")
                 everyone = [r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles ORDER BY 1")]
-                skipped_roles = [r for r in everyone if platform.is_reserved_role(r) or r == info.current_user]
+                made = dbinfo.platform_made_roles(conn) if platform.name == "supabase" else set()
+                skipped_roles = [r for r in everyone
+                                 if platform.is_reserved_role(r) or r in made or r == info.current_user]
                 app_roles = [r for r in everyone if r not in skipped_roles]
                 role_set = roles.read(conn, app_roles)
                 login = [r.name for r in role_set.roles if r.login]
