@@ -7,12 +7,13 @@ from __future__ import annotations
 import glob
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
 
 from tasks.engine import catalog, dbinfo, pgtools
-from tasks.engine.errors import Interrupted, RestoreFailed, UsageError
+from tasks.engine.errors import Interrupted, RestoreFailed, ToolsMissing, UsageError
 from tasks.engine.load import execute_restore, plan_restore
 from tasks.engine.runbook import runbook_backup
 from tests.helpers import fingerprints, psql, scalar, schema_dump, state
@@ -135,6 +136,34 @@ def test_a_lone_data_file_loads_into_the_targets_schema(dbs, tmp_path):
     assert fingerprints(target) == fingerprints(source)
 
 
+def test_objects_a_superuser_gave_to_other_roles_load_without_a_superuser(dbs, tmp_path):
+    """The source's superuser gave tables to a role without CREATE on their schemas (which only a
+    superuser may) and granted for it; the files load as a non-superuser, and what was lent for
+    that is gone again before the backup reads the roles."""
+    owner = f"rb_owner_{uuid.uuid4().hex[:6]}"
+    source = dbs.new("src")
+    try:
+        psql(source, f"CREATE ROLE {owner} NOLOGIN; CREATE SCHEMA app;"
+                     f" CREATE TABLE app.t (id int PRIMARY KEY); INSERT INTO app.t VALUES (1), (2);"
+                     f" CREATE TABLE public.p (id int); INSERT INTO public.p VALUES (3);"
+                     f" ALTER TABLE app.t OWNER TO {owner}; ALTER TABLE public.p OWNER TO {owner};"
+                     f" GRANT SELECT ON app.t TO PUBLIC;"
+                     f" ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT SELECT ON TABLES TO PUBLIC;")
+        (tmp_path / f"dump-{DAY}.sql").write_bytes(pg_dump(source))
+        store, b = runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=dbs.new("dst"),
+                                  store_root=tmp_path / "store")
+        roles_sql = store.local_path(b.id, "roles.sql").read_text()
+        assert "fortress_loading" not in roles_sql and f"GRANT {owner} TO" not in roles_sql
+        assert not any(r.startswith("fortress_") for r in b.manifest["roles"]["app"])
+        out = restored(dbs, store, b)
+        assert fingerprints(out) == fingerprints(source)
+        assert schema_dump(out) == schema_dump(source)
+    finally:
+        for name in list(dbs.created):
+            dbs.cluster.drop_database(name)
+        psql(dbs.cluster.target(), f"DROP ROLE IF EXISTS {owner}")
+
+
 TRANSACTION_WORDS = r"""
 CREATE SCHEMA app;
 CREATE TABLE app.ticks (n int);
@@ -219,6 +248,20 @@ def test_supabase_cli_files_become_a_supabase_backup_with_its_users(supa, tmp_pa
         assert after[name] == before[name], name
 
 
+def test_a_hand_made_file_on_supabase_gets_the_grants_the_platform_gives(supa15_a, tmp_path):
+    """On Supabase, postgres's default privileges in `public` grant new tables to the API roles,
+    and its search_path reaches the `extensions` schema; a hand-written file relying on both
+    loads and comes out with those grants."""
+    project = supa15_a.new_project()
+    (tmp_path / f"dump-{DAY}.sql").write_text("CREATE TABLE public.hand_made (id int, salt bytea);\n"
+                                              "INSERT INTO public.hand_made VALUES (1, gen_random_bytes(4));\n")
+    store, b = runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=project, store_root=tmp_path / "store")
+    fresh = supa15_a.new_project()
+    execute_restore(plan_restore(store, b, fresh), store)
+    assert scalar(fresh, "SELECT has_table_privilege('anon', 'public.hand_made', 'SELECT')")
+    assert scalar(fresh, "SELECT count(*) FROM public.hand_made") == 1
+
+
 # --- what is refused --------------------------------------------------------------------------------
 
 def _pg_dump_shaped(body: str, key: str = "Pz3kQv9XbD2m") -> str:
@@ -267,6 +310,14 @@ def test_a_comment_left_open_cannot_carry_a_command_into_the_next_file(dbs17, tm
     assert not marker.exists()
 
 
+def test_two_pg_dump_blocks_with_one_key_are_refused(tmp_path, dbs15):
+    (tmp_path / f"schema-{DAY}.sql").write_text(_pg_dump_shaped("CREATE TABLE t (i int);\n"))
+    (tmp_path / f"data-{DAY}.sql").write_text(_pg_dump_shaped("INSERT INTO t VALUES (1);\n"))
+    with pytest.raises(RestoreFailed, match=f"data-{DAY}.sql line 5 reuses the psql key"):
+        runbook_backup([tmp_path / f"schema-{DAY}.sql", tmp_path / f"data-{DAY}.sql"], target=dbs15.new("dst"),
+                       store_root=tmp_path / "store")
+
+
 def test_a_top_level_commit_then_an_error_is_refused(dbs, tmp_path):
     (tmp_path / f"dump-{DAY}.sql").write_text(
         "CREATE TABLE t (i int);\nINSERT INTO t VALUES (1);\nCOMMIT;\nINSERT INTO t VALUES (2);\nSELECT 1/0;\n")
@@ -281,6 +332,19 @@ def test_a_pg_dump_file_cut_short_is_refused(dbs15, tmp_path):
     (tmp_path / f"dump-{DAY}.sql").write_bytes(dump[: len(dump) // 2])
     with pytest.raises(RestoreFailed, match="without its closing"):
         runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=dbs15.new("dst"), store_root=tmp_path / "store")
+
+
+def test_an_extension_the_throwaway_server_lacks_is_named(dbs15, pg17, tmp_path):
+    """PG_BIN_DIR holds only PostgreSQL 17 (the wheel, which has no uuid-ossp): the files would
+    load into 17, which is said, and the target's uuid-ossp cannot be made there, which is refused."""
+    target = dbs15.new("dst")
+    psql(target, 'CREATE EXTENSION IF NOT EXISTS "uuid-ossp"')
+    (tmp_path / f"dump-{DAY}.sql").write_text("SELECT 1;\n")
+    steps: list[str] = []
+    with pytest.raises(ToolsMissing, match="cannot create extensions the target has: uuid-ossp"):
+        runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=target, store_root=tmp_path / "store",
+                       pg_bin_dir=str(pg17.suite.bindir), step=steps.append)
+    assert any("no PostgreSQL 15 server binaries here" in s and "17" in s for s in steps), steps
 
 
 def test_file_names_that_are_not_a_runbook_set_are_refused(tmp_path, dbs15):
