@@ -522,8 +522,10 @@ def _copy_ddl(facts: _Facts, target: Target, box: _Sandbox, suite: pgtools.PgSui
     args = [suite.tool("pg_dump"), "--format=custom", "--schema-only", "--no-password", f"--file={archive}",
             f"--dbname={target.conninfo()}"]
     args += [f"--schema={_pattern(s)}" for s in schemas]
-    args += [f"--extension={_pattern(e)}" for e, s in facts.extensions if s in in_dump and s != "public"
-             or (s == "public" and keep_public_contents)]
+    # pg_dump --schema leaves extensions out; those living in the copied schemas come along
+    # (not those in `public` on Supabase: the reset drops them with the rest of public's contents).
+    args += [f"--extension={_pattern(e)}" for e, s in facts.extensions
+             if s in in_dump and (s != "public" or keep_public_contents)]
     try:
         pgtools.run(args, env=target.tool_env(), stdout=subprocess.DEVNULL)
     except pgtools.ToolError as exc:
@@ -787,8 +789,10 @@ def runbook_backup(files: list[Path], *, target: Target, store_root: Path, pg_bi
         raise Interrupted("Interrupted while loading the runbook files into a throwaway database; "
                           "the target was not touched") from None
     finally:
-        step("stopping the throwaway server")
-        cluster.stop()
+        try:
+            step("stopping the throwaway server")
+        finally:
+            cluster.stop()
 
 
 def _give_back(conn: psycopg.Connection, facts: _Facts, box: _Sandbox) -> None:
