@@ -11,10 +11,10 @@ import uuid
 from pathlib import Path
 
 import pytest
+from tasks.engine.load import execute_restore, plan_restore
 
 from tasks.engine import catalog, dbinfo, pgtools
 from tasks.engine.errors import Interrupted, RestoreFailed, ToolsMissing, UsageError
-from tasks.engine.load import execute_restore, plan_restore
 from tasks.engine.runbook import runbook_backup
 from tests.helpers import fingerprints, psql, scalar, schema_dump, state
 from tests.supabase_platform import APP_USERS

@@ -33,15 +33,14 @@ hand-written file) inside a `\\restrict` of ours, so no byte of a file is read b
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import secrets
 import subprocess
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -53,7 +52,7 @@ from .dump import create_backup
 from .errors import BackupError, Interrupted, RestoreFailed, ToolsMissing, UsageError
 from .platform import Platform, detect
 from .sandbox import Cluster, server_suite
-from .storage import LocalStore, fsync_path
+from .storage import LocalStore
 
 Step = Callable[[str], None]
 CHUNK = 1 << 20
@@ -275,7 +274,7 @@ def _gather(conn: psycopg.Connection) -> _Facts:
         + options + " FROM pg_catalog.pg_auth_members m ORDER BY 1, 2")]
     owner, encoding, has_acl = conn.execute(
         "SELECT pg_catalog.pg_get_userbyid(datdba), pg_catalog.pg_encoding_to_char(encoding), datacl IS NOT NULL"
-        " FROM pg_catalog.pg_database WHERE datname = current_database()").fetchone()
+        " FROM pg_catalog.pg_database WHERE datname = current_database()").fetchone()  # type: ignore[misc]
     db_acl = _acl(conn, "SELECT datacl FROM pg_catalog.pg_database WHERE datname = current_database()") \
         if has_acl else None
     user_settings = [
@@ -425,7 +424,7 @@ def _lend_superuser_powers(conn: psycopg.Connection, facts: _Facts, box: _Sandbo
         member_already, cycle = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles a ON a.oid = m.roleid"
             " JOIN pg_catalog.pg_roles b ON b.oid = m.member WHERE a.rolname = %s AND b.rolname = %s),"
-            " pg_catalog.pg_has_role(%s, %s, 'MEMBER')", (r.name, box.loader, r.name, box.loader)).fetchone()
+            " pg_catalog.pg_has_role(%s, %s, 'MEMBER')", (r.name, box.loader, r.name, box.loader)).fetchone()  # type: ignore[misc]
         if member_already or cycle:
             continue
         conn.execute(_grant_membership(major, r.name, box.loader, True, True if major >= 16 else None,
@@ -534,7 +533,7 @@ def _copy_ddl(facts: _Facts, target: Target, box: _Sandbox, suite: pgtools.PgSui
     added = {(a.schema, "TRIGGER" if a.kind == "trigger" else "POLICY", a.table, a.name) for a in facts.additions}
 
     def keep(e: toc.Entry) -> bool:
-        if e.desc == "SCHEMA" and e.tag == "public":
+        if e.desc == "SCHEMA" and e.names("public"):
             return False
         for schema, what, table, name in added:
             if e.schema == schema and (
@@ -670,6 +669,7 @@ def _load(files: list[RunbookFile], box: _Sandbox, key: bytes, token: bytes) -> 
         proc = pgtools.popen(argv, env=target.tool_env(), stdin=subprocess.PIPE, stdout=out, stderr=err)
         try:
             try:
+                assert proc.stdin is not None
                 for chunk in _chunks(parts):
                     proc.stdin.write(chunk)
                 proc.stdin.close()
@@ -681,7 +681,8 @@ def _load(files: list[RunbookFile], box: _Sandbox, key: bytes, token: bytes) -> 
             raise
         finally:
             try:
-                proc.stdin.close()
+                if proc.stdin is not None:
+                    proc.stdin.close()
             except OSError:
                 pass
         out.seek(0)
@@ -782,8 +783,7 @@ def runbook_backup(files: list[Path], *, target: Target, store_root: Path, pg_bi
         step("backing up the loaded database")
         store = LocalStore(Path(store_root))
         result = create_backup(box.admin_target(), store, kind=kind, label="runbook files: " + " + ".join(names),
-                               pg_bin_dir=pg_bin_dir, step=step)
-        _record_origin(store, result.backup_id, ordered, target, suite)
+                               pg_bin_dir=pg_bin_dir, step=step, origin=_origin(ordered, target, suite))
         return store, catalog.load(store, result.backup_id)
     except (KeyboardInterrupt, Interrupted):
         raise Interrupted("Interrupted while loading the runbook files into a throwaway database; "
@@ -819,25 +819,11 @@ def _same_platform(conn: psycopg.Connection, facts: _Facts, when: str) -> None:
                             _NOT_LOADED_HINT)
 
 
-def _record_origin(store: LocalStore, backup_id: str, files: list[RunbookFile], target: Target,
-                   suite: pgtools.PgSuite) -> None:
-    """Add "origin" to the manifest (rewritten atomically): which runbook files, with their
-    checksums, this backup was made from, shaped like which target."""
-    folder = store.root / backup_id
-    path = folder / catalog.MANIFEST
-    manifest = json.loads(path.read_text())
-    manifest["origin"] = {
+def _origin(files: list[RunbookFile], target: Target, suite: pgtools.PgSuite) -> dict:
+    """Which runbook files, with their checksums, the backup was made from, shaped like which target."""
+    return {
         "runbook_files": [f.name for f in files],
         "files": [{"name": f.name, "size": f.size, "sha256": f.sha256} for f in files],
         "loaded_in": f"throwaway PostgreSQL {suite.version}",
         "shaped_like": target.display(),
     }
-    tmp = folder / f".{catalog.MANIFEST}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_path(folder)
