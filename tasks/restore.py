@@ -49,6 +49,10 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
     mode = "schema" if schema_only else "data" if data_only else None
     backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full")
     tgt = _target(settings, target)
+    if backup.legacy and yes and not allow_unsigned:
+        # refused before the files are even loaded into a throwaway database
+        raise Declined(f"The runbook files {', '.join(backup.legacy_files)} carry no signature; nothing was changed",
+                       "restore them only if you trust where they came from: add --allow-unsigned")
     with store.lock(), source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (store, backup):
         plan = plan_restore(store, backup, tgt, mode=mode, pg_bin_dir=settings.pg_bin_dir, step=_ui.step,
                             signing_key=signing_key(settings.signing_key, create=False),

@@ -28,12 +28,13 @@ def schema_dump(target: Target, *extra: str) -> str:
 
 
 def psql(target: Target, sql: str) -> None:
-    with target.connect(autocommit=True) as conn:
+    """Run SQL as a user would, with the database's own search_path."""
+    with target.connect(autocommit=True, search_path=None) as conn:
         conn.execute(sql)
 
 
 def scalar(target: Target, sql: str):
-    with target.connect() as conn:
+    with target.connect(search_path=None) as conn:
         return conn.execute(sql).fetchone()[0]
 
 

@@ -81,10 +81,10 @@ class SupabasePlatform:
         """A fresh database shaped like a new Supabase project, owned by `postgres`; returns a
         target logging in as `postgres` with the conftest PASSWORD."""
         name = name or f"proj_{uuid.uuid4().hex[:8]}"
-        with self.cluster.target().connect(autocommit=True) as conn:
+        with self.cluster.target().connect(autocommit=True, search_path=None) as conn:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         self.projects.append(name)
-        with self.admin(name).connect() as conn:
+        with self.admin(name).connect(search_path=None) as conn:
             conn.execute(PLATFORM_SQL.read_text())
             conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(PASSWORD)))
             conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO postgres").format(sql.Identifier(name)))
@@ -111,7 +111,7 @@ class SupabasePlatform:
     def load_app(self, target: Target) -> None:
         """Run app.sql as `postgres` in the target's database, in one transaction."""
         assert target.user == "postgres", "the app is loaded as postgres, like on Supabase"
-        with target.connect() as conn:
+        with target.connect(search_path=None) as conn:
             conn.execute(APP_SQL.read_text())
 
     def url(self, target: Target) -> str:

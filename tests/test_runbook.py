@@ -155,7 +155,7 @@ def test_objects_a_superuser_gave_to_other_roles_load_without_a_superuser(dbs, t
                                   store_root=tmp_path / "store")
         roles_json = json.loads(store.local_path(b.id, "roles.json").read_text())
         assert not any(r["name"].startswith("fortress_loading") for r in roles_json["roles"])
-        assert not any(m["role"] == owner for m in roles_json["memberships"])
+        assert not any(m["role"] == owner for m in roles_json["memberships"]), roles_json["memberships"]
         assert not any(r.startswith("fortress_") for r in b.manifest["roles"]["app"])
         out = restored(dbs, store, b)
         assert fingerprints(out) == fingerprints(source)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -67,6 +68,7 @@ class Backup:
     legacy_files: list[str] = field(default_factory=list)  # for runbook files, in load order
     notes: list[str] = field(default_factory=list)  # what a person should know about this pick
     runbook_files: list[str] = field(default_factory=list)  # made from these runbook files (in a sandbox)
+    manifest_bytes: bytes | None = None  # exactly what was parsed: what the signature must cover
 
     @cached_property
     def record(self) -> manifest_mod.Manifest:
@@ -112,26 +114,31 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
 
 
 def read_manifest(store: LocalStore, backup_id: str) -> dict[str, Any]:
+    return _read_manifest(store, backup_id)[0]
+
+
+def _read_manifest(store: LocalStore, backup_id: str) -> tuple[dict[str, Any], bytes]:
     path = store.local_path(backup_id, MANIFEST)
     try:
-        data = json.loads(path.read_text())
+        raw = path.read_bytes()
+        data = json.loads(raw)
     except (OSError, ValueError) as exc:
         raise IntegrityError(f"Backup {backup_id} has an unreadable manifest ({exc.__class__.__name__})",
                              "restore another backup; this one cannot be trusted") from None
     manifest_mod.parse(data, backup_id)  # raises on a wrong type, an unsafe file name, ...
-    return data
+    return data, raw
 
 
 def load(store: LocalStore, backup_id: str) -> Backup:
     m = ID_RE.match(backup_id)
     if not m or not store.exists(backup_id):
         raise NotFound(f"No backup with id {backup_id!r} in {store.describe()}", "run `invoke list` to see the ids")
-    manifest = read_manifest(store, backup_id)
+    manifest, raw = _read_manifest(store, backup_id)
     origin = manifest.get("origin")
     origin = origin if isinstance(origin, dict) else {}
     runbook = [str(n) for n in origin.get("runbook_files", []) if isinstance(n, str)]
     return Backup(id=backup_id, date=dt.date.fromisoformat(m.group(1)), kind=manifest.get("kind", "full"), manifest=manifest,
-                  runbook_files=runbook)
+                  runbook_files=runbook, manifest_bytes=raw)
 
 
 def _legacy_backups(store: LocalStore) -> list[Backup]:
@@ -244,3 +251,45 @@ def verify_checksums(store: LocalStore, backup: Backup) -> list[str]:
                                  "the file was changed or damaged; restore another backup")
         checked.append(f.name)
     return checked
+
+
+def pin(store: LocalStore, backup: Backup) -> dict[str, int]:
+    """Open every file of the backup once and check its size and sha256 through that open file:
+    the restore then reads exactly those bytes (pg_restore gets /dev/fd/N), so a file swapped
+    in the folder after this check is never restored. Returns name -> file descriptor; the
+    caller closes them (`unpin`)."""
+    pinned: dict[str, int] = {}
+    try:
+        for f in backup.record.files:
+            path = store.local_path(backup.id, f.name)
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                raise IntegrityError(f"Backup {backup.id} is missing its file {f.name}",
+                                     "restore another backup; this one is incomplete") from None
+            pinned[f.name] = fd
+            st = os.fstat(fd)
+            h = hashlib.sha256()
+            with open(fd, "rb", closefd=False) as stream:
+                while chunk := stream.read(CHUNK):
+                    h.update(chunk)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != f.size or h.hexdigest() != f.sha256:
+                raise IntegrityError(f"Backup {backup.id}: {f.name} does not match its checksum",
+                                     "the file was changed or damaged; restore another backup")
+    except BaseException:
+        unpin(pinned)
+        raise
+    return pinned
+
+
+def unpin(pinned: dict[str, int]) -> None:
+    for fd in pinned.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    pinned.clear()
+
+
+def pinned_path(fd: int) -> Path:
+    return Path(f"/dev/fd/{fd}")

@@ -152,16 +152,30 @@ class Target:
         env.setdefault("PGCONNECT_TIMEOUT", "10")
         return env
 
-    def connect(self, **kwargs: Any) -> psycopg.Connection:
+    def connect(self, *, search_path: str | None = "", **kwargs: Any) -> psycopg.Connection:
+        """A connection whose search_path is empty (only pg_catalog) before any query: the
+        database's owner may have set a search_path that puts their own `current_setting()` or
+        `count()` first, and every query of this tool would then run their code as us. Pass
+        `search_path=None` to keep the database's own (tests that create unqualified objects)."""
         kw: dict[str, Any] = {**self.params, **self.secrets}
         if self.password:
             kw["password"] = self.password
         kw.setdefault("connect_timeout", 10)
         kw.setdefault("application_name", "fortress-backup")
         try:
-            return psycopg.connect(**kw, **kwargs)
+            conn = psycopg.connect(**kw, **kwargs)
         except psycopg.OperationalError as exc:
             raise explain_connect_error(self, exc) from None
+        if search_path is not None:
+            try:
+                # a SET after connecting rather than libpq's `options`, which poolers may refuse
+                conn.execute("SELECT pg_catalog.set_config('search_path', %s, false)", (search_path,))
+                if not conn.autocommit:
+                    conn.commit()
+            except BaseException:
+                conn.close()
+                raise
+        return conn
 
 
 def explain_connect_error(target: Target, exc: Exception) -> ConnectionFailed:

@@ -241,10 +241,12 @@ class Authenticity:
     text: str  # for the plan
 
 
-def check(folder: Path, key: SigningKey | None) -> Authenticity:
-    """Whether the manifest in `folder` verifies under `key`."""
+def check(folder: Path, key: SigningKey | None, data: bytes | None = None) -> Authenticity:
+    """Whether the manifest in `folder` (or `data`, the exact bytes that were parsed) verifies
+    under `key`."""
     try:
-        data = (folder / "manifest.json").read_bytes()
+        if data is None:
+            data = (folder / "manifest.json").read_bytes()
         sig = json.loads((folder / MAC_FILE).read_text())
         if not isinstance(sig, dict):
             raise ValueError

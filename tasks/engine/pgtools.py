@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .errors import ToolsMissing
 
+_PINNED = re.compile(r"/dev/fd/(\d+)")
 _VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 
 
@@ -180,6 +181,10 @@ class ToolError(Exception):
 def popen(argv: Sequence[str], *, env: dict[str, str], **kwargs) -> subprocess.Popen:
     """Start a tool in its own session so a terminal's Ctrl-C reaches only us; we then stop it
     deliberately (and, for psql, before any COMMIT is sent)."""
+    # archives the restore pinned (catalog.pin) are passed as /dev/fd/N: keep those open in the child
+    fds = tuple(int(m.group(1)) for a in argv if (m := _PINNED.fullmatch(str(a))))
+    if fds:
+        kwargs["pass_fds"] = tuple(kwargs.get("pass_fds", ())) + fds
     return subprocess.Popen(list(argv), env=env, start_new_session=True, **kwargs)
 
 

@@ -3,9 +3,10 @@ from the catalog. A restore turns that data into statements itself, through sqlt
 backup can never carry a statement of its own.
 
 What a restore may do with roles, whatever the backup says:
-- create a role the target server lacks, with LOGIN, INHERIT, CREATEDB, CREATEROLE, CONNECTION
-  LIMIT and VALID UNTIL as recorded; never SUPERUSER, REPLICATION or BYPASSRLS (a role that had
-  them at the source is created without them, and the plan says so);
+- create a role the target server lacks, with LOGIN, INHERIT, CREATEDB, CONNECTION LIMIT and
+  VALID UNTIL as recorded; never SUPERUSER, REPLICATION, BYPASSRLS or CREATEROLE (on PostgreSQL 15
+  CREATEROLE may grant itself any role; a role that had them at the source is created without
+  them, and the plan says so);
 - never alter, comment on or change the settings of a role the target already has (roles are
   server-wide and may serve other databases there);
 - grant memberships only where one side is a role this restore creates, never membership in a
@@ -176,8 +177,7 @@ class RolePlan:
         out = []
         for r in self.create:
             attrs = ["LOGIN" if r.login else "NOLOGIN"]
-            attrs += [a for a, on in (("CREATEDB", r.createdb), ("CREATEROLE", r.createrole),
-                                      ("NOINHERIT", not r.inherit)) if on]
+            attrs += [a for a, on in (("CREATEDB", r.createdb), ("NOINHERIT", not r.inherit)) if on]
             out.append(f"{r.name} ({' '.join(attrs)})")
         return out
 
@@ -211,7 +211,7 @@ def plan(backup: RoleSet, target: TargetRoles) -> RolePlan:
     warnings: list[str] = []
     for r in create:
         lost = [a for a, on in (("SUPERUSER", r.superuser), ("REPLICATION", r.replication),
-                                ("BYPASSRLS", r.bypassrls)) if on]
+                                ("BYPASSRLS", r.bypassrls), ("CREATEROLE", r.createrole)) if on]
         if lost:
             refused.append(f"{' '.join(lost)} for role {r.name} (created without)")
         for k, _ in r.settings:
@@ -278,7 +278,7 @@ def restore_sql(create: Iterable[Role], grants: Iterable[Membership], target_maj
     for r in create:
         attrs = [
             "LOGIN" if r.login else "NOLOGIN", "INHERIT" if r.inherit else "NOINHERIT",
-            "CREATEDB" if r.createdb else "NOCREATEDB", "CREATEROLE" if r.createrole else "NOCREATEROLE",
+            "CREATEDB" if r.createdb else "NOCREATEDB", "NOCREATEROLE",
             f"CONNECTION LIMIT {int(r.connection_limit)}",
         ]
         if r.valid_until is not None:

@@ -381,11 +381,13 @@ def _copy_roles(conn: psycopg.Connection, facts: _Facts, box: _Sandbox) -> None:
         if r.name == box.admin:
             continue
         # Never a superuser here: SQL from a file run as (or SET ROLE to) a superuser could run
-        # programs on this machine. Other attributes as on the target.
-        conn.execute(sql.SQL("CREATE ROLE {} WITH NOSUPERUSER {} {} {} {} {} {} CONNECTION LIMIT {}").format(
-            sql.Identifier(r.name), flag(r.inherit, "INHERIT"), flag(r.createrole, "CREATEROLE"),
-            flag(r.createdb, "CREATEDB"), flag(r.login or r.name == box.loader, "LOGIN"),
-            flag(r.replication, "REPLICATION"), flag(r.bypassrls, "BYPASSRLS"), sql.Literal(int(r.connlimit))))
+        # programs on this machine. Nor CREATEROLE: on PostgreSQL 15 that may grant any role,
+        # pg_execute_server_program included (review finding). Nor REPLICATION. The roles exist
+        # here only to own and be granted things; the target keeps its own attributes.
+        conn.execute(sql.SQL("CREATE ROLE {} WITH NOSUPERUSER NOCREATEROLE NOREPLICATION {} {} {} {} CONNECTION LIMIT {}")
+                     .format(sql.Identifier(r.name), flag(r.inherit, "INHERIT"), flag(r.createdb, "CREATEDB"),
+                             flag(r.login or r.name == box.loader, "LOGIN"), flag(r.bypassrls, "BYPASSRLS"),
+                             sql.Literal(int(r.connlimit))))
     present = {row[0] for row in conn.execute("SELECT rolname FROM pg_catalog.pg_roles")}
     for role, member, admin, inherit, set_ in facts.memberships:
         if role not in present or member not in present or role in DANGEROUS_ROLES or role == box.admin \

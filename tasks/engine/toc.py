@@ -69,12 +69,13 @@ def read(suite: pgtools.PgSuite, archive: Path, sections: Iterable[str] = ()) ->
     """The archive's entries (of `sections`), read once per archive file and reused: a restore
     asks several times, and an archive from pg_dump < 17 has an entry per large object."""
     st = Path(archive).stat()
-    return list(_read(suite, str(archive), st.st_size, st.st_mtime_ns, tuple(sections)))
+    return list(_read(suite, str(archive), st.st_size, st.st_mtime_ns, st.st_ino, tuple(sections)))
 
 
 @lru_cache(maxsize=16)
-def _read(suite: pgtools.PgSuite, archive: str, size: int, mtime: int, sections: tuple[str, ...]) -> tuple[Entry, ...]:
-    # size and mtime only key the cache: a changed file is listed again
+def _read(suite: pgtools.PgSuite, archive: str, size: int, mtime: int, inode: int,
+          sections: tuple[str, ...]) -> tuple[Entry, ...]:
+    # size, mtime and inode only key the cache: a changed file is listed again
     argv = [suite.tool("pg_restore"), "--list", *[f"--section={s}" for s in sections], archive]
     try:
         listing = pgtools.run(argv, env=dict(os.environ)).decode("utf-8", "replace")

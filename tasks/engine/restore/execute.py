@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .. import quiet, toc
-from ..errors import RestoreFailed, UsageError
+from .. import catalog, quiet, sqltext, toc
+from ..errors import Interrupted, RestoreFailed, UsageError
 from ..storage import LocalStore
 from . import archive, statements
 from .plan import RestorePlan, entries
@@ -57,9 +57,14 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
     def factory(errf: IO[bytes]) -> Session:
         return Session(plan.suite, plan.target, errf, progress)
 
+    channel = "fortress_restore_" + sqltext.restrict_key()[:16]
+
     def body(s: Session) -> None:
-        s.sql("SET client_min_messages = warning;\nSET standard_conforming_strings = on;\nBEGIN;\n"
-              + statements.TXN_START)
+        # No query of ours may resolve a name through the database's own search_path (its owner
+        # could put a `count()` of theirs first); pg_restore's scripts set theirs per entry.
+        s.sql("SELECT pg_catalog.set_config('search_path', '', false);\n"
+              "SET client_min_messages = warning;\nSET standard_conforming_strings = on;\nBEGIN;\n"
+              + statements.TXN_START + "\n" + statements.POWER_START + f"\nNOTIFY {sqltext.ident(channel)};\n")
         if plan.roles.sql:
             step("roles")
             s.sql(plan.roles.sql)
@@ -76,18 +81,32 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
             s.sql(plan.cron_sql)
         step("checking row counts against the manifest")
         s.sql(statements.check_sql(plan.checks))
+        s.sql(statements.POWER_CHECK)
         s.sql(statements.TXN_CHECK)
 
+    # A NOTIFY is delivered only when its transaction commits: one that arrives although the
+    # restore failed means something in the backup committed part of it (COMMIT in an entry).
     try:
-        session = run(factory, body, plan.target.dbname)
-    except RestoreFailed as exc:
-        if statements.TXN_EARLY_END in exc.message:
-            raise RestoreFailed(
-                f"Restore of {plan.target.dbname} failed after a statement in the backup ended its transaction "
-                "early: the target is NOT unchanged, part of the restore was committed",
-                "restore a trusted backup now (see `invoke list`); this one was changed by someone") from None
-        raise
-    return RestoreResult(backup.id, plan.target.display(), len(plan.checks), session.sent, plan.login_roles)
+        return _execute(plan, step, factory, body, channel)
+    finally:
+        catalog.unpin(plan.pinned)
+
+
+def _execute(plan: RestorePlan, step: Step, factory: Callable[[IO[bytes]], Session],
+             body: Callable[[Session], None], channel: str) -> RestoreResult:
+    with plan.target.connect(autocommit=True) as monitor:
+        monitor.execute(f"LISTEN {sqltext.ident(channel)}")
+        try:
+            session = run(factory, body, plan.target.dbname)
+        except (RestoreFailed, Interrupted) as exc:
+            committed = any(True for _ in monitor.notifies(timeout=1.0, stop_after=1))
+            if committed or statements.TXN_EARLY_END in exc.message:
+                raise RestoreFailed(
+                    f"Restore of {plan.target.dbname} failed after a statement in the backup ended its transaction "
+                    "early: the target is NOT unchanged, part of the restore was committed",
+                    "restore a trusted backup now (see `invoke list`); this one was changed by someone") from None
+            raise
+    return RestoreResult(plan.backup.id, plan.target.display(), len(plan.checks), session.sent, plan.login_roles)
 
 
 def _feed(plan: RestorePlan, s: Session, archive_path: Path, env: dict[str, str], chosen: list[toc.Entry],
@@ -105,7 +124,7 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
     app_file = record.file("app")
     if app_file is None:
         raise RestoreFailed(f"Backup {plan.backup.id} has no app archive", "restore another backup")
-    app = store.local_path(plan.backup.id, app_file.name)
+    app = catalog.pinned_path(plan.pinned[app_file.name])
     chosen = entries(plan, plan.suite, app)
     is_acl = lambda e: e.desc in ("ACL", "DEFAULT ACL")  # noqa: E731
     lo_acl = lambda e: e.desc == "ACL" and e.tag_owner.startswith("LARGE OBJECT ")  # noqa: E731
@@ -128,7 +147,7 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
     platform_file = record.file("platform")
     if platform_file and plan.mode in ("full", "data"):
         step("loading platform data")
-        platform_archive = store.local_path(plan.backup.id, platform_file.name)
+        platform_archive = catalog.pinned_path(plan.pinned[platform_file.name])
         if plan.mode != "data":
             # Platform tables (auth.users, ...) keep their triggers and constraints.
             s.sql(quiet.start_sql(plan.platform_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
@@ -145,6 +164,6 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
         schema_file = record.file("platform-schema")
         if schema_file and plan.addition_oids:
             step("re-adding the app's triggers and policies on platform tables")
-            path = store.local_path(plan.backup.id, schema_file.name)
+            path = catalog.pinned_path(plan.pinned[schema_file.name])
             _feed(plan, s, path, env, [e for e in toc.read(plan.suite, path)
                                        if e.desc in ("TRIGGER", "POLICY") and e.oid in plan.addition_oids])

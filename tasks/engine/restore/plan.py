@@ -33,6 +33,9 @@ class RestorePlan:
     suite: pgtools.PgSuite
     authenticity: manifest_mod.Authenticity
     checked_files: tuple[str, ...] = ()
+    # the backup's files, opened once when their checksums were checked (catalog.pin); the
+    # restore reads only these, so a file swapped in the folder after the check is never used
+    pinned: dict[str, int] = field(default_factory=dict)
     drop_schemas: tuple[tuple[str, int], ...] = ()  # (schema, tables in it)
     drop_publications: tuple[str, ...] = ()
     drop_additions: tuple[str, ...] = ()  # labels, for the plan shown
@@ -137,10 +140,21 @@ def plan_restore(
         raise UsageError(f"Backup {backup.id} holds only {backup.kind}; cannot restore {mode}",
                          f"pick a full backup, or restore with --{backup.kind}-only")
     record = backup.record
-    step("verifying checksums")
-    checked = tuple(catalog.verify_checksums(store, backup))
     key = signing_key if signing_key is not None else manifest_mod.signing_key(None, create=False)
-    authenticity = manifest_mod.check(store.local_path(backup.id, ""), key)
+    authenticity = manifest_mod.check(store.local_path(backup.id, ""), key, backup.manifest_bytes)
+    step("verifying checksums")
+    pinned = catalog.pin(store, backup)
+    try:
+        return _plan(store, backup, target, mode, pg_bin_dir, also_reach, record, authenticity, pinned, step)
+    except BaseException:
+        catalog.unpin(pinned)
+        raise
+
+
+def _plan(store: LocalStore, backup: Backup, target: Target, mode: str, pg_bin_dir: str | None,
+          also_reach: tuple[str, ...], record: manifest_mod.Manifest, authenticity: manifest_mod.Authenticity,
+          pinned: dict[str, int], step: Step) -> RestorePlan:
+    checked = tuple(pinned)
     if backup.runbook_files:
         # signed a moment ago by this process; what it holds came from files nobody signed
         authenticity = manifest_mod.Authenticity(
@@ -151,6 +165,10 @@ def plan_restore(
         server = dbinfo.server_info(conn)
         platform = detect(conn)
         archive_major = record.pg_dump_major
+        if server.is_superuser and mode != "schema":
+            warnings.append(f"restoring as {server.current_user}, a superuser: the backup's own functions (CHECK "
+                            "constraints, defaults, index expressions) run with its rights while rows load; the "
+                            "restore refuses to commit if any role gained power over the server meanwhile")
         suite = pgtools.pick(
             pgtools.discover(pg_bin_dir), at_least=max(archive_major, 0), prefer=archive_major or server.major,
             tools=("pg_restore", "psql"), restrict=True,
@@ -198,7 +216,9 @@ def plan_restore(
                       addition_oids=frozenset(a.oid for a in record.additions))
             roles_file = record.file("roles")
             if roles_file and roles_file.format == "json":
-                role_set = roles.RoleSet.from_json(store.local_path(backup.id, roles_file.name).read_text())
+                with open(pinned[roles_file.name], "rb", closefd=False) as f:
+                    f.seek(0)
+                    role_set = roles.RoleSet.from_json(f.read().decode("utf-8", "replace"))
                 kw["roles"] = roles.plan(role_set, roles.facts(conn, role_set.names()))
                 warnings.extend(kw["roles"].warnings)
         else:
@@ -220,7 +240,7 @@ def plan_restore(
                                  if t.rows is not None and t.kind == "table")
         return RestorePlan(
             backup=backup, target=target, mode=mode, server=server, platform=platform, suite=suite,
-            authenticity=authenticity, checked_files=checked, replica_mode=dbinfo.can_set_replication_role(conn),
+            authenticity=authenticity, checked_files=checked, pinned=pinned, replica_mode=dbinfo.can_set_replication_role(conn),
             temp_ok=bool(conn.execute("SELECT has_database_privilege(current_database(), 'TEMP')").fetchone()[0]),
             warnings=tuple(warnings), **kw,
         )

@@ -70,3 +70,27 @@ TXN_EARLY_END = "the restore's transaction was ended early by a statement in the
 TXN_CHECK = do_block(
     "BEGIN IF pg_catalog.current_setting('fortress.restore_txn', true) IS DISTINCT FROM "
     "pg_catalog.txid_current()::text THEN RAISE EXCEPTION " + literal(TXN_EARLY_END) + "; END IF; END")
+
+
+# Nothing in a restore may hand out power over the server: the roles that are superusers or
+# may replicate, bypass RLS or create roles, and who is a member of those or of the roles that
+# reach the server's files and programs, are noted at the start and must be the same right
+# before COMMIT. The backup's own functions (a CHECK constraint, a column default) run as the
+# restoring user while rows load; this is what stops one of them granting itself more.
+_POWER = (
+    "SELECT pg_catalog.md5(coalesce(pg_catalog.string_agg(x, ',' ORDER BY x), '')) FROM ("
+    " SELECT r.rolname || ':' || r.rolsuper::text || r.rolreplication::text || r.rolbypassrls::text"
+    "        || r.rolcreaterole::text AS x FROM pg_catalog.pg_roles r"
+    "  WHERE r.rolsuper OR r.rolreplication OR r.rolbypassrls OR r.rolcreaterole"
+    " UNION ALL"
+    " SELECT g.rolname || '>' || u.rolname FROM pg_catalog.pg_auth_members m"
+    "   JOIN pg_catalog.pg_roles g ON g.oid = m.roleid JOIN pg_catalog.pg_roles u ON u.oid = m.member"
+    "  WHERE g.rolsuper OR g.rolreplication OR g.rolbypassrls OR g.rolcreaterole"
+    "     OR g.rolname IN ('pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files')) s"
+)
+POWER_START = f"SELECT pg_catalog.set_config('fortress.power', ({_POWER}), true);"
+POWER_CHANGED = "the restore would have changed who holds power over the server (superuser, replication, " \
+                "bypassrls, createrole, or membership in such roles)"
+POWER_CHECK = do_block(
+    f"BEGIN IF pg_catalog.current_setting('fortress.power', true) IS DISTINCT FROM ({_POWER}) THEN "
+    f"RAISE EXCEPTION {literal(POWER_CHANGED)}; END IF; END")
