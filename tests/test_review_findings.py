@@ -134,3 +134,58 @@ ALTER DATABASE {name} SET search_path = public, pg_catalog;""")
     finally:
         dbs.cluster.drop_database(name)
         drop_roles(admin, owner)
+
+
+# --- 4. "rolled back, unchanged" after a statement in the backup committed part of the restore ------
+
+def test_failed_restore_says_unchanged_only_when_nothing_was_committed(dbs, project, invoke_cli):
+    """A tampered (unsigned) archive, restored with --allow-unsigned: a COMMIT in a TOC entry, then
+    an error. The transaction check only runs at the end, so the error path still says 'unchanged'."""
+    pad = "X" * 40
+    source = seeded(dbs, "src", SOURCE_SQL + f"COMMENT ON TABLE app.items IS '{pad}';")
+    bdir = project / "backups"
+    backup_id = engine_backup(source, bdir)
+    folder = bdir / backup_id
+    from tests.hostile_helpers import rehash
+    dump = folder / "app.dump"
+    raw = dump.read_bytes()
+    old = f"'{pad}'".encode()
+    new = b"'';COMMIT;SELECT 1/0;--"
+    new = new + b"-" * (len(old) - len(new))
+    assert raw.count(old) == 1
+    dump.write_bytes(raw.replace(old, new))
+    rehash(folder)
+    (folder / "manifest.hmac").unlink()  # unsigned now: restored only with --allow-unsigned
+    target = seeded(dbs, "dst", TARGET_SQL)
+    before = state(target)
+    res = invoke_cli("restore", "--id", backup_id, "--yes", "--allow-unsigned", env=env_for(dbs.url(target), bdir))
+    assert res.returncode != 0, shown(res)
+    if "unchanged" in res.stderr:
+        assert state(target) == before, "the restore said the target is unchanged, but it was reset:\n" + shown(res)
+
+
+# --- 5. files are verified at plan time and read again after the confirmation ----------------------
+
+def test_files_swapped_after_the_plan_are_not_restored(dbs, project):
+    """The prompt can wait for minutes; whoever can write the backup folder swaps app.dump in
+    between. The checksums were checked once, before the prompt, and are never checked again."""
+    from tasks.engine import catalog
+    from tasks.engine.restore import execute_restore, plan_restore
+    from tasks.engine.storage import LocalStore
+
+    source = seeded(dbs, "src", SOURCE_SQL)
+    other = seeded(dbs, "oth", SOURCE_SQL.replace("md5(g::text)", "'evil ' || g"))  # same row counts
+    bdir, odir = project / "backups", project / "other"
+    backup_id = engine_backup(source, bdir)
+    other_id = engine_backup(other, odir)
+    store = LocalStore(bdir)
+    target = dbs.new("dst")
+    plan = plan_restore(store, catalog.load(store, backup_id), target)
+    assert plan.authenticity.ok and plan.checked_files
+    (bdir / backup_id / "app.dump").write_bytes((odir / other_id / "app.dump").read_bytes())  # while the prompt waits
+    try:
+        execute_restore(plan, store)
+    except Exception:
+        return  # refused: what we want
+    assert scalar(target, "SELECT count(*) FROM app.items WHERE v LIKE 'evil%'") == 0, \
+        "a file changed after its checksum was verified was restored, and the restore reported success"
