@@ -189,3 +189,41 @@ def test_files_swapped_after_the_plan_are_not_restored(dbs, project):
         return  # refused: what we want
     assert scalar(target, "SELECT count(*) FROM app.items WHERE v LIKE 'evil%'") == 0, \
         "a file changed after its checksum was verified was restored, and the restore reported success"
+
+
+# --- newcomer: words and messages -------------------------------------------------------------------
+
+def test_first_backup_says_it_signed_and_where_the_key_is(dbs, project, invoke_cli, tmp_path):
+    """The first backup silently creates ~/.config/fortress-backup/signing.key; on any other
+    machine every backup is then 'unauthenticated' and the hint says to set BACKUP_SIGNING_KEY
+    'to the key it was made with', a key the person never heard of."""
+    source = seeded(dbs, "src", SOURCE_SQL)
+    res = invoke_cli("backup", env={"DATABASE_URL": dbs.url(source), "BACKUP_DIR": str(project / "b"),
+                                    "XDG_CONFIG_HOME": str(tmp_path / "cfg")})
+    assert res.returncode == 0, shown(res)
+    assert (tmp_path / "cfg" / "fortress-backup" / "signing.key").exists()
+    assert "signing.key" in res.stdout + res.stderr, \
+        "the backup created a signing key without saying so or where it is:\n" + shown(res)
+
+
+def test_also_reach_help_shows_it_takes_a_schema(invoke_cli):
+    res = invoke_cli("restore", "--help")
+    assert "--also-reach=STRING" in res.stdout, "--also-reach is shown as an on/off flag:\n" + res.stdout
+
+
+def test_a_manifest_that_disagrees_with_its_archive_is_not_called_fixable_by_rerunning(dbs, project, invoke_cli):
+    from tests.helpers import resign
+    from tests.hostile_helpers import read_manifest, write_manifest
+
+    source = seeded(dbs, "src", SOURCE_SQL)
+    bdir = project / "backups"
+    backup_id = engine_backup(source, bdir)
+    m = read_manifest(bdir / backup_id)
+    m["tables"][0]["rows"] = 5
+    write_manifest(bdir / backup_id, m)
+    resign(bdir / backup_id)
+    target = dbs.new("dst")
+    res = invoke_cli("restore", "--id", backup_id, "--yes", env=env_for(dbs.url(target), bdir))
+    assert res.returncode != 0, shown(res)
+    last = res.stderr.strip().splitlines()[-1]
+    assert "run the restore again" not in last, "the hint sends the person round in a loop: " + last
