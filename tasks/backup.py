@@ -32,9 +32,13 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
     target = Target.from_url(settings.database_url, settings.password)
     kind = "schema" if schema_only else "data" if data_only else "full"
     store = LocalStore(settings.backup_dir)
+    key = signing_key(settings.signing_key, create=True)
+    if key and key.created:
+        _ui.step(f"created this machine's signing key {key.source} (keep it private; a machine that restores these "
+                 "backups needs the same key, as BACKUP_SIGNING_KEY or in that file)")
     with _ui.Activity("backing up") as activity:
         result = create_backup(target, store, kind=kind, label=label, pg_bin_dir=settings.pg_bin_dir,
-                               step=activity.step, signing_key=signing_key(settings.signing_key, create=True))
+                               step=activity.step, signing_key=key)
     if result.created_dir:
         _ui.step(f"created {store.root} (mode 0700)")
     if result.gitignore_updated:

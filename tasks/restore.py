@@ -13,6 +13,10 @@ from .engine.restore import execute_reset, execute_restore, plan_reset, plan_res
 from .engine.storage import LocalStore
 
 
+def _schemas(text: str | None) -> tuple[str, ...]:
+    return tuple(s.strip() for s in (text or "").split(",") if s.strip())
+
+
 def _target(settings, target_url):
     url = target_url or settings.database_url
     if not url:
@@ -31,12 +35,12 @@ def _target(settings, target_url):
         "schema_only": "Restore roles and schema only; the target's tables end up empty.",
         "data_only": "Restore rows only, into the tables that already exist in the target.",
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
-        "also_reach": "Allow the reset to also drop or empty objects in this schema outside the app's "
-                      "(repeatable; the plan lists them). Without it such a restore is refused.",
+        "also_reach": "SCHEMA[,SCHEMA...]: allow the reset to also drop or empty objects in these schemas outside "
+                      "the app's (the plan lists them). Without it such a restore is refused.",
         "allow_unsigned": "Restore a backup whose manifest is not signed with this machine's key "
                           "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
     },
-    iterable=["also_reach"],
+
 )
 @_ui.guarded
 def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, data_only=False, backup_dir=None,
@@ -56,7 +60,7 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
     with store.lock(), source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (store, backup):
         plan = plan_restore(store, backup, tgt, mode=mode, pg_bin_dir=settings.pg_bin_dir, step=_ui.step,
                             signing_key=signing_key(settings.signing_key, create=False),
-                            also_reach=tuple(also_reach or ()))
+                            also_reach=_schemas(also_reach))
         _ui.show_plan(plan.summary_rows(), "Restore plan")
         for w in plan.warnings:
             _ui.warn(w)
@@ -84,17 +88,17 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
     help={
         "target": "Database to reset (default: DATABASE_URL).",
         "yes": "Confirm without a prompt (for scripts and CI).",
-        "also_reach": "Allow the reset to also drop or empty objects in this schema outside the app's "
-                      "(repeatable; the plan lists them). Without it such a reset is refused.",
+        "also_reach": "SCHEMA[,SCHEMA...]: allow the reset to also drop or empty objects in these schemas outside "
+                      "the app's (the plan lists them). Without it such a reset is refused.",
     },
-    iterable=["also_reach"],
+
 )
 @_ui.guarded
 def reset(c, target=None, yes=False, also_reach=None):
     """Drop the app's schemas, publications and large objects (the runbook's db reset), guarded."""
     settings = _ui.settings_from()
     tgt = _target(settings, target)
-    plan = plan_reset(tgt, tuple(also_reach or ()))
+    plan = plan_reset(tgt, _schemas(also_reach))
     rows = [("target", f"{tgt.display()}  (PostgreSQL {plan.server.version}, {plan.platform.name})")]
     rows += [("will drop", f"schema {s} ({n} tables)") for s, n in plan.drop_schemas]
     rows += [("will drop", f"publication {p}") for p in plan.drop_publications]

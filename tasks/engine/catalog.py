@@ -282,6 +282,16 @@ def pin(store: LocalStore, backup: Backup) -> dict[str, int]:
     return pinned
 
 
+def stamps(pinned: dict[str, int]) -> dict[str, tuple[int, int, int]]:
+    """What the kernel says of each pinned file (inode change time, size, inode): any write to
+    it, even in place, changes the change time."""
+    out = {}
+    for name, fd in pinned.items():
+        st = os.fstat(fd)
+        out[name] = (st.st_ctime_ns, st.st_size, st.st_ino)
+    return out
+
+
 def unpin(pinned: dict[str, int]) -> None:
     for fd in pinned.values():
         try:

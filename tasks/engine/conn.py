@@ -186,17 +186,17 @@ def explain_connect_error(target: Target, exc: Exception) -> ConnectionFailed:
     if "password authentication failed" in low or "no password supplied" in low:
         return ConnectionFailed(
             f"Login to {where} failed: wrong or missing password for user {target.user!r}",
-            "check the user name and the password in DATABASE_URL, PGPASSWORD or SUPABASE_DB_PASSWORD",
+            "check the user name and the password in the URL (DATABASE_URL or --target/--url), PGPASSWORD or SUPABASE_DB_PASSWORD",
         )
     if "does not exist" in low and "database" in low:
         return ConnectionFailed(
             f"Database {target.dbname!r} does not exist on {target.host}:{target.port}",
-            "check the database name at the end of DATABASE_URL (Supabase uses 'postgres')",
+            "check the database name at the end of the URL (DATABASE_URL or --target/--url) (Supabase uses 'postgres')",
         )
     if "role" in low and "does not exist" in low:
         return ConnectionFailed(
             f"User {target.user!r} does not exist on {target.host}:{target.port}",
-            "check the user name in DATABASE_URL",
+            "check the user name in the URL (DATABASE_URL or --target/--url)",
         )
     direct_supabase = target.host.startswith("db.") and target.host.endswith((".supabase.co", ".supabase.red"))
     ipv6_hint = (
@@ -206,7 +206,7 @@ def explain_connect_error(target: Target, exc: Exception) -> ConnectionFailed:
     if "could not translate host name" in low or "name or service not known" in low:
         return ConnectionFailed(
             f"Host {target.host!r} cannot be resolved",
-            ipv6_hint if direct_supabase else "check the host in DATABASE_URL for a typo",
+            ipv6_hint if direct_supabase else "check the host in the URL (DATABASE_URL or --target/--url) for a typo",
         )
     if "network is unreachable" in low or "cannot assign requested address" in low or "no route to host" in low:
         return ConnectionFailed(
@@ -216,11 +216,11 @@ def explain_connect_error(target: Target, exc: Exception) -> ConnectionFailed:
     if "connection refused" in low:
         return ConnectionFailed(
             f"Nothing is listening on {target.host}:{target.port}",
-            "check the host and port in DATABASE_URL, or start the database",
+            "check the host and port in the URL (DATABASE_URL or --target/--url), or start the database",
         )
     if "timeout" in low or "timed out" in low:
         return ConnectionFailed(
             f"Connecting to {target.host}:{target.port} timed out",
             "check the host, port and firewall",
         )
-    return ConnectionFailed(f"Cannot connect to {where}: {text}", "check DATABASE_URL")
+    return ConnectionFailed(f"Cannot connect to {where}: {text}", "check the URL (DATABASE_URL or --target/--url)")

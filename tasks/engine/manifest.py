@@ -192,6 +192,7 @@ def default_key_path() -> Path:
 class SigningKey:
     secret: bytes
     source: str  # where it came from, for messages (never the key itself)
+    created: bool = False  # made just now (the first backup on this machine)
 
     @property
     def key_id(self) -> str:
@@ -222,7 +223,9 @@ def signing_key(configured: str | None, *, create: bool) -> SigningKey | None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.token_hex(32) + "\n")
-    return signing_key(None, create=False)
+    made = signing_key(None, create=False)
+    assert made is not None
+    return SigningKey(made.secret, made.source, created=True)
 
 
 def sign(folder: Path, key: SigningKey) -> None:
@@ -256,9 +259,11 @@ def check(folder: Path, key: SigningKey | None, data: bytes | None = None) -> Au
     except (OSError, ValueError):
         return Authenticity(False, "unauthenticated: its signature file is unreadable")
     if key is None:
-        return Authenticity(False, f"unauthenticated: signed with key {key_id[:12]}, and no signing key is configured")
+        return Authenticity(False, f"unauthenticated: signed with a key this machine does not have ({key_id[:12]}); "
+                                   "no signing key is configured here")
     if key_id != key.key_id:
-        return Authenticity(False, f"unauthenticated: signed with key {key_id[:12]}, not this machine's {key.key_id}")
+        return Authenticity(False, f"unauthenticated: signed with a key this machine does not have ({key_id[:12]}; "
+                                   f"this machine's is {key.key_id})")
     if not hmac.compare_digest(mac, key.mac(data)):
         raise IntegrityError(f"The manifest of {folder.name} does not match its signature (key {key.key_id})",
                              "the backup was changed after it was written; restore another backup")

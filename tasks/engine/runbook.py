@@ -785,7 +785,7 @@ def runbook_backup(files: list[Path], *, target: Target, store_root: Path, pg_bi
         step("backing up the loaded database")
         store = LocalStore(Path(store_root))
         result = create_backup(box.admin_target(), store, kind=kind, label="runbook files: " + " + ".join(names),
-                               pg_bin_dir=pg_bin_dir, step=step, origin=_origin(ordered, target, suite))
+                               pg_bin_dir=pg_bin_dir, step=lambda m: None, origin=_origin(ordered, target, suite))
         return store, catalog.load(store, result.backup_id)
     except (KeyboardInterrupt, Interrupted):
         raise Interrupted("Interrupted while loading the runbook files into a throwaway database; "

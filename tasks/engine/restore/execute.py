@@ -83,6 +83,12 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
         s.sql(statements.check_sql(plan.checks))
         s.sql(statements.POWER_CHECK)
         s.sql(statements.TXN_CHECK)
+        # a file written to (even in place) since its checksum was checked: nothing is committed
+        changed = [n for n, st in catalog.stamps(plan.pinned).items() if st != plan.pinned_stamps.get(n)]
+        if changed:
+            raise RestoreFailed(f"{', '.join(changed)} of backup {plan.backup.id} changed while it was being restored; "
+                                f"rolled back, {plan.target.dbname} is unchanged",
+                                "find out who writes to the backup folder, then restore again")
 
     # A NOTIFY is delivered only when its transaction commits: one that arrives although the
     # restore failed means something in the backup committed part of it (COMMIT in an entry).
@@ -100,6 +106,9 @@ def _execute(plan: RestorePlan, step: Step, factory: Callable[[IO[bytes]], Sessi
             session = run(factory, body, plan.target.dbname)
         except (RestoreFailed, Interrupted) as exc:
             committed = any(True for _ in monitor.notifies(timeout=1.0, stop_after=1))
+            if "restore check failed" in exc.message and not committed:
+                raise RestoreFailed(exc.message, "the backup's archive and its manifest disagree, so running it again "
+                                                 "fails the same way: restore another backup (see `invoke list`)") from None
             if committed or statements.TXN_EARLY_END in exc.message:
                 raise RestoreFailed(
                     f"Restore of {plan.target.dbname} failed after a statement in the backup ended its transaction "

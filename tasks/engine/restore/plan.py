@@ -36,6 +36,7 @@ class RestorePlan:
     # the backup's files, opened once when their checksums were checked (catalog.pin); the
     # restore reads only these, so a file swapped in the folder after the check is never used
     pinned: dict[str, int] = field(default_factory=dict)
+    pinned_stamps: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     drop_schemas: tuple[tuple[str, int], ...] = ()  # (schema, tables in it)
     drop_publications: tuple[str, ...] = ()
     drop_additions: tuple[str, ...] = ()  # labels, for the plan shown
@@ -86,7 +87,10 @@ class RestorePlan:
             ("target database", self.target.dbname),
         ]
         if self.drop_schemas:
-            rows.append(("will drop", ", ".join(f"schema {s} ({n} tables)" for s, n in self.drop_schemas)))
+            kept = set(b.record.app_schemas) if not b.legacy else set()
+            rows.append(("will drop", ", ".join(
+                f"schema {s} ({n} tables)" + ("" if s in kept else ", not in the backup: gone after the restore")
+                for s, n in self.drop_schemas)))
         if self.drop_publications:
             rows.append(("will drop", ", ".join(f"publication {p}" for p in self.drop_publications)))
         if self.large_objects:
@@ -240,7 +244,8 @@ def _plan(store: LocalStore, backup: Backup, target: Target, mode: str, pg_bin_d
                                  if t.rows is not None and t.kind == "table")
         return RestorePlan(
             backup=backup, target=target, mode=mode, server=server, platform=platform, suite=suite,
-            authenticity=authenticity, checked_files=checked, pinned=pinned, replica_mode=dbinfo.can_set_replication_role(conn),
+            authenticity=authenticity, checked_files=checked, pinned=pinned,
+            pinned_stamps=catalog.stamps(pinned), replica_mode=dbinfo.can_set_replication_role(conn),
             temp_ok=bool(conn.execute("SELECT has_database_privilege(current_database(), 'TEMP')").fetchone()[0]),
             warnings=tuple(warnings), **kw,
         )
@@ -255,7 +260,7 @@ def check_reach(reached: list[reach.Reached], allowed: tuple[str, ...], verb: st
         raise RestoreFailed(
             f"Refusing to {verb}: it would also reach objects outside the app's schemas, nothing was changed: "
             + "; ".join(r.description for r in outside[:8]) + (" …" if len(outside) > 8 else ""),
-            "move or drop them first, or allow it with " + " ".join(f"--also-reach {s}" for s in schemas))
+            "move or drop them first, or allow it with --also-reach " + ",".join(schemas))
     return tuple(reached)
 
 
