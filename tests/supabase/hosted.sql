@@ -264,8 +264,8 @@ DECLARE
 BEGIN
   -- The auth tables' ACLs as the platform left them: postgres holds no grant option there, so on
   -- hosted nothing it GRANTs or REVOKEs changes them.
-  SELECT jsonb_object_agg(c.oid::regclass::text, c.relacl::text) INTO frozen
-  FROM pg_class c
+  SELECT jsonb_object_agg(format('%I.%I', n.nspname, c.relname), c.relacl::text) INTO frozen
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE c.oid IN ('auth.users'::regclass, 'auth.identities'::regclass, 'auth.sessions'::regclass,
                   'auth.refresh_tokens'::regclass, 'auth.audit_log_entries'::regclass);
 
