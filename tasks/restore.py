@@ -9,7 +9,7 @@ from .engine import catalog
 from .engine.conn import Target
 from .engine.errors import ConfigError, Declined, UsageError
 from .engine.manifest import signing_key
-from .engine.restore import execute_reset, execute_restore, plan_reset, plan_restore
+from .engine.restore import execute_reset, execute_restore, plan_reset, plan_restore, source
 from .engine.storage import LocalStore
 
 
@@ -49,7 +49,7 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
     mode = "schema" if schema_only else "data" if data_only else None
     backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full")
     tgt = _target(settings, target)
-    with store.lock():
+    with store.lock(), source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (store, backup):
         plan = plan_restore(store, backup, tgt, mode=mode, pg_bin_dir=settings.pg_bin_dir, step=_ui.step,
                             signing_key=signing_key(settings.signing_key, create=False),
                             also_reach=tuple(also_reach or ()))

@@ -312,10 +312,14 @@ def test_runbook_files_restore_over_other_data(dbs15, invoke_cli, project):
 
     for date in ("2026-11-24", "2026-11-23"):
         target = seeded(dbs15, "dst", OTHER)
+        # runbook files carry no signature: with --yes a restore asks for --allow-unsigned too
         res = invoke_cli("restore", "--date", date, "--yes", "--target", dbs15.url(target))
+        assert res.returncode == ExitCode.DECLINED and "--allow-unsigned" in res.stderr, res.stderr
+        res = invoke_cli("restore", "--date", date, "--yes", "--allow-unsigned", "--target", dbs15.url(target))
         assert res.returncode == 0, res.stderr
-        assert "no row counts to check" in flat(res.stdout)
-        assert "runbook files have no manifest" in flat(res.stderr)
+        # loaded in a throwaway database first, so its row counts are known and checked
+        assert "tables match the manifest's row counts" in flat(res.stdout)
+        assert "made from the runbook files" in flat(res.stderr)
         got = state(target)
         assert got[1] == expected[1], date
         for table in expected[0]:
@@ -328,9 +332,10 @@ def test_runbook_files_restore_over_other_data(dbs15, invoke_cli, project):
     # A plain restore never takes a data-only backup for a full one: it must be asked for.
     (backups / "data-2026-11-22.sql").write_bytes((backups / "data-2026-11-24.sql").read_bytes())
     psql(target, "UPDATE app.projects SET name = 'renamed'; DELETE FROM app.line_items WHERE id > 100;")
-    res = invoke_cli("restore", "--date", "2026-11-22", "--yes", "--target", dbs15.url(target))
+    res = invoke_cli("restore", "--date", "2026-11-22", "--yes", "--allow-unsigned", "--target", dbs15.url(target))
     assert res.returncode == 3 and "--data-only" in res.stderr, res.stderr
-    res = invoke_cli("restore", "--date", "2026-11-22", "--data-only", "--yes", "--target", dbs15.url(target))
+    res = invoke_cli("restore", "--date", "2026-11-22", "--data-only", "--yes", "--allow-unsigned",
+                     "--target", dbs15.url(target))
     assert res.returncode == 0, res.stderr
     assert state(target) == expected
 
@@ -353,10 +358,11 @@ def test_runbook_data_file_failing_midway_leaves_target_unchanged(dbs15, invoke_
     data_file.write_text("".join(lines))
     before = state(target)
 
-    res = invoke_cli("restore", "--date", "2026-11-24", "--yes", "--target", dbs15.url(target))
+    res = invoke_cli("restore", "--date", "2026-11-24", "--yes", "--allow-unsigned", "--target", dbs15.url(target))
     assert res.returncode == ExitCode.RESTORE_FAILED, (res.stdout, res.stderr)
     err = flat(res.stderr)
-    assert f"Restore failed and was rolled back, {target.dbname} is unchanged" in err
+    # refused while loading into the throwaway database, before the target was touched
+    assert "data-2026-11-24.sql" in err and "does not load" in err and "the target was not touched" in err
     assert "not-a-number" in err
     assert state(target) == before
 

@@ -13,7 +13,7 @@ from tasks.engine import catalog, pgtools
 from tasks.engine.conn import Target
 from tasks.engine.dump import create_backup
 from tasks.engine.errors import NotFound, RestoreFailed
-from tasks.engine.restore import execute_restore, plan_restore
+from tasks.engine.restore import execute_restore, plan_restore, source
 from tasks.engine.storage import LocalStore
 from tests.helpers import fingerprints, psql, resign, scalar, schema_dump, state
 
@@ -25,8 +25,10 @@ def backup_of(source, tmp_path, **kw):
 
 
 def restore(store, b, target, **kw):
-    plan = plan_restore(store, b, target, **kw)
-    execute_restore(plan, store)
+    """As `invoke restore` does it: runbook files become a backup in a throwaway database first."""
+    with source(store, b, target) as (store, b):
+        plan = plan_restore(store, b, target, **kw)
+        execute_restore(plan, store)
     return plan
 
 

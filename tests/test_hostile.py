@@ -464,7 +464,7 @@ def runbook_restore(dbs, project, invoke_cli, text: str, target):
     bdir = project / "backups"
     bdir.mkdir(exist_ok=True)
     (bdir / f"dump-{DAY}.sql").write_text(text)
-    return invoke_cli("restore", "--date", DAY, "--yes", env=env_for(dbs.url(target), bdir))
+    return invoke_cli("restore", "--date", DAY, "--yes", "--allow-unsigned", env=env_for(dbs.url(target), bdir))
 
 
 def test_runbook_file_with_a_top_level_commit_leaves_the_target_unchanged(dbs, project, invoke_cli):

@@ -319,3 +319,21 @@ def test_gitignore_untouched_when_it_already_ignores_backups(dbs15, project, inv
     assert gitignore.read_text() == existing
     assert gitignore.stat().st_mtime_ns == stamp
     assert "gitignore" not in res.stderr
+
+
+def test_throwaway_servers_get_none_of_our_secrets(monkeypatch):
+    """Review finding: a sandbox server (which runs the runbook files' SQL) inherited our whole
+    environment, DATABASE_URL and passwords included."""
+    from tasks.engine.sandbox import Cluster, server_suite
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://u:env-secret-1@h/db")
+    monkeypatch.setenv("PGPASSWORD", "env-secret-2")
+    monkeypatch.setenv("BACKUP_SIGNING_KEY", "env-secret-3" * 4)
+    with Cluster(server_suite(15)) as cluster:
+        pid = int((cluster.root / "data" / "postmaster.pid").read_text().splitlines()[0])
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+        assert b"env-secret" not in environ
+        # and a database name with a quote is a name, not SQL
+        weird = 'we"ird db'
+        cluster.create_database(weird)
+        cluster.drop_database(weird)

@@ -10,7 +10,7 @@ import pytest
 from tasks.engine import catalog
 from tasks.engine.dump import create_backup
 from tasks.engine.platform import SUPABASE
-from tasks.engine.restore import execute_restore, plan_restore
+from tasks.engine.restore import execute_restore, plan_restore, source
 from tasks.engine.storage import LocalStore
 from tests.helpers import fingerprints, scalar, schema_dump
 from tests.supabase_platform import APP_USERS, SupabasePlatform
@@ -38,8 +38,10 @@ def backup(target, tmp_path, **kw):
 
 
 def restore(store, b, target, **kw):
-    plan = plan_restore(store, b, target, **kw)
-    execute_restore(plan, store)
+    """As `invoke restore` does it: runbook files become a backup in a throwaway database first."""
+    with source(store, b, target) as (store, b):
+        plan = plan_restore(store, b, target, **kw)
+        execute_restore(plan, store)
     return plan
 
 

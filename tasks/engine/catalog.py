@@ -126,7 +126,11 @@ def load(store: LocalStore, backup_id: str) -> Backup:
     if not m or not store.exists(backup_id):
         raise NotFound(f"No backup with id {backup_id!r} in {store.describe()}", "run `invoke list` to see the ids")
     manifest = read_manifest(store, backup_id)
-    return Backup(id=backup_id, date=dt.date.fromisoformat(m.group(1)), kind=manifest.get("kind", "full"), manifest=manifest)
+    origin = manifest.get("origin")
+    origin = origin if isinstance(origin, dict) else {}
+    runbook = [str(n) for n in origin.get("runbook_files", []) if isinstance(n, str)]
+    return Backup(id=backup_id, date=dt.date.fromisoformat(m.group(1)), kind=manifest.get("kind", "full"), manifest=manifest,
+                  runbook_files=runbook)
 
 
 def _legacy_backups(store: LocalStore) -> list[Backup]:

@@ -378,3 +378,21 @@ def cron_jobs(conn: psycopg.Connection) -> list[dict[str, object]] | None:
         for r in conn.execute("SELECT jobname, schedule, command, database, username, active"
                               " FROM cron.job ORDER BY jobid")
     ]
+
+
+def platform_made_roles(conn: psycopg.Connection) -> set[str]:
+    """Roles a hosting platform made, recognised by what the platform did rather than by name
+    (platform releases add roles: duckdb_role in 2026): roles supautils reserves, and roles whose
+    memberships the bootstrap superuser granted (to anyone but their creator's implicit
+    PostgreSQL 16+ self-grant) or that were granted to the bootstrap superuser itself."""
+    reserved = {r.strip().rstrip("*") for r in (conn.execute(
+        "SELECT pg_catalog.current_setting('supautils.reserved_roles', true)").fetchone()[0] or "").split(",")
+        if r.strip()}
+    pg16 = conn.info.server_version >= 160000
+    implicit = ("(m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)"
+                " AND m.admin_option AND NOT m.inherit_option AND NOT m.set_option)") if pg16 else "false"
+    made = {r[0] for r in conn.execute(
+        "SELECT g.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid"
+        " WHERE (m.grantor = 10 AND NOT " + implicit + ") OR m.member = 10")}
+    return made | {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)",
+                                               (sorted(reserved),))}

@@ -121,7 +121,10 @@ def create_backup(
     now: dt.datetime | None = None,
     step: Step = lambda msg: None,
     signing_key: manifest_mod.SigningKey | None = None,
+    origin: dict[str, Any] | None = None,
 ) -> BackupResult:
+    """`origin`: recorded in the manifest (signed with it) when the backup was made from
+    something other than a live database (the runbook's files, loaded in a sandbox)."""
     if kind not in KINDS:
         raise BackupError(f"Unknown backup kind {kind!r}", f"use one of {', '.join(KINDS)}")
     key = signing_key or manifest_mod.signing_key(None, create=True)
@@ -129,12 +132,12 @@ def create_backup(
     # Ignored before the first byte of a backup lands, so it can never be committed by accident.
     gitignore = ensure_gitignore(store.root, Path.cwd())
     with store.lock():
-        result = _create(target, store, kind, label, pg_bin_dir, now, step, key)
+        result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin)
     result.created_dir, result.gitignore_updated = created_dir, gitignore
     return result
 
 
-def _create(target, store, kind, label, pg_bin_dir, now, step, key) -> BackupResult:
+def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> BackupResult:
     started = dt.datetime.now(dt.UTC)
     step(f"connecting to {target.display()}")
     conn = target.connect(autocommit=True)
@@ -164,7 +167,9 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key) -> BackupRes
             if kind in ("full", "schema"):
                 step("reading roles (never passwords)")
                 everyone = [r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles ORDER BY 1")]
-                skipped_roles = [r for r in everyone if platform.is_reserved_role(r) or r == info.current_user]
+                made = dbinfo.platform_made_roles(conn) if platform.name == "supabase" else set()
+                skipped_roles = [r for r in everyone
+                                 if platform.is_reserved_role(r) or r in made or r == info.current_user]
                 app_roles = [r for r in everyone if r not in skipped_roles]
                 role_set = roles.read(conn, app_roles)
                 login = [r.name for r in role_set.roles if r.login]
@@ -283,6 +288,8 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key) -> BackupRes
                     if s in app_schemas or f"{s}.{t}" not in excluded
                 ],
             }
+            if origin is not None:
+                manifest["origin"] = origin
             catalog.write_manifest(folder, manifest)
             manifest_mod.sign(folder, key)
     except KeyboardInterrupt:

@@ -26,6 +26,7 @@ from pathlib import Path
 from .conn import Target
 from .errors import BackupError, ToolsMissing
 from .pgtools import PgSuite, discover, tail
+from .sqltext import ident
 
 DEFAULT_SUPERUSER = "postgres"
 
@@ -45,6 +46,13 @@ def _service_user() -> pwd.struct_passwd | None:
         except KeyError:
             continue
     raise BackupError("Running as root and neither user 'postgres' nor 'nobody' exists", "create a 'postgres' user")
+
+
+def _server_env() -> dict[str, str]:
+    """A throwaway server's environment: enough to run, none of ours (DATABASE_URL, PGPASSWORD,
+    BACKUP_SIGNING_KEY and the like stay out of a process that runs other people's SQL)."""
+    keep = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "LD_LIBRARY_PATH")
+    return {k: v for k, v in os.environ.items() if k in keep}
 
 
 def server_suite(major: int | None = None, configured: str | None = None) -> PgSuite:
@@ -89,7 +97,8 @@ class Cluster:
 
     def _run(self, argv: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
         proc = subprocess.run(
-            self._as_service_user(argv), capture_output=True, text=True, start_new_session=True, **kwargs
+            self._as_service_user(argv), capture_output=True, text=True, start_new_session=True, env=_server_env(),
+            **kwargs
         )
         if proc.returncode != 0:
             raise BackupError(
@@ -162,7 +171,7 @@ class Cluster:
                     [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(self.root / "server.log"),
                      "-o", opts, "-w", "-t", "60", "start"]
                 ),
-                capture_output=True, text=True, start_new_session=True,
+                capture_output=True, text=True, start_new_session=True, env=_server_env(),
             )
             if proc.returncode == 0:
                 self.running = True
@@ -207,9 +216,9 @@ class Cluster:
 
     def create_database(self, name: str) -> Target:
         with self.target().connect(autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f"CREATE DATABASE {ident(name)}")
         return self.target(name)
 
     def drop_database(self, name: str) -> None:
         with self.target().connect(autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            conn.execute(f"DROP DATABASE IF EXISTS {ident(name)} WITH (FORCE)")

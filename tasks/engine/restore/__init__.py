@@ -8,9 +8,34 @@
   reset       `invoke reset`
 """
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+from ..catalog import Backup
+from ..conn import Target
+from ..storage import LocalStore
 from .execute import RestoreResult, execute_restore
 from .plan import RestorePlan, plan_restore
 from .reset import ResetPlan, execute_reset, plan_reset
 
-__all__ = ["RestorePlan", "RestoreResult", "ResetPlan", "plan_restore", "execute_restore", "plan_reset",
+
+@contextmanager
+def source(store: LocalStore, backup: Backup, target: Target, *, pg_bin_dir: str | None = None,
+           step: Callable[[str], None] = lambda m: None) -> Iterator[tuple[LocalStore, Backup]]:
+    """The backup a restore plans from: the backup itself, or, for the runbook's hand-made
+    files, a backup made from them in a throwaway database (they never reach the target as
+    SQL), kept in a temporary folder for as long as the block runs."""
+    if not backup.legacy:
+        yield store, backup
+        return
+    from ..runbook import runbook_backup
+
+    with TemporaryDirectory(prefix="fortress-runbook-") as tmp:
+        files = [store.local_path("", name) for name in backup.legacy_files]
+        yield runbook_backup(files, target=target, store_root=Path(tmp), pg_bin_dir=pg_bin_dir, step=step)
+
+
+__all__ = ["source", "RestorePlan", "RestoreResult", "ResetPlan", "plan_restore", "execute_restore", "plan_reset",
            "execute_reset"]

@@ -68,7 +68,9 @@ class RestorePlan:
 
     def summary_rows(self) -> list[tuple[str, str]]:
         b = self.backup
-        source = (b.manifest.get("source") or {}).get("url", "runbook file")
+        source = (b.manifest.get("source") or {}).get("url", "")
+        if b.runbook_files:
+            source = "runbook files " + ", ".join(b.runbook_files) + " (loaded in a throwaway database)"
         contents = self.mode + (f" (made from the runbook files {', '.join(b.runbook_files)})" if b.runbook_files else "")
         rows = [
             ("backup", f"{b.id}" + (f"  [{b.label}]" if b.label else "")),
@@ -139,6 +141,10 @@ def plan_restore(
     checked = tuple(catalog.verify_checksums(store, backup))
     key = signing_key if signing_key is not None else manifest_mod.signing_key(None, create=False)
     authenticity = manifest_mod.check(store.local_path(backup.id, ""), key)
+    if backup.runbook_files:
+        # signed a moment ago by this process; what it holds came from files nobody signed
+        authenticity = manifest_mod.Authenticity(
+            False, f"unauthenticated: made from the runbook files {', '.join(backup.runbook_files)}, which carry no signature")
     step(f"connecting to {target.display()}")
     warnings: list[str] = list(backup.notes)
     with target.connect(autocommit=True) as conn:
@@ -170,6 +176,10 @@ def plan_restore(
             pubs = tuple(p for p in dbinfo.publications(conn) if not platform.is_platform_publication(p))
             los = dbinfo.large_object_count(conn)
             found = additions.find(conn, platform)
+            if backup.runbook_files and found and not record.additions:
+                warnings.append(
+                    "the runbook's files carry no triggers or policies on platform tables (supabase db dump leaves "
+                    "auth and storage out), so these will be gone: " + ", ".join(a.label for a in found))
             platform_tables = tuple(_platform_tables(conn, record)) if mode == "full" else ()
             public_objects = dbinfo.schema_objects(conn, "public") if platform.name == "supabase" else None
             reached = reach.reached_outside(conn, inside=app_present, drop_schemas=app_present,
