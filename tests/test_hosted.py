@@ -363,3 +363,26 @@ def test_platform_roles_and_their_memberships_never_travel(major, request, tmp_p
     restore(store, b, target)
     assert platform_memberships(dst) == members
     assert ("fortress_app", "fortress_reporter") in {(r, m) for r, m, _, _ in memberships(dst)}
+
+
+@pytest.mark.parametrize("major", [15, 17])
+def test_missing_extension_the_role_may_create_comes_back(major, request, tmp_path):
+    """Extensions: one the target lacks but `postgres` may create (here a trusted one, citext; on
+    hosted any of supautils' privileged extensions) is created inside the restore's transaction,
+    before the table that needs it."""
+    src = request.getfixturevalue(f"hosted{major}_a")
+    dst = request.getfixturevalue(f"hosted{major}_b")
+    source = src.new_project()
+    with source.connect() as conn:
+        conn.execute("CREATE EXTENSION citext WITH SCHEMA extensions")
+        conn.execute("CREATE TABLE public.members (email extensions.citext PRIMARY KEY)")
+        conn.execute("INSERT INTO public.members VALUES ('Ann@Example.com'), ('bob@example.com')")
+        conn.commit()
+    target = dst.new_project()
+    store, b, result = backup(source, tmp_path)
+    assert "citext" in {e["name"] for e in result.manifest["extensions"]}
+
+    restore(store, b, target)
+
+    assert scalar(target, "SELECT count(*) FROM public.members WHERE email = 'ann@example.COM'") == 1
+    assert whole_schema(dst, target) == whole_schema(src, source)

@@ -46,7 +46,10 @@
 --    raises an ERROR where hosted gives "WARNING: no privileges were granted" and does nothing
 --    (stricter, same end state: the grant is not made). On storage.objects/buckets postgres has
 --    grant options on hosted too; grants it makes there are recorded with grantor
---    supabase_policy_grants instead of postgres. Not refused (no event trigger fires for them):
+--    supabase_policy_grants instead of postgres, and a GRANT ... TO postgres WITH GRANT OPTION
+--    there succeeds (a no-op) where hosted fails with "grant options cannot be granted back to your
+--    own grantor". The stand-in also holds USAGE on auth and storage (foreign-key checks into
+--    auth.users run as the referenced table's owner), visible in those schemas' ACLs. Not refused (no event trigger fires for them):
 --    VACUUM, ANALYZE, CLUSTER, REINDEX of those tables. storage.migrations (in policy_grants on
 --    hosted) is left out of the stand-in: owning it would let postgres write the platform's
 --    migration history, which hosted refuses since April 2025.
