@@ -5,16 +5,17 @@ halfway is refused, and the target is never written."""
 from __future__ import annotations
 
 import glob
+import json
 import os
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
-from tasks.engine.load import execute_restore, plan_restore
 
 from tasks.engine import catalog, dbinfo, pgtools
 from tasks.engine.errors import Interrupted, RestoreFailed, ToolsMissing, UsageError
+from tasks.engine.restore import execute_restore, plan_restore
 from tasks.engine.runbook import runbook_backup
 from tests.helpers import fingerprints, psql, scalar, schema_dump, state
 from tests.supabase_platform import APP_USERS
@@ -152,8 +153,9 @@ def test_objects_a_superuser_gave_to_other_roles_load_without_a_superuser(dbs, t
         (tmp_path / f"dump-{DAY}.sql").write_bytes(pg_dump(source))
         store, b = runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=dbs.new("dst"),
                                   store_root=tmp_path / "store")
-        roles_sql = store.local_path(b.id, "roles.sql").read_text()
-        assert "fortress_loading" not in roles_sql and f"GRANT {owner} TO" not in roles_sql
+        roles_json = json.loads(store.local_path(b.id, "roles.json").read_text())
+        assert not any(r["name"].startswith("fortress_loading") for r in roles_json["roles"])
+        assert not any(m["role"] == owner for m in roles_json["memberships"])
         assert not any(r.startswith("fortress_") for r in b.manifest["roles"]["app"])
         out = restored(dbs, store, b)
         assert fingerprints(out) == fingerprints(source)

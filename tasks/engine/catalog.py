@@ -13,6 +13,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ class Backup:
     notes: list[str] = field(default_factory=list)  # what a person should know about this pick
     runbook_files: list[str] = field(default_factory=list)  # made from these runbook files (in a sandbox)
 
-    @property
+    @cached_property
     def record(self) -> manifest_mod.Manifest:
         """The manifest, typed and validated (read_manifest already refused an invalid one)."""
         return manifest_mod.parse(self.manifest, self.id)
