@@ -16,6 +16,12 @@ Fixtures: `supa15_a`, `supa15_b`, `supa17_a`, `supa17_b` (session scope; two ind
 clusters per major, so a restore can go into a cluster that never saw the app's custom roles) and
 `supa` (runs a test on supa15_a and supa17_a). Register with
 `pytest_plugins = ["tests.supabase_platform"]`.
+
+HOSTED Supabase, where `postgres` is not a superuser (issue 7): `HostedPlatform` adds
+tests/supabase/hosted.sql over platform.sql (hosted's grants as of October 2026, supautils'
+policy grants emulated; its header lists every deviation) and real pg_cron where the server has
+it. Fixtures `hosted15_a`, `hosted15_b`, `hosted17_a`, `hosted17_b` (session scope) and `hosted`
+(hosted15_a and hosted17_a). Each is ONE project at a time, the database `postgres`, as on hosted.
 """
 
 from __future__ import annotations
@@ -152,3 +158,119 @@ def supa17_b():
 def supa(request) -> SupabasePlatform:
     """Runs a test once per supported major, on that major's `a` platform."""
     return request.getfixturevalue(f"supa{request.param}_a")
+
+
+# -- hosted Supabase: `postgres` is not a superuser -------------------------------------------
+
+HOSTED_SQL = HERE / "hosted.sql"
+HOSTED_CRON_SQL = HERE / "hosted_pg_cron.sql"
+HOSTED_APP_SQL = HERE / "hosted_app.sql"
+# Roles and memberships the hosted platform makes (hosted.sql); never the app's.
+HOSTED_PLATFORM_ROLES = ("duckdb_role", "supabase_superuser", "supabase_etl_admin", "supabase_policy_grants")
+
+
+class HostedPlatform(SupabasePlatform):
+    """One throwaway cluster shaped like a HOSTED Supabase project (tests/supabase/hosted.sql over
+    platform.sql): `postgres` is a non-superuser with hosted's grants, supautils' policy grants
+    emulated by a stand-in owner role and guard event triggers, pgjwt-like extension functions
+    that postgres holds X*/supabase_admin on, and, where the server has it, real pg_cron
+    (Debian's postgresql-15-cron) preloaded with cron.database_name = 'postgres'.
+
+    As on hosted, a project is the database `postgres`: `new_project()` drops and recreates it
+    (pg_cron can only live in that database). `new_project(name)` makes another database with the
+    same platform, where pg_cron cannot be enabled (like a project that never enabled it).
+    pg_cron's scheduler stops when the first project replaces `postgres`: no job ever runs, so
+    cron.job_run_details only holds what a test writes."""
+
+    def __init__(self, suite=None, *, label: str = ""):
+        super().__init__(suite, label=label)
+        self.cron_missing: str | None = None  # why pg_cron cannot be enabled here, or None
+
+    def start(self) -> None:
+        super().start()
+        with self.cluster.target("template1").connect(autocommit=True) as conn:
+            available = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron')").fetchone()[0]
+            if not available:
+                self.cron_missing = (f"the PostgreSQL {self.suite.version} server in {self.suite.bindir} has no pg_cron "
+                                     f"(Debian: apt-get install postgresql-{self.major}-cron)")
+                return
+        assert self.cluster.root is not None
+        # (ALTER SYSTEM refuses cron.* before the library is loaded; the file is the server's own)
+        with open(self.cluster.root / "data" / "postgresql.conf", "a") as conf:
+            conf.write("\n# hosted Supabase: pg_cron (tests/supabase_platform.py)\n"
+                       "shared_preload_libraries = 'pg_cron'\ncron.database_name = 'postgres'\n")
+        self._restart()
+
+    def _restart(self) -> None:
+        c = self.cluster
+        assert c.root is not None
+        c._run([str(c._bindir_used / "pg_ctl"), "-D", str(c.root / "data"), "-l", str(c.root / "server.log"),
+                "-m", "fast", "-w", "-t", "60", "restart"])
+
+    def new_project(self, name: str | None = None) -> Target:
+        """A fresh hosted project; by default THE project database `postgres` (recreated)."""
+        name = name or "postgres"
+        with self.cluster.target("template1").connect(autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if name not in self.projects:
+            self.projects.append(name)
+        with self.admin(name).connect() as conn:
+            conn.execute(PLATFORM_SQL.read_text())
+            conn.execute(HOSTED_SQL.read_text())
+            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(sql.Literal(PASSWORD)))
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO postgres").format(sql.Identifier(name)))
+        return self.target(name)
+
+    def enable_pg_cron(self, target: Target) -> None:
+        """Enable pg_cron as the dashboard does (as supabase_admin, with hosted's grants); skips
+        the test, with the reason, where the server has no pg_cron or the project is not the
+        cron database."""
+        if self.cron_missing:
+            pytest.skip(f"pg_cron: {self.cron_missing}")
+        assert target.dbname == "postgres", "pg_cron can only be enabled in the database `postgres` (cron.database_name)"
+        with self.admin(target).connect() as conn:
+            conn.execute(HOSTED_CRON_SQL.read_text())
+
+    def load_app(self, target: Target, *, hosted_extras: bool = True) -> None:
+        """app.sql as `postgres`, then (by default) hosted_app.sql: a partitioned table, large
+        objects, a materialized view. Cron jobs are the test's (they need pg_cron)."""
+        super().load_app(target)
+        if hosted_extras:
+            with target.connect() as conn:
+                conn.execute(HOSTED_APP_SQL.read_text())
+
+
+def _hosted(major: int, label: str):
+    try:
+        suite = server_suite(major)
+    except Exception as exc:  # pragma: no cover - reported as a skip with the reason
+        pytest.skip(f"PostgreSQL {major} server binaries not available: {exc}")
+    with HostedPlatform(suite, label=label) as platform:
+        yield platform
+
+
+@pytest.fixture(scope="session")
+def hosted15_a():
+    yield from _hosted(15, "hosted-a")
+
+
+@pytest.fixture(scope="session")
+def hosted15_b():
+    yield from _hosted(15, "hosted-b")
+
+
+@pytest.fixture(scope="session")
+def hosted17_a():
+    yield from _hosted(17, "hosted-a")
+
+
+@pytest.fixture(scope="session")
+def hosted17_b():
+    yield from _hosted(17, "hosted-b")
+
+
+@pytest.fixture(params=[15, 17], ids=["hosted15", "hosted17"])
+def hosted(request) -> HostedPlatform:
+    """Runs a test once per supported major, on that major's hosted `a` platform."""
+    return request.getfixturevalue(f"hosted{request.param}_a")
