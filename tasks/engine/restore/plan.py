@@ -287,6 +287,12 @@ def _cron(conn: psycopg.Connection, record: manifest_mod.Manifest, server: dbinf
     as the restoring user."""
     jobs = record.cron_jobs or ()
     lines = []
+    others = sorted({j.username for j in jobs if j.username != record.source_user} - {server.current_user})
+    if others and not server.is_superuser:
+        raise UsageError(
+            f"The backup has pg_cron jobs that run as {', '.join(others)}; only a superuser may schedule jobs for "
+            f"another role, and {server.current_user} is not one; nothing was changed",
+            "restore as a superuser, or recreate those jobs by hand after restoring (see the manifest's cron_jobs)")
     for j in jobs:
         database = server.database if j.database == record.source_database else j.database
         username = server.current_user if j.username == record.source_user else j.username
@@ -294,8 +300,10 @@ def _cron(conn: psycopg.Connection, record: manifest_mod.Manifest, server: dbinf
             lines.append(f"PERFORM cron.unschedule(jobid) FROM cron.job WHERE jobname = {sqltext.literal(j.name)}"
                          f" AND username = {sqltext.literal(username)};")
         lines.append(
+            # username NULL: the restoring user (pg_cron wants a superuser for any username given)
             f"PERFORM cron.schedule_in_database({sqltext.literal_or_null(j.name)}, {sqltext.literal(j.schedule)},"
-            f" {sqltext.literal(j.command)}, {sqltext.literal(database)}, {sqltext.literal(username)},"
+            f" {sqltext.literal(j.command)}, {sqltext.literal(database)},"
+            f" {'NULL' if username == server.current_user else sqltext.literal(username)},"
             f" {'true' if j.active else 'false'});")
     sql_text = sqltext.do_block("BEGIN\n" + "\n".join(lines) + "\nEND") + "\n" if lines else ""
     return {"cron_jobs": tuple(j.name or "(unnamed)" for j in jobs), "cron_sql": sql_text}
@@ -359,9 +367,12 @@ def entries(plan: RestorePlan, suite: pgtools.PgSuite, archive: Path) -> list[to
             return False
         if e.desc == "DEFAULT ACL" and any(e.owned_by(r) for r in plan.skip_acl_roles):
             return False
-        if e.desc in ("ACL", "DEFAULT ACL", "COMMENT", "SECURITY LABEL") and e.schema != "-" and (
-                plan.source_platform.is_managed(e.schema) or plan.platform.is_managed(e.schema)):
-            return False  # on an extension's member or in a platform schema: the platform's
+        managed = lambda s: plan.source_platform.is_managed(s) or plan.platform.is_managed(s)  # noqa: E731
+        if e.desc in ("ACL", "DEFAULT ACL", "COMMENT", "SECURITY LABEL") and (
+                (e.schema != "-" and managed(e.schema))
+                or (e.schema == "-" and e.tag_owner.startswith("SCHEMA ")
+                    and managed(e.tag_owner[len("SCHEMA "):].rsplit(" ", 1)[0]))):
+            return False  # on an extension's member or a platform schema (pg_cron's `cron`): the platform's
         if e.desc == "EXTENSION" and any(e.names(x) for x in plan.skip_extensions):
             return False
         if e.desc == "COMMENT" and any(e.names(f"EXTENSION {x}") for x in plan.skip_extensions):
