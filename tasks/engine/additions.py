@@ -32,6 +32,7 @@ class Addition:
     table: str
     name: str
     oid: int = 0  # at the source: picks the entry from platform-schema.dump's table of contents
+    function_schema: str = ""  # a trigger's function's schema (read from the target, never from a backup)
 
     @property
     def label(self) -> str:
@@ -82,7 +83,7 @@ def find(conn: psycopg.Connection, platform: Platform) -> list[Addition]:
     ):
         if platform.is_managed(fschema) and fschema not in APP_FUNCTION_SCHEMAS:
             continue
-        out.append(Addition("trigger", schema, table, name, oid))
+        out.append(Addition("trigger", schema, table, name, oid, fschema))
     for oid, schema, table, name in conn.execute(
         "SELECT p.oid::int8, n.nspname, c.relname, p.polname"
         " FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid"

@@ -211,7 +211,11 @@ def _plan(store: LocalStore, backup: Backup, target: Target, mode: str, pg_bin_d
             reset = statements.reset_sql(
                 drop_schemas=app_present, publications=pubs, large_objects=los > 0,
                 public_contents=None if public_objects is None else [dbinfo.drop_sql(o) for o in public_objects],
-                drop_additions=[a.drop_sql for a in found], platform_tables=platform_tables)
+                # A trigger whose function is in a schema the reset empties goes with that function
+                # (CASCADE), which needs no ownership of the platform's table; dropping it by name
+                # would (hosted `postgres` does not own auth.users).
+                drop_additions=[a.drop_sql for a in found if a.function_schema not in app_present],
+                platform_tables=platform_tables)
             # before the drops: an entry for a schema about to be dropped must still resolve
             reset = "\n".join(dbinfo.clear_own_default_privileges_sql(conn, app_present)) + "\n" + reset
             kw.update(drop_schemas=tuple((s, sum(1 for t in tabs if t[0] == s)) for s in app_present),
