@@ -242,7 +242,7 @@ def test_app_loads_and_its_trigger_on_auth_users_made_profiles(supa, app):
         trig = conn.execute(
             "SELECT tgrelid::regclass::text, tgfoid::regproc::text FROM pg_trigger WHERE tgname = 'on_auth_user_created'"
         ).fetchone()
-        assert trig == ("auth.users", "handle_new_user")
+        assert trig == ("auth.users", "public.handle_new_user")  # the tool's connections have no search_path
         assert one(conn, "SELECT confirmed_at FROM auth.users WHERE id = %s", (CAROL,)) is not None
         assert one(conn, "SELECT email FROM auth.identities WHERE provider = 'email' AND user_id = %s",
                    (ALICE,)) == "alice@example.com"

@@ -80,7 +80,8 @@ def _read(suite: pgtools.PgSuite, archive: str, size: int, mtime: int, inode: in
     try:
         listing = pgtools.run(argv, env=dict(os.environ)).decode("utf-8", "replace")
     except pgtools.ToolError as exc:
-        raise IntegrityError(f"pg_restore cannot read {Path(archive).name}: {exc.stderr_tail}",
+        # a pinned archive is /dev/fd/N: name the file it is
+        raise IntegrityError(f"pg_restore cannot read {Path(os.path.realpath(archive)).name}: {exc.stderr_tail}",
                              "the backup is damaged or was made by a newer pg_dump; restore another backup") from None
     return tuple(parse(listing))
 

@@ -120,7 +120,7 @@ def _trailer(text: bytes, key: str) -> bytes:
 
 
 def stream(suite: pgtools.PgSuite, archive: Path, env: dict[str, str], entries: list[toc.Entry],
-           key: str) -> Iterator[bytes]:
+           key: str, name: str | None = None) -> Iterator[bytes]:
     """pg_restore as a script writer for exactly `entries` (pg_restore keeps its own order of
     passes: objects, then privileges, then default privileges)."""
     listfile = toc.write_list(entries)
@@ -141,7 +141,7 @@ def stream(suite: pgtools.PgSuite, archive: Path, env: dict[str, str], entries: 
         errf.seek(0)
         err = errf.read()
     if proc.returncode != 0:
-        raise RestoreFailed(f"pg_restore could not read {archive.name}: {pgtools.tail(err)}",
+        raise RestoreFailed(f"pg_restore could not read {name or archive.name}: {pgtools.tail(err)}",
                             "the backup may be damaged; nothing was changed")
 
 

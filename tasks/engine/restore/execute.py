@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,7 +123,7 @@ def _feed(plan: RestorePlan, s: Session, archive_path: Path, env: dict[str, str]
           acl: bool = False) -> None:
     if not chosen:
         return
-    chunks = archive.stream(plan.suite, archive_path, env, chosen, s.key)
+    chunks = archive.stream(plan.suite, archive_path, env, chosen, s.key, Path(os.path.realpath(archive_path)).name)
     if acl and plan.server.major < 17 and plan.suite.major >= 17:
         chunks = archive.without_maintain(chunks, s.key)
     s.script(archive.guarded(chunks, s.key, plan.server.major))
