@@ -85,9 +85,11 @@ def main() -> None:
         def runbook_restore():
             target = cluster.create_database("bench_runbook")
             for name in ("schema.sql", "data.sql"):
-                pgtools.run([tools.tool("psql"), "--quiet", "--no-psqlrc", "--set=ON_ERROR_STOP=1",
-                             f"--dbname={target.conninfo()}", "-f", str(tmp / name)], env=target.tool_env(),
-                            stdout=subprocess.DEVNULL)
+                pgtools.run(
+                    [tools.tool("psql"), "--quiet", "--no-psqlrc", "--set=ON_ERROR_STOP=1", f"--dbname={target.conninfo()}", "-f", str(tmp / name)],
+                    env=target.tool_env(),
+                    stdout=subprocess.DEVNULL,
+                )
             return target
 
         store = LocalStore(tmp / "backups")
@@ -113,11 +115,9 @@ def main() -> None:
         print(f"{'step':<10}{'runbook s':>11}{'ours s':>9}{'ours/runbook':>14}")
         print(f"{'backup':<10}{rb_backup:>11.2f}{our_backup:>9.2f}{our_backup / rb_backup:>14.2f}")
         print(f"{'restore':<10}{rb_restore:>11.2f}{our_restore:>9.2f}{our_restore / rb_restore:>14.2f}")
-        print(f"size: runbook {rb_size / 2**20:.1f} MiB plain SQL, ours {our_size / 2**20:.1f} MiB "
-              f"(ratio {our_size / rb_size:.2f})")
+        print(f"size: runbook {rb_size / 2**20:.1f} MiB plain SQL, ours {our_size / 2**20:.1f} MiB (ratio {our_size / rb_size:.2f})")
         print(f"peak RSS of this process (engine + driver): {rss_mb:.0f} MiB")
-        print(f"restored identical to source: ours {same_ours}, runbook {same_runbook} "
-              "(the runbook's data load fires the trigger)")
+        print(f"restored identical to source: ours {same_ours}, runbook {same_runbook} (the runbook's data load fires the trigger)")
 
 
 if __name__ == "__main__":

@@ -113,8 +113,7 @@ def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=N
     if yes:
         return
     if input is None and not sys.stdin.isatty():
-        raise Declined(f"Refusing to {action} without confirmation: no terminal to ask on",
-                       "pass --yes to confirm in scripts and CI")
+        raise Declined(f"Refusing to {action} without confirmation: no terminal to ask on", "pass --yes to confirm in scripts and CI")
     import questionary  # prompt_toolkit is slow to import; only prompts need it
 
     kwargs: dict[str, Any] = {}
@@ -140,13 +139,13 @@ def guarded(fn: Callable) -> Callable:
             raise Exit(f"error: {exc}", code=exc.exit_code) from None
         except OSError as exc:
             where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            raise Exit(f"error: {exc.strerror or exc.__class__.__name__}{where}. "
-                       "Check the path, its permissions and the free disk space; nothing was kept.",
-                       code=ExitCode.FAILED) from None
+            raise Exit(
+                f"error: {exc.strerror or exc.__class__.__name__}{where}. Check the path, its permissions and the free disk space; nothing was kept.",
+                code=ExitCode.FAILED,
+            ) from None
         except (ToolError, psycopg.Error) as exc:
             text = " ".join(str(exc).split())
-            raise Exit(f"error: {text}. Nothing was changed; fix the cause and run this again.",
-                       code=ExitCode.FAILED) from None
+            raise Exit(f"error: {text}. Nothing was changed; fix the cause and run this again.", code=ExitCode.FAILED) from None
         except KeyboardInterrupt:
             raise Exit("error: interrupted; nothing was changed", code=ExitCode.INTERRUPTED) from None
 

@@ -34,11 +34,12 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
     store = LocalStore(settings.backup_dir)
     key = signing_key(settings.signing_key, create=True)
     if key and key.created:
-        _ui.step(f"created this machine's signing key {key.source} (keep it private; a machine that restores these "
-                 "backups needs the same key, as BACKUP_SIGNING_KEY or in that file)")
+        _ui.step(
+            f"created this machine's signing key {key.source} (keep it private; a machine that restores these "
+            "backups needs the same key, as BACKUP_SIGNING_KEY or in that file)"
+        )
     with _ui.Activity("backing up") as activity:
-        result = create_backup(target, store, kind=kind, label=label, pg_bin_dir=settings.pg_bin_dir,
-                               step=activity.step, signing_key=key)
+        result = create_backup(target, store, kind=kind, label=label, pg_bin_dir=settings.pg_bin_dir, step=activity.step, signing_key=key)
     if result.created_dir:
         _ui.step(f"created {store.root} (mode 0700)")
     if result.gitignore_updated:

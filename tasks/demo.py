@@ -15,8 +15,13 @@ def demo(c, pg=None):
     """Try it safely: throwaway local database -> backup -> restore -> compare, then clean up."""
     result = run_demo(_ui.step, major=int(pg) if pg else None)
     rows = [(t, a, b, "identical" if same else "DIFFERENT") for t, a, b, same in result.rows]
-    _ui.out.print(_ui.table(f"Source vs restored (PostgreSQL {result.server_version}, backup {result.backup_id})",
-                            ["table", "source rows", "restored rows", "contents"], rows))
+    _ui.out.print(
+        _ui.table(
+            f"Source vs restored (PostgreSQL {result.server_version}, backup {result.backup_id})",
+            ["table", "source rows", "restored rows", "contents"],
+            rows,
+        )
+    )
     if not result.all_match:
         raise BackupError("The restored database differs from the source", "this is a bug; please report it")
     _ui.out.print("demo complete: every table matches; the throwaway cluster and backups were removed")

@@ -15,7 +15,7 @@ from .engine.storage import LocalStore
     help={
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
         "verify": "Also recompute every file's sha256 (reads every backup in full).",
-    }
+    },
 )
 @_ui.guarded
 def list_(c, backup_dir=None, verify=False):
@@ -49,12 +49,15 @@ def list_(c, backup_dir=None, verify=False):
     for p in problems:
         _ui.err.print(f"[yellow]warning:[/yellow] {p}")
     for leftover in store.stale_staging():
-        _ui.err.print(f"[yellow]warning:[/yellow] {leftover} is what a killed backup left behind "
-                      "(never listed or restored); delete it when no backup is running")
+        _ui.err.print(
+            f"[yellow]warning:[/yellow] {leftover} is what a killed backup left behind "
+            "(never listed or restored); delete it when no backup is running"
+        )
     if verify and (damaged or problems):
         bad = damaged + len(problems)
-        raise IntegrityError(f"{bad} backup{'s' if bad != 1 else ''} failed verification",
-                             "do not rely on it; take a new backup with `invoke backup`")
+        raise IntegrityError(
+            f"{bad} backup{'s' if bad != 1 else ''} failed verification", "do not rely on it; take a new backup with `invoke backup`"
+        )
 
 
 @task(help={"backup_dir": "Override BACKUP_DIR to see the effect."})

@@ -36,15 +36,15 @@ def _target(settings, target_url):
         "data_only": "Restore rows only, into the tables that already exist in the target.",
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
         "also_reach": "SCHEMA[,SCHEMA...]: allow the reset to also drop or empty objects in these schemas outside "
-                      "the app's (the plan lists them). Without it such a restore is refused.",
+        "the app's (the plan lists them). Without it such a restore is refused.",
         "allow_unsigned": "Restore a backup whose manifest is not signed with this machine's key "
-                          "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
+        "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
     },
-
 )
 @_ui.guarded
-def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, data_only=False, backup_dir=None,
-            allow_unsigned=False, also_reach=None):
+def restore(
+    c, date=None, id=None, target=None, yes=False, schema_only=False, data_only=False, backup_dir=None, allow_unsigned=False, also_reach=None
+):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
@@ -55,20 +55,30 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
     tgt = _target(settings, target)
     if backup.legacy and yes and not allow_unsigned:
         # refused before the files are even loaded into a throwaway database
-        raise Declined(f"The runbook files {', '.join(backup.legacy_files)} carry no signature; nothing was changed",
-                       "restore them only if you trust where they came from: add --allow-unsigned")
+        raise Declined(
+            f"The runbook files {', '.join(backup.legacy_files)} carry no signature; nothing was changed",
+            "restore them only if you trust where they came from: add --allow-unsigned",
+        )
     with store.lock(), source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (store, backup):
-        plan = plan_restore(store, backup, tgt, mode=mode, pg_bin_dir=settings.pg_bin_dir, step=_ui.step,
-                            signing_key=signing_key(settings.signing_key, create=False),
-                            also_reach=_schemas(also_reach))
+        plan = plan_restore(
+            store,
+            backup,
+            tgt,
+            mode=mode,
+            pg_bin_dir=settings.pg_bin_dir,
+            step=_ui.step,
+            signing_key=signing_key(settings.signing_key, create=False),
+            also_reach=_schemas(also_reach),
+        )
         _ui.show_plan(plan.summary_rows(), "Restore plan")
         for w in plan.warnings:
             _ui.warn(w)
         if not plan.authenticity.ok and not allow_unsigned:
             if yes:
-                raise Declined(f"Backup {backup.id} is {plan.authenticity.text}; nothing was changed",
-                               "restore it only if you trust where it came from: add --allow-unsigned, or set "
-                               "BACKUP_SIGNING_KEY to the key it was made with")
+                raise Declined(
+                    f"Backup {backup.id} is {plan.authenticity.text}; nothing was changed",
+                    "restore it only if you trust where it came from: add --allow-unsigned, or set BACKUP_SIGNING_KEY to the key it was made with",
+                )
             _ui.warn(f"this backup is {plan.authenticity.text}: restore it only if you trust where it came from")
         _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
         with _ui.Activity("restoring") as activity:
@@ -80,7 +90,8 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
     if result.login_roles:
         _ui.err.print(
             "[yellow]note:[/yellow] login roles come back without passwords (backups never hold them): "
-            + ", ".join(result.login_roles) + ". Set them with ALTER ROLE name PASSWORD '...'."
+            + ", ".join(result.login_roles)
+            + ". Set them with ALTER ROLE name PASSWORD '...'."
         )
 
 
@@ -89,9 +100,8 @@ def restore(c, date=None, id=None, target=None, yes=False, schema_only=False, da
         "target": "Database to reset (default: DATABASE_URL).",
         "yes": "Confirm without a prompt (for scripts and CI).",
         "also_reach": "SCHEMA[,SCHEMA...]: allow the reset to also drop or empty objects in these schemas outside "
-                      "the app's (the plan lists them). Without it such a reset is refused.",
+        "the app's (the plan lists them). Without it such a reset is refused.",
     },
-
 )
 @_ui.guarded
 def reset(c, target=None, yes=False, also_reach=None):
@@ -106,8 +116,7 @@ def reset(c, target=None, yes=False, also_reach=None):
     rows += [("also reaches", r.description) for r in plan.reached]
     if plan.large_objects:
         rows.append(("will drop", f"{plan.large_objects} large objects"))
-    rows.append(("keeps", "platform schemas, their data (auth users, storage rows) and roles"
-                 if plan.platform.name == "supabase" else "roles"))
+    rows.append(("keeps", "platform schemas, their data (auth users, storage rows) and roles" if plan.platform.name == "supabase" else "roles"))
     _ui.show_plan(rows, "Reset plan")
     _ui.confirm_by_name(tgt.dbname, f"drop every app object in database '{tgt.dbname}' on {tgt.host}", yes=yes)
     execute_reset(plan)

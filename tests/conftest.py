@@ -99,15 +99,21 @@ def project(tmp_path, monkeypatch):
     return tmp_path
 
 
-def run_invoke(args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
-               input: str | None = None) -> subprocess.CompletedProcess:
+def run_invoke(
+    args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300, input: str | None = None
+) -> subprocess.CompletedProcess:
     """Run `invoke` exactly as a user does, with this repo's tasks, from `cwd`, with no terminal."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL", "SUPABASE_", "BACKUP_DIR"))}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
-        stdin=subprocess.DEVNULL if input is None else None, input=input,
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL if input is None else None,
+        input=input,
     )
 
 

@@ -49,8 +49,6 @@ INSERT INTO public.settings VALUES ('theme', 'light');
 SECRET_FORMS = (PASSWORD, quote(PASSWORD, safe=""), quote(PASSWORD), "s3cr3t")
 
 
-
-
 def engine_backup(source: Target, backup_dir: Path, when: dt.datetime | None = None) -> str:
     """A real backup made through the engine (faster than the CLI for test setup)."""
     return create_backup(source, LocalStore(backup_dir), now=when).backup_id
@@ -113,8 +111,13 @@ def start_invoke(args: list[str], *, cwd: Path, env: dict[str, str]) -> subproce
     """`invoke` in the background, no terminal, its own process group (so only it gets our SIGINT)."""
     return subprocess.Popen(
         [sys.executable, "-m", "invoke", "--search-root", str(REPO), *args],
-        cwd=cwd, env=cli_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        cwd=cwd,
+        env=cli_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
 
 
@@ -151,13 +154,14 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
 def lock_waiters(admin: Target, dbname: str, application: str) -> list[int]:
     """Server sessions of `application` on `dbname` that are waiting for a lock."""
     with admin.connect(autocommit=True) as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s"
-            " AND wait_event_type = 'Lock'", (dbname, application))]
+        return [
+            r[0]
+            for r in conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s AND wait_event_type = 'Lock'", (dbname, application)
+            )
+        ]
 
 
 def sessions(admin: Target, dbname: str, application: str) -> list[int]:
     with admin.connect(autocommit=True) as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
-            (dbname, application))]
+        return [r[0] for r in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s", (dbname, application))]

@@ -130,9 +130,12 @@ def supabase_state(platform, target: Target, extra_schemas: tuple[str, ...] = ()
 def column_acls(target: Target, table: str) -> dict[str, str | None]:
     """column name -> its ACL (grantees and privileges), for every column of `table`."""
     with target.connect() as conn:
-        return dict(conn.execute(
-            "SELECT attname, attacl::text FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
-            " AND NOT attisdropped ORDER BY attnum", (table,)).fetchall())
+        return dict(
+            conn.execute(
+                "SELECT attname, attacl::text FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+                (table,),
+            ).fetchall()
+        )
 
 
 # --- dump files as the runbook makes them ------------------------------------------------------
@@ -143,8 +146,7 @@ def plain_dump(source: Target, *flags: str) -> str:
     with source.connect() as conn:
         major = conn.info.server_version // 10000
     suite = pgtools.pick(pgtools.discover(), at_least=major, prefer=major)
-    return pgtools.run([suite.tool("pg_dump"), *flags, "--no-password", f"--dbname={source.conninfo()}"],
-                       env=source.tool_env()).decode()
+    return pgtools.run([suite.tool("pg_dump"), *flags, "--no-password", f"--dbname={source.conninfo()}"], env=source.tool_env()).decode()
 
 
 # --- tampering with a backup folder ------------------------------------------------------------
@@ -271,4 +273,3 @@ def shown(res: subprocess.CompletedProcess) -> str:
 
 def env_for(url: str, backup_dir: Path, **extra: str) -> dict[str, str]:
     return {"DATABASE_URL": url, "BACKUP_DIR": str(backup_dir), "COLUMNS": "300", **extra}
-

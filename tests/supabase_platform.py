@@ -191,21 +191,25 @@ class HostedPlatform(SupabasePlatform):
         with self.cluster.target("template1").connect(autocommit=True) as conn:
             available = conn.execute("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron')").fetchone()[0]
             if not available:
-                self.cron_missing = (f"the PostgreSQL {self.suite.version} server in {self.suite.bindir} has no pg_cron "
-                                     f"(Debian: apt-get install postgresql-{self.major}-cron)")
+                self.cron_missing = (
+                    f"the PostgreSQL {self.suite.version} server in {self.suite.bindir} has no pg_cron "
+                    f"(Debian: apt-get install postgresql-{self.major}-cron)"
+                )
                 return
         assert self.cluster.root is not None
         # (ALTER SYSTEM refuses cron.* before the library is loaded; the file is the server's own)
         with open(self.cluster.root / "data" / "postgresql.conf", "a") as conf:
-            conf.write("\n# hosted Supabase: pg_cron (tests/supabase_platform.py)\n"
-                       "shared_preload_libraries = 'pg_cron'\ncron.database_name = 'postgres'\n")
+            conf.write(
+                "\n# hosted Supabase: pg_cron (tests/supabase_platform.py)\nshared_preload_libraries = 'pg_cron'\ncron.database_name = 'postgres'\n"
+            )
         self._restart()
 
     def _restart(self) -> None:
         c = self.cluster
         assert c.root is not None
-        c._run([str(c._bindir_used / "pg_ctl"), "-D", str(c.root / "data"), "-l", str(c.root / "server.log"),
-                "-m", "fast", "-w", "-t", "60", "restart"])
+        c._run(
+            [str(c._bindir_used / "pg_ctl"), "-D", str(c.root / "data"), "-l", str(c.root / "server.log"), "-m", "fast", "-w", "-t", "60", "restart"]
+        )
 
     def new_project(self, name: str | None = None) -> Target:
         """A fresh hosted project; by default THE project database `postgres` (recreated)."""

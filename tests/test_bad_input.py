@@ -43,9 +43,16 @@ def world(dbs15, project):
     source = seeded(dbs, "src", SOURCE_SQL)
     target = seeded(dbs, "dst", TARGET_SQL)
     bdir = project / "backups"
-    w = SimpleNamespace(source=source, target=target, bdir=bdir, id=engine_backup(source, bdir), dbs=dbs,
-                        env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)},
-                        before=state(target), files=tree(bdir))
+    w = SimpleNamespace(
+        source=source,
+        target=target,
+        bdir=bdir,
+        id=engine_backup(source, bdir),
+        dbs=dbs,
+        env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)},
+        before=state(target),
+        files=tree(bdir),
+    )
 
     def unchanged():
         assert state(target) == w.before, "the target database changed"
@@ -56,6 +63,7 @@ def world(dbs15, project):
 
 
 # --- which backup ---------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("date", ["2026-13-01", "24-11-2026", "2026-11-5", "yesterday"])
 def test_malformed_date_is_a_usage_error(world, invoke_cli, date):
@@ -84,8 +92,7 @@ def test_date_without_backup_lists_the_dates_that_exist(dbs15, project, invoke_c
     engine_backup(source, bdir, dt.datetime(2026, 11, 22, 18, 0, tzinfo=utc))
     before, files = state(target), tree(bdir)
 
-    res = invoke_cli("restore", "--date", "2026-11-21", "--yes",
-                     env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
+    res = invoke_cli("restore", "--date", "2026-11-21", "--yes", env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
 
     assert res.returncode == ExitCode.NOT_FOUND, res.stderr
     line = error_line(res, only_line=True)
@@ -120,8 +127,7 @@ def _bad_url(case: str, cluster, dbname: str) -> tuple[str, str]:
     """(URL, what the error must say) for a connection mistake against `cluster`."""
     if case == "closed_port":
         port = closed_port()
-        return (f"postgresql://postgres:{quote(PASSWORD, safe='')}@127.0.0.1:{port}/{dbname}",
-                f"Nothing is listening on 127.0.0.1:{port}")
+        return (f"postgresql://postgres:{quote(PASSWORD, safe='')}@127.0.0.1:{port}/{dbname}", f"Nothing is listening on 127.0.0.1:{port}")
     if case == "misspelled_database":
         return cluster.url(dbname + "_typo"), f"Database '{dbname}_typo' does not exist on 127.0.0.1:{cluster.port}"
     if case == "misspelled_user":
@@ -173,6 +179,7 @@ def test_restore_target_cannot_connect(world, invoke_cli, case):
 
 # --- configuration --------------------------------------------------------------------------
 
+
 def test_no_configuration_says_how_to_configure(project, invoke_cli):
     res = invoke_cli("backup", env={})
     assert res.returncode == ExitCode.USAGE, res.stderr
@@ -214,26 +221,21 @@ def _manifest_of(bdir: Path) -> dict:
 def test_settings_precedence_flag_environment_dotenv(dbs15, project, invoke_cli):
     dbs = dbs15
     from_dotenv, from_env, from_flag = (seeded(dbs, n, SOURCE_SQL) for n in ("dotenv", "envvar", "flag"))
-    (project / ".env").write_text(
-        f"DATABASE_URL={dbs.url(from_dotenv)}\nBACKUP_DIR=b_dotenv\nSUPABASE_DB_PASSWORD=dotenv-pw-123\n"
-    )
-    environment = {"DATABASE_URL": dbs.url(from_env), "BACKUP_DIR": "b_env", "PGPASSWORD": "env-pw-456",
-                   "COLUMNS": "300"}
+    (project / ".env").write_text(f"DATABASE_URL={dbs.url(from_dotenv)}\nBACKUP_DIR=b_dotenv\nSUPABASE_DB_PASSWORD=dotenv-pw-123\n")
+    environment = {"DATABASE_URL": dbs.url(from_env), "BACKUP_DIR": "b_env", "PGPASSWORD": "env-pw-456", "COLUMNS": "300"}
 
     # what `invoke config` says ...
     res = invoke_cli("config", "--backup-dir", "b_flag", env=environment)
     assert res.returncode == 0, res.stderr
     rows = _config_rows(res.stdout)
     assert rows["backup_dir"] == ("b_flag", "flag --backup-dir")
-    assert rows["database_url"] == (
-        f"postgresql://postgres:****@127.0.0.1:{dbs.cluster.port}/{from_env.dbname}", "environment DATABASE_URL")
+    assert rows["database_url"] == (f"postgresql://postgres:****@127.0.0.1:{dbs.cluster.port}/{from_env.dbname}", "environment DATABASE_URL")
     assert rows["password"] == ("****", "environment PGPASSWORD")
     assert rows["pg_bin_dir"][1] == "default"
     res = invoke_cli("config", env={"COLUMNS": "300"})
     rows = _config_rows(res.stdout)
     assert rows["backup_dir"] == ("b_dotenv", ".env BACKUP_DIR")
-    assert rows["database_url"] == (
-        f"postgresql://postgres:****@127.0.0.1:{dbs.cluster.port}/{from_dotenv.dbname}", ".env DATABASE_URL")
+    assert rows["database_url"] == (f"postgresql://postgres:****@127.0.0.1:{dbs.cluster.port}/{from_dotenv.dbname}", ".env DATABASE_URL")
     assert rows["password"] == ("****", ".env SUPABASE_DB_PASSWORD")
     assert_no_secret(res.stdout, res.stderr, extra=("dotenv-pw-123", "env-pw-456"))
 
@@ -251,14 +253,14 @@ def test_settings_precedence_flag_environment_dotenv(dbs15, project, invoke_cli)
 
 # --- tools ----------------------------------------------------------------------------------
 
+
 @pytest.mark.skipif(not (PG15_BIN / "pg_dump").exists(), reason="PostgreSQL 15 client tools not installed")
 def test_pg_dump_older_than_the_server(dbs17, project, invoke_cli):
     source = seeded(dbs17, "src", SOURCE_SQL)
     target = seeded(dbs17, "dst", TARGET_SQL)
     bdir = project / "backups"
 
-    res = invoke_cli("backup", env={"DATABASE_URL": dbs17.url(source), "BACKUP_DIR": str(bdir),
-                                    "PG_BIN_DIR": str(PG15_BIN)})
+    res = invoke_cli("backup", env={"DATABASE_URL": dbs17.url(source), "BACKUP_DIR": str(bdir), "PG_BIN_DIR": str(PG15_BIN)})
 
     assert res.returncode == ExitCode.TOOLS, res.stdout + res.stderr
     line = error_line(res)
@@ -270,14 +272,16 @@ def test_pg_dump_older_than_the_server(dbs17, project, invoke_cli):
     # and a pg_restore too old for the archive (made by pg_dump 17) refuses before touching anything
     backup_id = engine_backup(source, bdir)
     before, files = state(target), tree(bdir)
-    res = invoke_cli("restore", "--id", backup_id, "--yes",
-                     env={"DATABASE_URL": dbs17.url(target), "BACKUP_DIR": str(bdir), "PG_BIN_DIR": str(PG15_BIN)})
+    res = invoke_cli(
+        "restore", "--id", backup_id, "--yes", env={"DATABASE_URL": dbs17.url(target), "BACKUP_DIR": str(bdir), "PG_BIN_DIR": str(PG15_BIN)}
+    )
     assert res.returncode == ExitCode.TOOLS, res.stdout + res.stderr
     assert "17" in error_line(res)
     assert state(target) == before and tree(bdir) == files
 
 
 # --- damaged backups ------------------------------------------------------------------------
+
 
 def _flip_byte(path: Path) -> None:
     data = bytearray(path.read_bytes())
@@ -293,8 +297,9 @@ def test_checksum_mismatch_refuses_before_touching_the_target(world, invoke_cli)
 
     assert res.returncode == ExitCode.INTEGRITY, res.stderr
     line = error_line(res)
-    assert line.lower() == (f"error: backup {world.id.lower()}: app.dump does not match its checksum. "
-                            "the file was changed or damaged; restore another backup.")
+    assert line.lower() == (
+        f"error: backup {world.id.lower()}: app.dump does not match its checksum. the file was changed or damaged; restore another backup."
+    )
     world.unchanged()
     # the damage is visible in the listing too
     listing = invoke_cli("list", "--verify", env={"BACKUP_DIR": str(world.bdir), "COLUMNS": "300"})
@@ -308,8 +313,9 @@ def test_missing_file_refuses(world, invoke_cli):
     res = invoke_cli("restore", "--date", world.id[:10], "--yes", env=world.env)
 
     assert res.returncode == ExitCode.INTEGRITY, res.stderr
-    assert error_line(res).lower() == (f"error: backup {world.id.lower()} is missing its file app.dump. "
-                                       "restore another backup; this one is incomplete.")
+    assert error_line(res).lower() == (
+        f"error: backup {world.id.lower()} is missing its file app.dump. restore another backup; this one is incomplete."
+    )
     world.unchanged()
 
 
@@ -330,11 +336,14 @@ def test_unreadable_manifest_refuses(world, invoke_cli, how):
 
 # --- restores that fail midway roll back ---------------------------------------------------
 
-BIG_SOURCE_SQL = SOURCE_SQL + """
+BIG_SOURCE_SQL = (
+    SOURCE_SQL
+    + """
 CREATE TABLE app.blobs (id int PRIMARY KEY, payload text);
 INSERT INTO app.blobs SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text)
   FROM generate_series(1, 20000) g;
 """
+)
 
 
 def test_truncated_archive_fails_while_streaming_and_rolls_back(dbs, project, invoke_cli):
@@ -356,8 +365,7 @@ def test_truncated_archive_fails_while_streaming_and_rolls_back(dbs, project, in
     resign(folder)
     before, files = state(target), tree(bdir)
 
-    res = invoke_cli("restore", "--id", backup_id, "--yes",
-                     env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
+    res = invoke_cli("restore", "--id", backup_id, "--yes", env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
 
     assert res.returncode == ExitCode.RESTORE_FAILED, res.stdout + res.stderr
     line = error_line(res)
@@ -382,8 +390,7 @@ def test_row_count_check_fails_after_loading_and_rolls_back(dbs, project, invoke
     resign(mpath.parent)
     before, files = state(target), tree(bdir)
 
-    res = invoke_cli("restore", "--id", backup_id, "--yes",
-                     env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
+    res = invoke_cli("restore", "--id", backup_id, "--yes", env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
 
     assert res.returncode == ExitCode.RESTORE_FAILED, res.stdout + res.stderr
     line = error_line(res)
@@ -401,13 +408,14 @@ def test_restore_as_owner_without_role_privileges_rolls_back(dbs, project, invok
     psql(admin, f"CREATE ROLE {owner} NOLOGIN; CREATE ROLE {restorer} LOGIN PASSWORD 'r3storer pw!'")
     try:
         source = seeded(dbs, "src", SOURCE_SQL)
-        psql(source, f"ALTER SCHEMA app OWNER TO {owner}; ALTER TABLE app.items OWNER TO {owner};"
-                     f" ALTER TABLE app.notes OWNER TO {owner};")
+        psql(source, f"ALTER SCHEMA app OWNER TO {owner}; ALTER TABLE app.items OWNER TO {owner}; ALTER TABLE app.notes OWNER TO {owner};")
         target = dbs.new("dst")
         psql(admin, f'ALTER DATABASE "{target.dbname}" OWNER TO {restorer}')
         as_restorer = target.__class__(params={**target.params, "user": restorer}, password="r3storer pw!")
-        psql(as_restorer, "CREATE TABLE public.mine (id int PRIMARY KEY, v text);"
-                          " INSERT INTO public.mine SELECT g, 'mine' FROM generate_series(1, 30) g;")
+        psql(
+            as_restorer,
+            "CREATE TABLE public.mine (id int PRIMARY KEY, v text); INSERT INTO public.mine SELECT g, 'mine' FROM generate_series(1, 30) g;",
+        )
         bdir = project / "backups"
         backup_id = engine_backup(source, bdir)
         before, files = state(target), tree(bdir)
@@ -432,11 +440,15 @@ def test_restore_as_owner_without_role_privileges_rolls_back(dbs, project, invok
 
 # --- flags that exclude each other, modes that cannot work ----------------------------------
 
-@pytest.mark.parametrize("args, says", [
-    (["restore", "--schema-only", "--data-only", "--yes"], "--schema-only and --data-only exclude each other"),
-    (["backup", "--schema-only", "--data-only"], "--schema-only and --data-only exclude each other"),
-    (["restore", "--id", "ID", "--date", "DATE", "--yes"], "--id and --date both given"),
-])
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["restore", "--schema-only", "--data-only", "--yes"], "--schema-only and --data-only exclude each other"),
+        (["backup", "--schema-only", "--data-only"], "--schema-only and --data-only exclude each other"),
+        (["restore", "--id", "ID", "--date", "DATE", "--yes"], "--id and --date both given"),
+    ],
+)
 def test_conflicting_flags(world, invoke_cli, args, says):
     args = [world.id if a == "ID" else world.id[:10] if a == "DATE" else a for a in args]
     res = invoke_cli(*args, env={**world.env, "DATABASE_URL": world.dbs.url(world.source)})
@@ -450,8 +462,7 @@ def test_data_only_into_a_database_without_the_tables(world, invoke_cli):
     bare = seeded(world.dbs, "bare", "CREATE TABLE public.other (id int); INSERT INTO public.other VALUES (1), (2);")
     before = state(bare)
 
-    res = invoke_cli("restore", "--id", world.id, "--data-only", "--target", world.dbs.url(bare), "--yes",
-                     env=world.env)
+    res = invoke_cli("restore", "--id", world.id, "--data-only", "--target", world.dbs.url(bare), "--yes", env=world.env)
 
     assert res.returncode == ExitCode.USAGE, res.stderr
     line = error_line(res)
@@ -463,10 +474,10 @@ def test_data_only_into_a_database_without_the_tables(world, invoke_cli):
 
 # --- confirmation -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("stdin", [None, "DBNAME\n"], ids=["no-terminal", "name-piped-in"])
 def test_restore_without_terminal_or_yes_is_declined(world, invoke_cli, stdin):
-    res = invoke_cli("restore", "--id", world.id, env=world.env,
-                     input=None if stdin is None else stdin.replace("DBNAME", world.target.dbname))
+    res = invoke_cli("restore", "--id", world.id, env=world.env, input=None if stdin is None else stdin.replace("DBNAME", world.target.dbname))
     assert res.returncode == ExitCode.DECLINED, res.stderr
     line = error_line(res)
     assert "without confirmation" in line and "pass --yes" in line.lower()

@@ -27,8 +27,8 @@ UTC = dt.UTC
 
 # --- fixtures: backup folders as `invoke backup` and the runbook leave them -----------------------
 
-def make_backup(root: Path, backup_id: str, *, kind: str = "full", created_at: str | None = None,
-                label: str = "") -> Path:
+
+def make_backup(root: Path, backup_id: str, *, kind: str = "full", created_at: str | None = None, label: str = "") -> Path:
     """A published backup folder with a manifest (what `invoke backup` leaves after the rename)."""
     folder = root / backup_id
     folder.mkdir(parents=True)
@@ -36,8 +36,9 @@ def make_backup(root: Path, backup_id: str, *, kind: str = "full", created_at: s
     if created_at is None:
         day, hms = m.group(1), m.group(2)
         created_at = f"{day}T{hms[:2]}:{hms[2:4]}:{hms[4:]}.000000Z"
-    catalog.write_manifest(folder, {"format": catalog.FORMAT_VERSION, "id": backup_id, "kind": kind,
-                                    "label": label, "created_at": created_at, "files": [], "tables": []})
+    catalog.write_manifest(
+        folder, {"format": catalog.FORMAT_VERSION, "id": backup_id, "kind": kind, "label": label, "created_at": created_at, "files": [], "tables": []}
+    )
     return folder
 
 
@@ -54,6 +55,7 @@ def store(tmp_path) -> LocalStore:
 
 
 # --- backup ids ------------------------------------------------------------------------------------
+
 
 def test_backup_id_is_the_utc_time_whatever_the_local_zone():
     # 23:30 in New York on the 25th is already the 26th in UTC: the id (and so `--date`) says UTC.
@@ -110,15 +112,29 @@ def test_two_real_backups_in_the_same_second(dbs15, tmp_path):
 
 # --- parse_date ---------------------------------------------------------------------------------------
 
+
 def test_parse_date_accepts_yyyy_mm_dd():
     assert catalog.parse_date("2026-11-24") == dt.date(2026, 11, 24)
     assert catalog.parse_date("2024-02-29") == dt.date(2024, 2, 29)
 
 
-@pytest.mark.parametrize("text", [
-    "2026-11-24T00:00:00", "24-11-2026", "2026/11/24", "2026-1-5", "20261124", "2026-13-01", "2026-02-29",
-    "2026-11-24 ", " 2026-11-24", "yesterday", "", "２０２６-１１-２４",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-24T00:00:00",
+        "24-11-2026",
+        "2026/11/24",
+        "2026-1-5",
+        "20261124",
+        "2026-13-01",
+        "2026-02-29",
+        "2026-11-24 ",
+        " 2026-11-24",
+        "yesterday",
+        "",
+        "２０２６-１１-２４",
+    ],
+)
 def test_parse_date_rejects_anything_else(text):
     with pytest.raises(UsageError) as info:
         catalog.parse_date(text)
@@ -127,6 +143,7 @@ def test_parse_date_rejects_anything_else(text):
 
 
 # --- resolve -------------------------------------------------------------------------------------------
+
 
 def test_date_picks_the_newest_backup_of_that_utc_day(store):
     make_backup(store.root, "2026-11-24T230000Z", label="day before")
@@ -162,8 +179,17 @@ def test_interrupted_backup_staging_folder_is_never_listed_or_restored(store):
     staging = store.staging("2026-11-25T230000Z")
     folder = staging.__enter__()
     assert folder.name.startswith(".tmp-2026-11-25T230000Z")
-    catalog.write_manifest(folder, {"format": catalog.FORMAT_VERSION, "id": "2026-11-25T230000Z", "kind": "full",
-                                    "label": "interrupted", "created_at": "2026-11-25T23:00:00Z", "files": []})
+    catalog.write_manifest(
+        folder,
+        {
+            "format": catalog.FORMAT_VERSION,
+            "id": "2026-11-25T230000Z",
+            "kind": "full",
+            "label": "interrupted",
+            "created_at": "2026-11-25T23:00:00Z",
+            "files": [],
+        },
+    )
     # also a hand-named dot folder and a folder with an id's name but no manifest (copy in progress)
     (store.root / ".tmp-2026-11-25T235959Z").mkdir()
     (store.root / "2026-11-25T235900Z").mkdir()
@@ -226,8 +252,7 @@ def test_runbook_schema_and_data_pair_is_preferred_and_loaded_schema_first(store
     assert got.id == "schema-2026-11-24.sql+data-2026-11-24.sql"
     # the listing shows both restorable units of that day, each with its kind
     backups, _ = catalog.all_backups(store)
-    assert {(b.id, b.kind) for b in backups} == {
-        ("schema-2026-11-24.sql+data-2026-11-24.sql", "full"), ("dump-2026-11-24.sql", "full")}
+    assert {(b.id, b.kind) for b in backups} == {("schema-2026-11-24.sql+data-2026-11-24.sql", "full"), ("dump-2026-11-24.sql", "full")}
     # the pair's listed id restores the pair
     assert catalog.resolve(store, backup_id=got.id).legacy_files == got.legacy_files
 
@@ -246,8 +271,14 @@ def test_lone_runbook_schema_or_data_file_has_that_kind(store):
 
 
 def test_files_that_only_look_like_runbook_files_are_ignored(store):
-    for name in ("dump-2026-11-24.sql.gz", "dump-2026-11-24.SQL", "backup-2026-11-24.sql", "dump-24-11-2026.sql",
-                 ".dump-2026-11-24.sql", "notes.txt"):
+    for name in (
+        "dump-2026-11-24.sql.gz",
+        "dump-2026-11-24.SQL",
+        "backup-2026-11-24.sql",
+        "dump-24-11-2026.sql",
+        ".dump-2026-11-24.sql",
+        "notes.txt",
+    ):
         runbook_file(store.root, name)
     (store.root / "dump-2026-11-25.sql").mkdir()  # a folder, not a file
     backups, problems = catalog.all_backups(store)
@@ -279,12 +310,10 @@ FLAG_URL = "postgresql://flag_user@flag-host:5432/flagdb"
 
 def test_settings_precedence_flag_environment_dotenv_default():
     environ = {"DATABASE_URL": ENV_URL, "BACKUP_DIR": "/env/backups", "PGPASSWORD": "env-pw"}
-    dotenv = {"DATABASE_URL": DOTENV_URL, "BACKUP_DIR": "dotenv-backups", "PGPASSWORD": "dotenv-pw",
-              "PG_BIN_DIR": "/dotenv/bin"}
+    dotenv = {"DATABASE_URL": DOTENV_URL, "BACKUP_DIR": "dotenv-backups", "PGPASSWORD": "dotenv-pw", "PG_BIN_DIR": "/dotenv/bin"}
 
     s = load_settings({"url": FLAG_URL, "backup_dir": "flag-backups"}, environ, dotenv)
-    assert (s.database_url, s.backup_dir, s.password, s.pg_bin_dir) == (
-        FLAG_URL, Path("flag-backups"), "env-pw", "/dotenv/bin")
+    assert (s.database_url, s.backup_dir, s.password, s.pg_bin_dir) == (FLAG_URL, Path("flag-backups"), "env-pw", "/dotenv/bin")
     assert s.sources["database_url"] == "flag --url"
     assert s.sources["backup_dir"] == "flag --backup-dir"
     assert s.sources["password"] == "environment PGPASSWORD"
@@ -352,7 +381,7 @@ def test_read_dotenv_reads_only_the_working_directorys_file(tmp_path, monkeypatc
     (child / ".env").write_text(
         "# project settings\n"
         f"DATABASE_URL='postgresql://app:{quote(PASSWORD, safe='')}@h:5432/app'\n"
-        "BACKUP_DIR=\"my backups\"\n"
+        'BACKUP_DIR="my backups"\n'
         "PGPASSWORD='pa#ss word'\n"
         "EMPTY=\n"
     )
@@ -366,26 +395,41 @@ def test_read_dotenv_reads_only_the_working_directorys_file(tmp_path, monkeypatc
 
 # --- redaction ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("url, shown", [
-    ("postgresql://app:secret@db.example.com:5432/app", "postgresql://app:****@db.example.com:5432/app"),
-    ("postgres://app:secret@db.example.com/app?sslmode=require", "postgres://app:****@db.example.com/app?sslmode=require"),
-    ("postgresql://app@db.example.com/app?password=secret&sslmode=require",
-     "postgresql://app@db.example.com/app?password=****&sslmode=require"),
-    ("postgresql://app@db.example.com/app?sslmode=require&PASSWORD=secret",
-     "postgresql://app@db.example.com/app?sslmode=require&PASSWORD=****"),
-    ("postgresql://app@db.example.com:5432/app", "postgresql://app@db.example.com:5432/app"),
-    ("host=db.example.com user=app password=secret dbname=app", "host=db.example.com user=app password=**** dbname=app"),
-    ("host=db.example.com password = secret dbname=app", "host=db.example.com password = **** dbname=app"),
-    ("host=db.example.com password='se cret\\' x' dbname=app", "host=db.example.com password=**** dbname=app"),
-    ("host=db.example.com user=app dbname=app", "host=db.example.com user=app dbname=app"),
-])
+
+@pytest.mark.parametrize(
+    "url, shown",
+    [
+        ("postgresql://app:secret@db.example.com:5432/app", "postgresql://app:****@db.example.com:5432/app"),
+        ("postgres://app:secret@db.example.com/app?sslmode=require", "postgres://app:****@db.example.com/app?sslmode=require"),
+        ("postgresql://app@db.example.com/app?password=secret&sslmode=require", "postgresql://app@db.example.com/app?password=****&sslmode=require"),
+        ("postgresql://app@db.example.com/app?sslmode=require&PASSWORD=secret", "postgresql://app@db.example.com/app?sslmode=require&PASSWORD=****"),
+        ("postgresql://app@db.example.com:5432/app", "postgresql://app@db.example.com:5432/app"),
+        ("host=db.example.com user=app password=secret dbname=app", "host=db.example.com user=app password=**** dbname=app"),
+        ("host=db.example.com password = secret dbname=app", "host=db.example.com password = **** dbname=app"),
+        ("host=db.example.com password='se cret\\' x' dbname=app", "host=db.example.com password=**** dbname=app"),
+        ("host=db.example.com user=app dbname=app", "host=db.example.com user=app dbname=app"),
+    ],
+)
 def test_redact_url_forms(url, shown):
     assert redact_url(url) == shown
 
 
-@pytest.mark.parametrize("password", [
-    PASSWORD, "p@ss@word", "pa#ss", "pa?ss", "pa/ss", "pa:ss", "pa%ss", "pa ss", "pa[ss]", "p'a\"ss", "ünï©ødé",
-])
+@pytest.mark.parametrize(
+    "password",
+    [
+        PASSWORD,
+        "p@ss@word",
+        "pa#ss",
+        "pa?ss",
+        "pa/ss",
+        "pa:ss",
+        "pa%ss",
+        "pa ss",
+        "pa[ss]",
+        "p'a\"ss",
+        "ünï©ødé",
+    ],
+)
 @pytest.mark.parametrize("encode", [True, False], ids=["percent-encoded", "raw"])
 def test_redact_url_hides_passwords_with_special_characters(password, encode):
     """Users paste Supabase passwords into URLs with and without percent-encoding; libpq accepts
@@ -395,10 +439,22 @@ def test_redact_url_hides_passwords_with_special_characters(password, encode):
     assert shown == "postgresql://app:****@db.example.com:5432/app"
 
 
-@pytest.mark.parametrize("password", [
-    PASSWORD, "kiwi@mango@lime", "kiwi#mango", "kiwi?mango", "kiwi/mango", "kiwi:mango", "kiwi%mango", "kiwi mango",
-    "kiwi[mango]", "kiwi'mango\"", "ünïcødé/kiwi",
-])
+@pytest.mark.parametrize(
+    "password",
+    [
+        PASSWORD,
+        "kiwi@mango@lime",
+        "kiwi#mango",
+        "kiwi?mango",
+        "kiwi/mango",
+        "kiwi:mango",
+        "kiwi%mango",
+        "kiwi mango",
+        "kiwi[mango]",
+        "kiwi'mango\"",
+        "ünïcødé/kiwi",
+    ],
+)
 def test_target_never_shows_a_raw_special_password(password):
     """Pasted without percent-encoding, libpq may split a password into host, port or database
     name; whatever it makes of the URL, what the tool prints must not contain the password."""
@@ -472,8 +528,7 @@ def test_date_passing_over_a_damaged_newer_backup_says_so(tmp_path):
     import json as _json
 
     store = LocalStore(tmp_path)
-    for backup_id, manifest in (("2026-11-24T010000Z", {"format": 1, "kind": "full", "files": []}),
-                                ("2026-11-24T020000Z", None)):
+    for backup_id, manifest in (("2026-11-24T010000Z", {"format": 1, "kind": "full", "files": []}), ("2026-11-24T020000Z", None)):
         folder = tmp_path / backup_id
         folder.mkdir()
         (folder / "manifest.json").write_text(_json.dumps(manifest) if manifest else "{not json")

@@ -33,8 +33,7 @@ TASKS = {"backup", "restore", "reset", "list", "config", "demo"}
 # created idempotently here: many test databases share one cluster.
 _ROLE = "CREATE ROLE fortress_analyst NOLOGIN;"
 assert _ROLE in sample_sql()
-SAMPLE = sample_sql().replace(
-    _ROLE, "DO $$ BEGIN CREATE ROLE fortress_analyst NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;")
+SAMPLE = sample_sql().replace(_ROLE, "DO $$ BEGIN CREATE ROLE fortress_analyst NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;")
 SAMPLE_TABLES = {"app.users": 4, "app.projects": 3, "app.models": 6, "app.scenarios": 18, "app.line_items": 1296}
 
 # What a restore target holds before: other rows, an extra schema, a table in public.
@@ -46,11 +45,14 @@ CREATE TABLE public.profiles (id int PRIMARY KEY, note text);
 INSERT INTO public.profiles VALUES (1, 'stale');
 CREATE FUNCTION public.stale() RETURNS int LANGUAGE sql AS 'SELECT 1';
 """
-OTHER = """
+OTHER = (
+    """
 CREATE SCHEMA app;
 CREATE TABLE app.users (id int PRIMARY KEY, email text);
 INSERT INTO app.users VALUES (1, 'someone@else.test');
-""" + OTHER_EXTRA
+"""
+    + OTHER_EXTRA
+)
 
 
 def today_utc() -> str:
@@ -93,17 +95,18 @@ def table_rows(text: str) -> list[dict[str, str]]:
     return [dict(zip(header, r, strict=False)) | {squash(h): c for h, c in zip(header, r, strict=False)} for r in rows]
 
 
-
-
 def pg_dump_15(source: Target, out: Path, *flags: str) -> None:
     """The runbook's hand-made dump: PostgreSQL 15's pg_dump, plain SQL, password via PGPASSWORD."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env["PGPASSWORD"] = source.password
     with open(out, "wb") as f:
         subprocess.run(
-            [str(PG15_BIN / "pg_dump"), *flags, "--no-password", "-h", source.host, "-p", source.port,
-             "-U", source.user, "-d", source.dbname],
-            env=env, stdout=f, stderr=subprocess.PIPE, check=True, timeout=60,
+            [str(PG15_BIN / "pg_dump"), *flags, "--no-password", "-h", source.host, "-p", source.port, "-U", source.user, "-d", source.dbname],
+            env=env,
+            stdout=f,
+            stderr=subprocess.PIPE,
+            check=True,
+            timeout=60,
         )
 
 
@@ -118,6 +121,7 @@ def login_role(pg):
 
 
 # --- discoverability ------------------------------------------------------------------------------
+
 
 def test_list_shows_every_task_with_a_one_line_summary(invoke_cli):
     res = invoke_cli("--list")
@@ -161,6 +165,7 @@ def test_every_flag_of_every_task_has_help(invoke_cli, name):
 
 
 # --- backup and list ------------------------------------------------------------------------------------
+
 
 def test_backup_then_list_shows_id_date_kind_size_and_label(dbs17, invoke_cli, project):
     source = seeded(dbs17, "src", SAMPLE)
@@ -234,6 +239,7 @@ def test_list_verify_reports_ok_then_the_flipped_byte(dbs15, invoke_cli, project
 
 # --- restore ---------------------------------------------------------------------------------------------
 
+
 def test_restore_round_trip_with_dotenv_and_target(dbs, invoke_cli, project, login_role):
     source = seeded(dbs, "src", SAMPLE)
     other = seeded(dbs, "other", OTHER)
@@ -246,16 +252,22 @@ def test_restore_round_trip_with_dotenv_and_target(dbs, invoke_cli, project, log
     backup_id = re.match(r"backup (\S+):", res.stdout).group(1)
 
     # break the source the way a bad deploy would
-    psql(source, "DELETE FROM app.line_items WHERE id % 3 = 0; DROP TABLE app.scenarios CASCADE;"
-                 " UPDATE app.users SET display_name = 'oops'; CREATE SCHEMA junk; CREATE TABLE junk.t (x int);")
+    psql(
+        source,
+        "DELETE FROM app.line_items WHERE id % 3 = 0; DROP TABLE app.scenarios CASCADE;"
+        " UPDATE app.users SET display_name = 'oops'; CREATE SCHEMA junk; CREATE TABLE junk.t (x int);",
+    )
     assert state(source) != before
 
     # DATABASE_URL from .env is the default target
     res = invoke_cli("restore", "--date", today_utc(), "--yes")
     assert res.returncode == 0, res.stderr
     out = flat(res.stdout)
-    assert re.search(rf"restored {re.escape(backup_id)} into postgresql://postgres@127\.0\.0\.1:\d+/{source.dbname} in \d+\.\d s; "
-                     r"5 tables match the manifest's row counts", out), out
+    assert re.search(
+        rf"restored {re.escape(backup_id)} into postgresql://postgres@127\.0\.0\.1:\d+/{source.dbname} in \d+\.\d s; "
+        r"5 tables match the manifest's row counts",
+        out,
+    ), out
     assert state(source) == before
     assert "junk" not in schema_dump(source)
     note = flat(res.stderr)
@@ -278,8 +290,7 @@ def test_restore_round_trip_with_dotenv_and_target(dbs, invoke_cli, project, log
 
 def test_config_shows_sources_and_never_the_password(invoke_cli, project):
     raw = "pa#ss?word"  # libpq takes a raw '#' and '?' in a URL's password
-    (project / ".env").write_text(f"DATABASE_URL=postgresql://app:{raw}@db.example.com:5432/app\n"
-                                  "SUPABASE_DB_PASSWORD=dotenv-secret\n")
+    (project / ".env").write_text(f"DATABASE_URL=postgresql://app:{raw}@db.example.com:5432/app\nSUPABASE_DB_PASSWORD=dotenv-secret\n")
     res = invoke_cli("config", env={"BACKUP_DIR": str(project / "kept")})
     assert res.returncode == 0, res.stderr
     rows = {r["setting"]: (squash(r["value"]), r["from"]) for r in table_rows(res.stdout)}
@@ -293,6 +304,7 @@ def test_config_shows_sources_and_never_the_password(invoke_cli, project):
 
 
 # --- the runbook's hand-made files ----------------------------------------------------------------
+
 
 def test_runbook_files_restore_over_other_data(dbs15, invoke_cli, project):
     source = seeded(dbs15, "src", SAMPLE)
@@ -334,8 +346,7 @@ def test_runbook_files_restore_over_other_data(dbs15, invoke_cli, project):
     psql(target, "UPDATE app.projects SET name = 'renamed'; DELETE FROM app.line_items WHERE id > 100;")
     res = invoke_cli("restore", "--date", "2026-11-22", "--yes", "--allow-unsigned", "--target", dbs15.url(target))
     assert res.returncode == 3 and "--data-only" in res.stderr, res.stderr
-    res = invoke_cli("restore", "--date", "2026-11-22", "--data-only", "--yes", "--allow-unsigned",
-                     "--target", dbs15.url(target))
+    res = invoke_cli("restore", "--date", "2026-11-22", "--data-only", "--yes", "--allow-unsigned", "--target", dbs15.url(target))
     assert res.returncode == 0, res.stderr
     assert state(target) == expected
 
@@ -369,16 +380,20 @@ def test_runbook_data_file_failing_midway_leaves_target_unchanged(dbs15, invoke_
 
 # --- the guard prompt, through questionary's real input handling --------------------------------------
 
-@pytest.mark.parametrize("typed, proceeds", [
-    ("fortress\r", True),
-    ("  fortress  \r", True),
-    ("Fortress\r", False),
-    ("postgres\r", False),
-    ("fortres\r", False),
-    ("\r", False),
-    ("y\r", False),
-    ("\x03", False),  # Ctrl-C at the prompt
-])
+
+@pytest.mark.parametrize(
+    "typed, proceeds",
+    [
+        ("fortress\r", True),
+        ("  fortress  \r", True),
+        ("Fortress\r", False),
+        ("postgres\r", False),
+        ("fortres\r", False),
+        ("\r", False),
+        ("y\r", False),
+        ("\x03", False),  # Ctrl-C at the prompt
+    ],
+)
 def test_confirm_by_name_with_real_prompt_input(typed, proceeds):
     from prompt_toolkit.input import create_pipe_input
     from prompt_toolkit.output import DummyOutput
@@ -405,6 +420,7 @@ def test_confirm_by_name_yes_never_reads_input():
 
 # --- the real terminal ------------------------------------------------------------------------------------
 
+
 def strip_ansi(text: str) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text).replace("\r", "")
 
@@ -419,8 +435,15 @@ def spawn_invoke(args: list[str], *, cwd: Path, env: dict[str, str], columns: in
         def flush(self):
             pass
 
-    child = pexpect.spawn(sys.executable, ["-m", "invoke", "--search-root", str(REPO), *args], cwd=str(cwd),
-                          env=cli_env(env), encoding="utf-8", timeout=90, dimensions=(50, columns))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "invoke", "--search-root", str(REPO), *args],
+        cwd=str(cwd),
+        env=cli_env(env),
+        encoding="utf-8",
+        timeout=90,
+        dimensions=(50, columns),
+    )
     child.logfile_read = Log()
     return child, log
 
@@ -466,19 +489,22 @@ def test_reset_in_a_terminal_drops_app_schemas_and_keeps_an_empty_public(dbs15, 
     with target.connect() as conn:
         schemas = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname !~ '^(pg_|information_schema)'")}
         assert schemas == {"public"}
-        assert conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                            " WHERE n.nspname = 'public'").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-                            " WHERE n.nspname = 'public'").fetchone()[0] == 0
+        assert (
+            conn.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'").fetchone()[0]
+            == 0
+        )
+        assert (
+            conn.execute("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'").fetchone()[0] == 0
+        )
         # the schema is the one CREATE DATABASE makes: usable by everyone again
         assert conn.execute("SELECT has_schema_privilege('public', 'public', 'USAGE')").fetchone()[0]
-        assert conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'public'").fetchone()[0] \
-            == "pg_database_owner"
+        assert conn.execute("SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'public'").fetchone()[0] == "pg_database_owner"
     # the roles the app had are kept
     assert scalar(target, "SELECT count(*) FROM pg_roles WHERE rolname = 'fortress_analyst'") == 1
 
 
 # --- the demo -----------------------------------------------------------------------------------------------
+
 
 def postgres_processes() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, command line) of every running postgres process."""
@@ -506,8 +532,7 @@ def test_demo_compares_every_table_and_cleans_up(invoke_cli, major, pg15, pg17):
     res = invoke_cli("demo", "--pg", major)
     assert res.returncode == 0, res.stderr
     rows = table_rows(res.stdout)
-    assert {r["table"]: (r["source rows"], r["restored rows"]) for r in rows} == {
-        t: (str(n), str(n)) for t, n in SAMPLE_TABLES.items()}
+    assert {r["table"]: (r["source rows"], r["restored rows"]) for r in rows} == {t: (str(n), str(n)) for t, n in SAMPLE_TABLES.items()}
     assert all(r["contents"] == "identical" for r in rows)
     assert "DIFFERENT" not in res.stdout
     assert f"PostgreSQL {major}." in flat(res.stdout)
@@ -523,6 +548,7 @@ def test_demo_compares_every_table_and_cleans_up(invoke_cli, major, pg15, pg17):
     assert ours <= set(after) - set(before)  # (what would be ours is new by construction)
     with pytest.raises(OSError):
         import socket
+
         socket.create_connection(("127.0.0.1", int(port)), timeout=2).close()
     # and no folder: neither the cluster's nor the backups'
     for folder in tmp.glob("fortress-pg-*"):

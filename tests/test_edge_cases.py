@@ -48,8 +48,11 @@ def test_large_objects_do_not_commit_the_restore_halfway(dbs, tmp_path):
     # pg_restore wraps large-object contents in its own BEGIN/COMMIT; that COMMIT must never
     # reach the server, or a later failure leaves the target half replaced.
     source, target = dbs.new("src"), dbs.new("dst")
-    psql(source, "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY); INSERT INTO app.t SELECT generate_series(1, 10);"
-                 " SELECT lo_from_bytea(0, 'large object');")
+    psql(
+        source,
+        "CREATE SCHEMA app; CREATE TABLE app.t (id int PRIMARY KEY); INSERT INTO app.t SELECT generate_series(1, 10);"
+        " SELECT lo_from_bytea(0, 'large object');",
+    )
     psql(target, "CREATE SCHEMA precious; CREATE TABLE precious.keep (v text); INSERT INTO precious.keep VALUES ('mine');")
     before = state(target)
     store, b = backup_of(source, tmp_path)
@@ -70,9 +73,12 @@ def test_large_objects_do_not_commit_the_restore_halfway(dbs, tmp_path):
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
 def test_runbook_plain_dump_with_large_objects_stays_atomic(dbs, tmp_path, newline):
     source, target = dbs.new("src"), dbs.new("dst")
-    psql(source, "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1);"
-                 " SELECT lo_from_bytea(0, 'lo');"
-                 " CREATE TABLE public.later (id int); INSERT INTO public.later VALUES (1);")
+    psql(
+        source,
+        "CREATE TABLE public.t (id int PRIMARY KEY); INSERT INTO public.t VALUES (1);"
+        " SELECT lo_from_bytea(0, 'lo');"
+        " CREATE TABLE public.later (id int); INSERT INTO public.later VALUES (1);",
+    )
     psql(target, "CREATE SCHEMA precious; CREATE TABLE precious.keep (v text); INSERT INTO precious.keep VALUES ('mine');")
     with source.connect() as conn:
         major = conn.info.server_version // 10000
@@ -98,8 +104,11 @@ def test_data_only_keeps_inheritance_children_the_backup_does_not_list(dbs, tmp_
     source, target = dbs.new("src"), dbs.new("dst")
     ddl = "CREATE SCHEMA app; CREATE TABLE app.a_first (id int); CREATE TABLE app.events (id int, at date);"
     psql(source, ddl + "INSERT INTO app.events VALUES (1, '2026-01-01');")
-    psql(target, ddl + "CREATE TABLE app.events_2027 () INHERITS (app.events);"
-                       "INSERT INTO app.events_2027 SELECT g, '2027-01-01' FROM generate_series(1, 100) g;")
+    psql(
+        target,
+        ddl + "CREATE TABLE app.events_2027 () INHERITS (app.events);"
+        "INSERT INTO app.events_2027 SELECT g, '2027-01-01' FROM generate_series(1, 100) g;",
+    )
     store, b = backup_of(source, tmp_path)
     restore(store, b, target, mode="data")
     assert scalar(target, "SELECT count(*) FROM ONLY app.events") == 1
@@ -162,8 +171,11 @@ def trigger_states(target):
 def test_data_only_restore_is_quiet_and_leaves_triggers_and_constraints_as_they_were(dbs, tmp_path):
     source, target = dbs.new("src"), dbs.new("dst")
     psql(source, DATA_ONLY_SCHEMA + DATA_ONLY_ROWS)
-    psql(target, DATA_ONLY_SCHEMA + "ALTER TABLE app.refs ADD CONSTRAINT refs_parent FOREIGN KEY (p) REFERENCES public.parent(id) NOT VALID;"
-                 "ALTER TABLE app.tree ADD CONSTRAINT tree_positive CHECK (v > 0) NOT VALID;")
+    psql(
+        target,
+        DATA_ONLY_SCHEMA + "ALTER TABLE app.refs ADD CONSTRAINT refs_parent FOREIGN KEY (p) REFERENCES public.parent(id) NOT VALID;"
+        "ALTER TABLE app.tree ADD CONSTRAINT tree_positive CHECK (v > 0) NOT VALID;",
+    )
     states, schema = trigger_states(target), schema_dump(target)
     store, b = backup_of(source, tmp_path)
     restore(store, b, target, mode="data")
@@ -209,14 +221,19 @@ def test_data_only_as_a_plain_owner_loads_foreign_keys_in_any_order(dbs, tmp_pat
 
 
 def public_may_execute(target, function: str) -> bool:
-    return scalar(target, "SELECT bool_or(grantee = 0) FROM pg_proc, aclexplode(coalesce(proacl, acldefault('f', proowner)))"
-                          f" WHERE proname = '{function}'")
+    return scalar(
+        target, f"SELECT bool_or(grantee = 0) FROM pg_proc, aclexplode(coalesce(proacl, acldefault('f', proowner))) WHERE proname = '{function}'"
+    )
 
 
-@pytest.mark.parametrize("target_defaults", [
-    "ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO reporter_{n}",  # an extra grantee
-    "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC",     # a built-in removed
-], ids=["extra-grantee", "public-revoked"])
+@pytest.mark.parametrize(
+    "target_defaults",
+    [
+        "ALTER DEFAULT PRIVILEGES GRANT EXECUTE ON FUNCTIONS TO reporter_{n}",  # an extra grantee
+        "ALTER DEFAULT PRIVILEGES REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC",  # a built-in removed
+    ],
+    ids=["extra-grantee", "public-revoked"],
+)
 def test_target_default_privileges_do_not_change_restored_privileges(pg15, tmp_path, target_defaults):
     n = uuid.uuid4().hex[:6]
     source = pg15.create_database(f"s_{n}")
@@ -239,12 +256,15 @@ def test_target_default_privileges_do_not_change_restored_privileges(pg15, tmp_p
 
 def test_schema_and_table_names_with_dots_quotes_and_spaces(dbs, tmp_path):
     source, target = dbs.new("src"), dbs.new("dst")
-    psql(source, '''CREATE SCHEMA "my.app"; CREATE TABLE "my.app"."odd ""t"".x" (id int PRIMARY KEY, v text);
-                    INSERT INTO "my.app"."odd ""t"".x" VALUES (1, 'a'), (2, 'b');''')
+    psql(
+        source,
+        """CREATE SCHEMA "my.app"; CREATE TABLE "my.app"."odd ""t"".x" (id int PRIMARY KEY, v text);
+                    INSERT INTO "my.app"."odd ""t"".x" VALUES (1, 'a'), (2, 'b');""",
+    )
     store, b = backup_of(source, tmp_path)
     restore(store, b, target)
     assert fingerprints(target) == fingerprints(source)
-    psql(target, '''DELETE FROM "my.app"."odd ""t"".x" WHERE id = 1''')
+    psql(target, """DELETE FROM "my.app"."odd ""t"".x" WHERE id = 1""")
     restore(store, b, target, mode="data")
     assert fingerprints(target) == fingerprints(source)
 
@@ -279,8 +299,7 @@ def test_list_points_at_what_a_killed_backup_left(project, invoke_cli):
 
 def test_second_restore_with_default_privileges_in_an_app_schema(dbs, tmp_path):
     source, target = dbs.new("src"), dbs.new("dst")
-    psql(source, "CREATE SCHEMA app; ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO PUBLIC;"
-                 " CREATE TABLE app.t (id int);")
+    psql(source, "CREATE SCHEMA app; ALTER DEFAULT PRIVILEGES IN SCHEMA app GRANT SELECT ON TABLES TO PUBLIC; CREATE TABLE app.t (id int);")
     store, b = backup_of(source, tmp_path)
     restore(store, b, target)
     restore(store, b, target)  # the target now has those default privileges itself
@@ -289,8 +308,11 @@ def test_second_restore_with_default_privileges_in_an_app_schema(dbs, tmp_path):
 
 def test_schema_only_restore_creates_no_large_objects(dbs, tmp_path):
     source, target = dbs.new("src"), dbs.new("dst")
-    psql(source, "CREATE TABLE public.t (id int); SELECT lo_from_bytea(4242, 'x');"
-                 " GRANT SELECT ON LARGE OBJECT 4242 TO PUBLIC; COMMENT ON LARGE OBJECT 4242 IS 'note';")
+    psql(
+        source,
+        "CREATE TABLE public.t (id int); SELECT lo_from_bytea(4242, 'x');"
+        " GRANT SELECT ON LARGE OBJECT 4242 TO PUBLIC; COMMENT ON LARGE OBJECT 4242 IS 'note';",
+    )
     store, b = backup_of(source, tmp_path)
     restore(store, b, target, mode="schema")
     assert scalar(target, "SELECT count(*) FROM pg_largeobject_metadata") == 0
@@ -312,12 +334,18 @@ CREATE TRIGGER on_truncate AFTER TRUNCATE ON app.z_users FOR EACH STATEMENT EXEC
 
 def test_data_only_with_partitions_foreign_keys_and_truncate_triggers(dbs, tmp_path):
     source, target = dbs.new("src"), dbs.new("dst")
-    psql(source, PARTITIONED + "INSERT INTO app.z_users VALUES (1); INSERT INTO app.events VALUES (1, 1, -5, '2026-05-01');"
-                               " ALTER TABLE app.events ADD CONSTRAINT events_v_positive CHECK (v > 0) NOT VALID;"
-                               " COMMENT ON CONSTRAINT events_v_positive ON app.events IS 'old rows exempt';"
-                               " DELETE FROM app.log;")
-    psql(target, PARTITIONED + "ALTER TABLE app.events ADD CONSTRAINT events_v_positive CHECK (v > 0) NOT VALID;"
-                               " COMMENT ON CONSTRAINT events_v_positive ON app.events IS 'old rows exempt';")
+    psql(
+        source,
+        PARTITIONED + "INSERT INTO app.z_users VALUES (1); INSERT INTO app.events VALUES (1, 1, -5, '2026-05-01');"
+        " ALTER TABLE app.events ADD CONSTRAINT events_v_positive CHECK (v > 0) NOT VALID;"
+        " COMMENT ON CONSTRAINT events_v_positive ON app.events IS 'old rows exempt';"
+        " DELETE FROM app.log;",
+    )
+    psql(
+        target,
+        PARTITIONED + "ALTER TABLE app.events ADD CONSTRAINT events_v_positive CHECK (v > 0) NOT VALID;"
+        " COMMENT ON CONSTRAINT events_v_positive ON app.events IS 'old rows exempt';",
+    )
     schema = schema_dump(target)
     store, b = backup_of(source, tmp_path)
     restore(store, b, target, mode="data")
@@ -331,8 +359,7 @@ def test_runbook_data_file_relying_on_search_path(dbs, tmp_path):
     psql(target, "CREATE TABLE public.items (id serial PRIMARY KEY, v text);")
     folder = tmp_path / "b"
     folder.mkdir()
-    (folder / "data-2026-11-20.sql").write_text(
-        "INSERT INTO public.items (id, v) VALUES (1, 'a');\nSELECT setval('items_id_seq', 1);\n")
+    (folder / "data-2026-11-20.sql").write_text("INSERT INTO public.items (id, v) VALUES (1, 'a');\nSELECT setval('items_id_seq', 1);\n")
     store = LocalStore(folder)
     restore(store, catalog.resolve(store, date="2026-11-20", mode="data"), target, mode="data")
     assert scalar(target, "SELECT count(*) FROM public.items") == 1

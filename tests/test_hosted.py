@@ -47,6 +47,7 @@ FROM cron.job WHERE jobname = 'nightly-cleanup'
 
 # -- helpers ------------------------------------------------------------------------------------
 
+
 def backup(target, tmp_path, **kw):
     store = LocalStore(tmp_path / "backups")
     result = create_backup(target, store, **kw)
@@ -102,8 +103,7 @@ def jobs(platform, target) -> list[tuple]:
     if not has_cron(platform, target):
         return []
     with platform.admin(target).connect() as conn:
-        return conn.execute("SELECT jobname, schedule, command, database, username, active FROM cron.job "
-                            "ORDER BY jobname").fetchall()
+        return conn.execute("SELECT jobname, schedule, command, database, username, active FROM cron.job ORDER BY jobname").fetchall()
 
 
 def history(platform, target) -> list[tuple]:
@@ -117,16 +117,20 @@ def large_objects(platform, target) -> list[tuple]:
     with platform.admin(target).connect() as conn:
         return conn.execute(
             "SELECT pg_get_userbyid(m.lomowner), m.lomacl::text, obj_description(m.oid, 'pg_largeobject'), "
-            "       md5(lo_get(m.oid)) FROM pg_largeobject_metadata m ORDER BY 4").fetchall()
+            "       md5(lo_get(m.oid)) FROM pg_largeobject_metadata m ORDER BY 4"
+        ).fetchall()
 
 
 def memberships(platform) -> set[tuple]:
     """Every membership on the cluster, with grantor and admin option."""
     with platform.admin("template1").connect() as conn:
-        return set(conn.execute(
-            "SELECT r.rolname, m.rolname, g.rolname, a.admin_option FROM pg_auth_members a "
-            "JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member "
-            "JOIN pg_roles g ON g.oid = a.grantor").fetchall())
+        return set(
+            conn.execute(
+                "SELECT r.rolname, m.rolname, g.rolname, a.admin_option FROM pg_auth_members a "
+                "JOIN pg_roles r ON r.oid = a.roleid JOIN pg_roles m ON m.oid = a.member "
+                "JOIN pg_roles g ON g.oid = a.grantor"
+            ).fetchall()
+        )
 
 
 def platform_memberships(platform) -> set[tuple]:
@@ -138,7 +142,8 @@ def extension_acls(platform, target) -> list[tuple]:
     with platform.admin(target).connect() as conn:
         return conn.execute(
             "SELECT p.oid::regprocedure::text, p.proacl::text FROM pg_proc p JOIN pg_depend d "
-            "ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e' ORDER BY 1").fetchall()
+            "ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e' ORDER BY 1"
+        ).fetchall()
 
 
 def state(platform, target) -> dict:
@@ -147,8 +152,7 @@ def state(platform, target) -> dict:
         "schema": whole_schema(platform, target),
         "jobs": jobs(platform, target),
         "large objects": large_objects(platform, target),
-        "matview": scalar(platform.admin(target), "SELECT string_agg(name || '=' || revenue, ',' ORDER BY name) "
-                                                   "FROM public.project_revenue"),
+        "matview": scalar(platform.admin(target), "SELECT string_agg(name || '=' || revenue, ',' ORDER BY name) FROM public.project_revenue"),
     }
 
 
@@ -159,23 +163,37 @@ def assert_same(after: dict, before: dict) -> None:
 
 # -- the platform itself (so a failure below is the engine's, not the setup's) -------------------
 
+
 def test_platform_is_hosted_shaped(hosted):
     project = hosted.new_project()
     hosted.load_app(project)
     with project.connect() as conn:
-        row = conn.execute("SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls "
-                           "FROM pg_roles WHERE rolname = current_user").fetchone()
+        row = conn.execute(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
         assert row == (False, True, True, True, True)
-        granted = {r[0] for r in conn.execute("SELECT b.rolname FROM pg_auth_members m JOIN pg_roles b ON b.oid = m.roleid "
-                                              "WHERE m.member = 'postgres'::regrole")}
-        assert {"anon", "authenticated", "service_role", "pg_read_all_data", "pg_monitor", "pg_signal_backend",
-                "duckdb_role", "supabase_superuser"} <= granted
+        granted = {
+            r[0]
+            for r in conn.execute("SELECT b.rolname FROM pg_auth_members m JOIN pg_roles b ON b.oid = m.roleid WHERE m.member = 'postgres'::regrole")
+        }
+        assert {
+            "anon",
+            "authenticated",
+            "service_role",
+            "pg_read_all_data",
+            "pg_monitor",
+            "pg_signal_backend",
+            "duckdb_role",
+            "supabase_superuser",
+        } <= granted
         assert not granted & {"supabase_auth_admin", "supabase_storage_admin", "supabase_realtime_admin"}
-        q = "SELECT has_schema_privilege('auth', 'CREATE'), has_schema_privilege('storage', 'CREATE'), " \
-            "has_table_privilege('storage.objects', 'DELETE WITH GRANT OPTION'), " \
-            "has_table_privilege('auth.users', 'INSERT, TRUNCATE, TRIGGER, REFERENCES'), " \
-            "has_table_privilege('auth.schema_migrations', 'INSERT'), " \
+        q = (
+            "SELECT has_schema_privilege('auth', 'CREATE'), has_schema_privilege('storage', 'CREATE'), "
+            "has_table_privilege('storage.objects', 'DELETE WITH GRANT OPTION'), "
+            "has_table_privilege('auth.users', 'INSERT, TRUNCATE, TRIGGER, REFERENCES'), "
+            "has_table_privilege('auth.schema_migrations', 'INSERT'), "
             "has_function_privilege('extensions.algorithm_sign(text,text,text)', 'EXECUTE WITH GRANT OPTION')"
+        )
         assert conn.execute(q).fetchone() == (False, False, True, True, False, True)
         # supautils' allowed settings: session_replication_role
         conn.execute("SET session_replication_role = replica")
@@ -185,17 +203,21 @@ def test_platform_is_hosted_shaped(hosted):
         conn.execute("DROP POLICY probe ON auth.users")
         conn.execute("DROP TRIGGER on_auth_user_created ON auth.users")
         conn.rollback()
-        for refused in ("ALTER TABLE auth.users ENABLE ROW LEVEL SECURITY",
-                        "COMMENT ON POLICY \"Avatars are public\" ON storage.objects IS 'x'",
-                        "ALTER TABLE auth.users ENABLE ALWAYS TRIGGER on_auth_user_created",
-                        "GRANT SELECT ON auth.users TO fortress_app",
-                        "DROP TABLE storage.buckets CASCADE"):
+        for refused in (
+            "ALTER TABLE auth.users ENABLE ROW LEVEL SECURITY",
+            "COMMENT ON POLICY \"Avatars are public\" ON storage.objects IS 'x'",
+            "ALTER TABLE auth.users ENABLE ALWAYS TRIGGER on_auth_user_created",
+            "GRANT SELECT ON auth.users TO fortress_app",
+            "DROP TABLE storage.buckets CASCADE",
+        ):
             with pytest.raises(Exception, match="must be owner|no privileges|permission denied"):
                 conn.execute(refused)
             conn.rollback()
     # the platform's grants on extension members have no pg_init_privs entry: pg_dump writes them
-    assert scalar(hosted.admin(project), "SELECT count(*) FROM pg_init_privs WHERE objoid = "
-                                         "'extensions.algorithm_sign(text,text,text)'::regprocedure") == 0
+    assert (
+        scalar(hosted.admin(project), "SELECT count(*) FROM pg_init_privs WHERE objoid = 'extensions.algorithm_sign(text,text,text)'::regprocedure")
+        == 0
+    )
     if not hosted.cron_missing:
         hosted.enable_pg_cron(project)
         with project.connect() as conn:
@@ -206,6 +228,7 @@ def test_platform_is_hosted_shaped(hosted):
 
 
 # -- Done when: a brand-new project and the same project ----------------------------------------
+
 
 @pytest.mark.parametrize("major", [15, 17])
 def test_restore_into_a_brand_new_project(major, request, tmp_path):
@@ -229,8 +252,9 @@ def test_restore_into_a_brand_new_project(major, request, tmp_path):
     assert scalar(target, "SELECT count(*) FROM public.profiles") == len(APP_USERS)
     assert platform_memberships(dst) == dst_platform_members
     with dst.admin().connect() as conn:
-        assert dict(conn.execute("SELECT rolname, rolpassword IS NULL FROM pg_authid WHERE rolname = ANY(%s)",
-                                 [list(APP_ROLES)]).fetchall()) == {r: True for r in APP_ROLES}
+        assert dict(conn.execute("SELECT rolname, rolpassword IS NULL FROM pg_authid WHERE rolname = ANY(%s)", [list(APP_ROLES)]).fetchall()) == {
+            r: True for r in APP_ROLES
+        }
 
 
 def test_restore_over_the_same_project(hosted, tmp_path):

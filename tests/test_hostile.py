@@ -68,11 +68,10 @@ ADDITION_SQL = {
     "policy": "CREATE POLICY {name} ON storage.objects FOR SELECT TO authenticated USING (bucket_id = 'avatars');",
     # an app trigger on auth.users (AFTER UPDATE: it cannot fire while rows load)
     "trigger": "CREATE FUNCTION public.touch_profile() RETURNS trigger LANGUAGE plpgsql"
-               " AS $$ BEGIN RETURN NEW; END $$;\n"
-               "CREATE TRIGGER {name} AFTER UPDATE ON auth.users FOR EACH ROW EXECUTE FUNCTION public.touch_profile();",
+    " AS $$ BEGIN RETURN NEW; END $$;\n"
+    "CREATE TRIGGER {name} AFTER UPDATE ON auth.users FOR EACH ROW EXECUTE FUNCTION public.touch_profile();",
 }
-NAME_COLUMN = {"policy": "SELECT count(*) FROM pg_policy WHERE polname = {name}",
-               "trigger": "SELECT count(*) FROM pg_trigger WHERE tgname = {name}"}
+NAME_COLUMN = {"policy": "SELECT count(*) FROM pg_policy WHERE polname = {name}", "trigger": "SELECT count(*) FROM pg_trigger WHERE tgname = {name}"}
 
 
 @pytest.mark.parametrize("kind", ["policy", "trigger"])
@@ -131,8 +130,11 @@ def test_role_named_like_a_shell_command_runs_nothing(dbs, project, invoke_cli, 
 
 def test_honest_tables_named_like_the_tools_dollar_tags_restore(dbs, project, invoke_cli):
     tags = ["t$fortress_check$", "$fortress$", "q$fortress_quiet$x"]
-    setup = "".join(f"CREATE TABLE public.{ident(t)} (id int PRIMARY KEY, v text);"
-                    f"INSERT INTO public.{ident(t)} SELECT g, 'row ' || g FROM generate_series(1, 30) g;" for t in tags)
+    setup = "".join(
+        f"CREATE TABLE public.{ident(t)} (id int PRIMARY KEY, v text);"
+        f"INSERT INTO public.{ident(t)} SELECT g, 'row ' || g FROM generate_series(1, 30) g;"
+        for t in tags
+    )
     source = seeded(dbs, "src", SOURCE_SQL + setup)
     bdir = project / "backups"
     backup_id = engine_backup(source, bdir)
@@ -153,8 +155,7 @@ def test_honest_tables_named_like_the_tools_dollar_tags_restore(dbs, project, in
 def test_honest_role_named_like_the_tools_dollar_tag_restores(dbs, project, invoke_cli):
     role = "r$fortress$x"
     admin = dbs.cluster.target()
-    setup = (f"CREATE TABLE public.owned (id int); ALTER TABLE public.owned OWNER TO {ident(role)};"
-             f"GRANT SELECT ON app.items TO {ident(role)};")
+    setup = f"CREATE TABLE public.owned (id int); ALTER TABLE public.owned OWNER TO {ident(role)};GRANT SELECT ON app.items TO {ident(role)};"
     try:
         res, expected, target, before = restore_after_dropping_roles(dbs, project, invoke_cli, [role], setup)
         assert res.returncode == 0, shown(res)
@@ -180,13 +181,15 @@ def awkward(stem: str) -> str:
 def test_schema_and_column_names_with_awkward_characters_round_trip(dbs, project, invoke_cli, marker):
     schema, column, table = awkward("s"), awkward("c"), awkward("t")
     q = f"{ident(schema)}.{ident(table)}"
-    setup = (f"CREATE SCHEMA {ident(schema)};"
-             f"CREATE TABLE {q} (id int PRIMARY KEY, {ident(column)} text NOT NULL DEFAULT {literal(marker.shell)});"
-             f"INSERT INTO {q} (id) SELECT generate_series(1, 20);"
-             f"INSERT INTO {q} VALUES (21, {literal(schema + column)});"
-             f"COMMENT ON COLUMN {q}.{ident(column)} IS {literal(column)};"
-             f"GRANT SELECT ({ident(column)}) ON {q} TO PUBLIC;"
-             f"CREATE INDEX ON {q} ({ident(column)});")
+    setup = (
+        f"CREATE SCHEMA {ident(schema)};"
+        f"CREATE TABLE {q} (id int PRIMARY KEY, {ident(column)} text NOT NULL DEFAULT {literal(marker.shell)});"
+        f"INSERT INTO {q} (id) SELECT generate_series(1, 20);"
+        f"INSERT INTO {q} VALUES (21, {literal(schema + column)});"
+        f"COMMENT ON COLUMN {q}.{ident(column)} IS {literal(column)};"
+        f"GRANT SELECT ({ident(column)}) ON {q} TO PUBLIC;"
+        f"CREATE INDEX ON {q} ({ident(column)});"
+    )
     source = seeded(dbs, "src", SOURCE_SQL + setup)
     bdir = project / "backups"
     backup_id = engine_backup(source, bdir)
@@ -201,6 +204,7 @@ def test_schema_and_column_names_with_awkward_characters_round_trip(dbs, project
 
 
 # --- 2. column names on a PostgreSQL 17 source restored into 15 -----------------------------------
+
 
 def restore_17_into_15(dbs17, dbs15, project, invoke_cli, setup_sql: str, *, as_role: str | None = None):
     """A PostgreSQL 17 database (set up by `as_role` if given) backed up and restored into a new
@@ -227,12 +231,12 @@ def test_column_names_cannot_smuggle_a_superuser_grant_into_an_older_target(dbs1
         # what a line filter would leave as the first column's name: the statement must not fail
         "c\n\n\n--\n-- Name: COLUMN t.",
     ]
-    setup = (f"CREATE TABLE public.t (id int, {', '.join(ident(c) + ' int' for c in columns)});"
-             + "".join(f"GRANT SELECT ({ident(c)}) ON public.t TO PUBLIC;" for c in columns[:2]))
+    setup = f"CREATE TABLE public.t (id int, {', '.join(ident(c) + ' int' for c in columns)});" + "".join(
+        f"GRANT SELECT ({ident(c)}) ON public.t TO PUBLIC;" for c in columns[:2]
+    )
     try:
         res, source, target = restore_17_into_15(dbs17, dbs15, project, invoke_cli, setup, as_role=eve)
-        assert not scalar(admin15, f"SELECT rolsuper FROM pg_roles WHERE rolname = '{eve}'"), \
-            f"{eve} became SUPERUSER on the target:\n" + shown(res)
+        assert not scalar(admin15, f"SELECT rolsuper FROM pg_roles WHERE rolname = '{eve}'"), f"{eve} became SUPERUSER on the target:\n" + shown(res)
         assert_roles_kept(admin15, roles15, may_add=True, context=shown(res))
         assert res.returncode == 0, shown(res)
         assert column_acls(target, "public.t") == column_acls(source, "public.t")
@@ -247,8 +251,10 @@ def test_column_names_cannot_smuggle_a_superuser_grant_into_an_older_target(dbs1
 def test_a_column_grant_stays_on_its_column_across_versions(dbs17, dbs15, project, invoke_cli):
     admin15 = dbs15.cluster.target()
     roles15 = roles(admin15)
-    setup = ('CREATE TABLE public.payroll (id int, "public,salary" int, "public, MAINTAIN ,salary" int, salary int);'
-             'GRANT SELECT ("public, MAINTAIN ,salary"), UPDATE (salary) ON public.payroll TO PUBLIC;')
+    setup = (
+        'CREATE TABLE public.payroll (id int, "public,salary" int, "public, MAINTAIN ,salary" int, salary int);'
+        'GRANT SELECT ("public, MAINTAIN ,salary"), UPDATE (salary) ON public.payroll TO PUBLIC;'
+    )
     try:
         res, source, target = restore_17_into_15(dbs17, dbs15, project, invoke_cli, setup)
         assert column_acls(source, "public.payroll")["public, MAINTAIN ,salary"]  # the grant to keep
@@ -265,6 +271,7 @@ def test_a_column_grant_stays_on_its_column_across_versions(dbs17, dbs15, projec
 
 
 # --- 3. a tampered backup folder ----------------------------------------------------------------
+
 
 @pytest.fixture(scope="module", params=[15, 17], ids=["supa15", "supa17"])
 def supa_backup(request, tmp_path_factory):
@@ -306,6 +313,7 @@ def refused_or_flagged(res, platform, target, before) -> None:
 def test_tampered_additions_run_nothing(supa_backup, tmp_path, invoke_cli, marker):
     payload = f"\n{marker.shell}\n"
     platform = supa_backup.platform
+
     def edit(folder):
         # The additions travel as manifest entries (kind, table, name, oid) that pick entries of
         # platform-schema.dump by oid: hostile text goes into every field of those entries, and
@@ -319,6 +327,7 @@ def test_tampered_additions_run_nothing(supa_backup, tmp_path, invoke_cli, marke
         with open(folder / "platform-schema.dump", "ab") as f:
             f.write(payload.encode())
         rehash(folder)
+
     res, target, before, roles_before = tampered_restore(supa_backup, invoke_cli, tmp_path / "backups", edit)
     try:
         no_shell(marker, res)
@@ -338,8 +347,8 @@ def test_tampered_roles_change_no_role(supa_backup, tmp_path, invoke_cli):
     try:
         # restored by the platform's superuser: the one account that could hand out SUPERUSER
         res, target, before, _ = tampered_restore(
-            supa_backup, invoke_cli, tmp_path / "backups",
-            lambda folder: tamper(folder, "roles", f"\n{sql}\n", as_json), superuser=True)
+            supa_backup, invoke_cli, tmp_path / "backups", lambda folder: tamper(folder, "roles", f"\n{sql}\n", as_json), superuser=True
+        )
         assert_roles_kept(admin, roles_before, may_add=res.returncode == 0, context=shown(res))
         refused_or_flagged(res, platform, target, before)
     finally:
@@ -355,13 +364,15 @@ def test_manifest_entry_outside_the_backup_folder_is_not_trusted(supa_backup, tm
     backup_dir.mkdir(parents=True)
     platform = supa_backup.platform
     res, target, before, roles_before = tampered_restore(
-        supa_backup, invoke_cli, backup_dir, lambda folder: add_file_entry(folder, "../../../../etc/hostname"))
+        supa_backup, invoke_cli, backup_dir, lambda folder: add_file_entry(folder, "../../../../etc/hostname")
+    )
     assert (backup_dir / supa_backup.id / "../../../../etc/hostname").resolve() == outside
     assert_roles_kept(platform.admin(), roles_before, may_add=False, context=shown(res))
     refused_or_flagged(res, platform, target, before)
 
 
 # --- 4. data outside the plan --------------------------------------------------------------------
+
 
 @pytest.fixture
 def app_project(supa, project):
@@ -383,12 +394,14 @@ def test_truncate_cascading_into_another_schema_is_refused(supa, app_project, in
     db = app_project.db
     # a schema the app does not own (the platform's admin made it, as for platform_extra), with a
     # table the project's user keeps there that references auth.users
-    psql(supa.admin(db), "CREATE SCHEMA billing AUTHORIZATION supabase_admin;"
-                         "GRANT USAGE, CREATE ON SCHEMA billing TO postgres;")
-    psql(db, "CREATE TABLE billing.orders (id int PRIMARY KEY, amount numeric,"
-             " user_id uuid NOT NULL REFERENCES auth.users (id));"
-             "INSERT INTO billing.orders SELECT g, g * 9.5, '11111111-1111-4111-8111-111111111111'"
-             " FROM generate_series(1, 40) g;")
+    psql(supa.admin(db), "CREATE SCHEMA billing AUTHORIZATION supabase_admin;GRANT USAGE, CREATE ON SCHEMA billing TO postgres;")
+    psql(
+        db,
+        "CREATE TABLE billing.orders (id int PRIMARY KEY, amount numeric,"
+        " user_id uuid NOT NULL REFERENCES auth.users (id));"
+        "INSERT INTO billing.orders SELECT g, g * 9.5, '11111111-1111-4111-8111-111111111111'"
+        " FROM generate_series(1, 40) g;",
+    )
 
     res, before = backup_and_restore_same(supa, app_project, invoke_cli, ("billing",))
 
@@ -445,18 +458,24 @@ def test_reset_leaves_no_table_in_public(supa, app_project, invoke_cli):
     res = invoke_cli("reset", "--yes", env=env_for(supa.url(db), app_project.folder / "backups"))
 
     assert res.returncode == 0, shown(res)
-    left = scalar(db, "SELECT string_agg(c.relname, ', ') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                      " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')")
+    left = scalar(
+        db,
+        "SELECT string_agg(c.relname, ', ') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')",
+    )
     assert left is None, f"reset left in public: {left}\n" + shown(res)
     assert scalar(db, "SELECT count(*) FROM auth.users") == users
 
 
 # --- 5. the runbook's hand-made files ----------------------------------------------------------
 
-BIG_TARGET = TARGET_SQL + """
+BIG_TARGET = (
+    TARGET_SQL
+    + """
 CREATE TABLE public.big (id int PRIMARY KEY, v text);
 INSERT INTO public.big SELECT g, md5(g::text) FROM generate_series(1, 1000) g;
 """
+)
 DAY = "2026-11-20"
 
 
@@ -494,11 +513,7 @@ def test_runbook_file_with_a_shell_command_is_refused(dbs, project, invoke_cli, 
 
 
 # What pg_dump writes around large-object contents, here as plain text inside a value and a body.
-LO_LINES = ("BEGIN;\n"
-            "SELECT pg_catalog.lo_open('16385', 131072);\n"
-            "SELECT pg_catalog.lowrite(0, '\\x6c6f');\n"
-            "SELECT pg_catalog.lo_close(0);\n"
-            "COMMIT;\n")
+LO_LINES = "BEGIN;\nSELECT pg_catalog.lo_open('16385', 131072);\nSELECT pg_catalog.lowrite(0, '\\x6c6f');\nSELECT pg_catalog.lo_close(0);\nCOMMIT;\n"
 NOTES = "restore notes:\n" + LO_LINES + "end of notes"
 TRANSACTION_LINES = f"""
 CREATE TABLE public.memos (id int PRIMARY KEY, body text NOT NULL);

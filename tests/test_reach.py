@@ -21,8 +21,15 @@ from tests.helpers import psql, scalar, seeded, state
 def reset_sql(conn, platform, *, drop_schemas, publications, large_objects, drop_additions=(), platform_tables=()):
     """The reset the restore writes for this target (as plan_restore assembles it)."""
     public = dbinfo.schema_contents_drop_sql(conn, "public") if platform.name == "supabase" else None
-    return statements.reset_sql(drop_schemas=drop_schemas, publications=publications, large_objects=large_objects,
-                                public_contents=public, drop_additions=drop_additions, platform_tables=platform_tables)
+    return statements.reset_sql(
+        drop_schemas=drop_schemas,
+        publications=publications,
+        large_objects=large_objects,
+        public_contents=public,
+        drop_additions=drop_additions,
+        platform_tables=platform_tables,
+    )
+
 
 # Two app schemas (`public`, emptied object by object as on Supabase, and `app2`, dropped whole),
 # a stand-in platform table (auth.users) the reset empties, and the app's neighbours in `billing`
@@ -87,9 +94,12 @@ EXPECTED = [
 def reached(conn, app=APP, emptied=EMPTIED, found=()) -> list[reach.Reached]:
     """What the Supabase-shaped reset of `app` would reach, computed as the plan would."""
     return reach.reached_outside(
-        conn, inside=app, drop_schemas=[s for s in app if s != "public"],
+        conn,
+        inside=app,
+        drop_schemas=[s for s in app if s != "public"],
         drop_objects=dbinfo.schema_objects(conn, "public") if "public" in app else [],
-        drop_additions=found, truncate_tables=emptied,
+        drop_additions=found,
+        truncate_tables=emptied,
     )
 
 
@@ -142,21 +152,26 @@ def computed(conn: psycopg.Connection, seeds: list[reach.Address], tables: list[
 
         def describe(objs):
             objs = list(objs)
-            return {r[0] for r in conn.execute(
-                "SELECT pg_catalog.pg_describe_object(c, o, s) FROM unnest(%s::oid[], %s::oid[], %s::int[]) AS t(c, o, s)",
-                ([a.classid for a in objs], [a.objid for a in objs], [a.subid for a in objs]))}
+            return {
+                r[0]
+                for r in conn.execute(
+                    "SELECT pg_catalog.pg_describe_object(c, o, s) FROM unnest(%s::oid[], %s::oid[], %s::int[]) AS t(c, o, s)",
+                    ([a.classid for a in objs], [a.objid for a in objs], [a.subid for a in objs]),
+                )
+            }
 
         named = describe(seeds)
         dropped = describe(closure) - named
-        emptied = {r[0] for r in conn.execute("SELECT relname FROM pg_class WHERE oid = ANY(%s::oid[])",
-                                              (sorted(cascaded),))}
+        emptied = {r[0] for r in conn.execute("SELECT relname FROM pg_class WHERE oid = ANY(%s::oid[])", (sorted(cascaded),))}
     return dropped, emptied, named
 
 
 def seeds_of(conn, app, found=()) -> list[reach.Address]:
     pg_namespace = conn.execute("SELECT 'pg_namespace'::regclass::oid").fetchone()[0]
-    out = [reach.Address(pg_namespace, oid) for (oid,) in conn.execute(
-        "SELECT oid FROM pg_namespace WHERE nspname = ANY(%s) AND nspname <> 'public'", (app,))]
+    out = [
+        reach.Address(pg_namespace, oid)
+        for (oid,) in conn.execute("SELECT oid FROM pg_namespace WHERE nspname = ANY(%s) AND nspname <> 'public'", (app,))
+    ]
     out += [reach.Address(o.classid, o.objid) for o in dbinfo.schema_objects(conn, "public")]
     out += reach._addition_addresses(conn, list(found))
     return out
@@ -164,36 +179,46 @@ def seeds_of(conn, app, found=()) -> list[reach.Address]:
 
 # --- reach ------------------------------------------------------------------------------------------
 
+
 def test_a_table_with_a_foreign_key_to_an_emptied_table_is_reported(dbs):
-    target = seeded(dbs, "reach", """
+    target = seeded(
+        dbs,
+        "reach",
+        """
         CREATE SCHEMA auth; CREATE SCHEMA billing;
         CREATE TABLE auth.users (id int PRIMARY KEY);
         CREATE TABLE billing.orders (id int PRIMARY KEY, user_id int CONSTRAINT orders_user_fk REFERENCES auth.users);
         CREATE TABLE billing.order_lines (order_id int REFERENCES billing.orders);
         CREATE TABLE public.profiles (id int REFERENCES auth.users);
-    """)
+    """,
+    )
     with target.connect(autocommit=True) as conn:
         found = reached(conn, app=["public"])
-    assert descriptions(found) == ["table billing.order_lines (would be emptied)",
-                                   "table billing.orders (would be emptied)"]
-    assert found[1] == reach.Reached("billing", "table billing.orders (would be emptied)", "table",
-                                     "billing.orders", "emptied")
+    assert descriptions(found) == ["table billing.order_lines (would be emptied)", "table billing.orders (would be emptied)"]
+    assert found[1] == reach.Reached("billing", "table billing.orders (would be emptied)", "table", "billing.orders", "emptied")
 
 
 def test_a_view_in_another_schema_over_an_app_table_is_reported(dbs):
-    target = seeded(dbs, "reach", """
+    target = seeded(
+        dbs,
+        "reach",
+        """
         CREATE SCHEMA extensions; CREATE SCHEMA billing;
         CREATE TABLE public.items (id int PRIMARY KEY);
         CREATE VIEW extensions.app_summary AS SELECT count(*) FROM public.items;
         CREATE TABLE billing.orders (item_id int CONSTRAINT orders_item_fk REFERENCES public.items);
-    """)
+    """,
+    )
     with target.connect(autocommit=True) as conn:
         found = reached(conn, app=["public"], emptied=[])
-    assert descriptions(found) == ["foreign key orders_item_fk on table billing.orders (would be dropped)",
-                                   "view extensions.app_summary (would be dropped)"]
+    assert descriptions(found) == [
+        "foreign key orders_item_fk on table billing.orders (would be dropped)",
+        "view extensions.app_summary (would be dropped)",
+    ]
     assert [(r.schema, r.kind, r.identity) for r in found] == [
         ("billing", "table constraint", "orders_item_fk on billing.orders"),
-        ("extensions", "view", "extensions.app_summary")]
+        ("extensions", "view", "extensions.app_summary"),
+    ]
 
 
 def test_objects_inside_the_app_schemas_are_not_reported(dbs):
@@ -217,8 +242,7 @@ def test_everything_reached_outside_is_reported_as_postgresql_drops_it(dbs):
         assert [r.schema for r in found if r.kind == "event trigger"] == [None]
 
         # PostgreSQL runs the reset itself (rolled back) and lists what it drops and empties
-        script = reset_sql(conn, SUPABASE, drop_schemas=APP, publications=[], large_objects=False,
-                           platform_tables=EMPTIED)
+        script = reset_sql(conn, SUPABASE, drop_schemas=APP, publications=[], large_objects=False, platform_tables=EMPTIED)
         said_dropped, said_emptied = postgres_says(conn, script)
         dropped, emptied, named = computed(conn, seeds_of(conn, APP), EMPTIED)
     assert said_dropped - named == dropped
@@ -230,8 +254,9 @@ def test_the_database_is_unchanged_and_no_table_is_locked(dbs):
     before = state(target)
     # Another session holds what the reset would lock; reading the catalog must not wait for it.
     holder = target.connect()
-    holder.execute("LOCK TABLE auth.users, billing.orders, billing.order_lines, public.items, public.pt,"
-                   " extensions.app_summary IN ACCESS EXCLUSIVE MODE")
+    holder.execute(
+        "LOCK TABLE auth.users, billing.orders, billing.order_lines, public.items, public.pt, extensions.app_summary IN ACCESS EXCLUSIVE MODE"
+    )
     try:
         # a session that cannot write at all
         with target.connect(autocommit=True, options="-c default_transaction_read_only=on -c lock_timeout=2s") as conn:
@@ -272,17 +297,24 @@ def test_a_supabase_reset_reaches_platform_neighbours(supa):
         platform = detect(conn)
         app = dbinfo.app_schemas(conn, platform)
         found = additions.find(conn, platform)
-        platform_tables = [(s, t) for s, t, kind in dbinfo.tables(conn, ["auth", "storage"])
-                           if kind == "r" and f"{s}.{t}" not in platform.excluded_data_tables]
+        platform_tables = [
+            (s, t) for s, t, kind in dbinfo.tables(conn, ["auth", "storage"]) if kind == "r" and f"{s}.{t}" not in platform.excluded_data_tables
+        ]
         result = reached(conn, app, platform_tables, found)
-    assert descriptions(result) == ["view extensions.project_names (would be dropped)",
-                                    "table platform_extra.accounts (would be emptied)"]
+    assert descriptions(result) == ["view extensions.project_names (would be dropped)", "table platform_extra.accounts (would be emptied)"]
 
     # what PostgreSQL does with the reset the restore would run (as the superuser: `postgres` may
     # not empty platform_extra.accounts at all, and the restore would fail and roll back there)
     with supa.admin(project).connect() as conn:
-        script = reset_sql(conn, platform, drop_schemas=app, publications=[], large_objects=False,
-                           drop_additions=[a.drop_sql for a in found], platform_tables=platform_tables)
+        script = reset_sql(
+            conn,
+            platform,
+            drop_schemas=app,
+            publications=[],
+            large_objects=False,
+            drop_additions=[a.drop_sql for a in found],
+            platform_tables=platform_tables,
+        )
         said_dropped, said_emptied = postgres_says(conn, script)
         dropped, emptied, named = computed(conn, seeds_of(conn, app, found), platform_tables)
     assert said_dropped - named == dropped
@@ -317,12 +349,11 @@ def test_a_supabase_reset_drops_partitioned_tables_and_leaves_public_empty(supa)
 
     plan = plan_reset(project)
     execute_reset(plan)
-    assert scalar(project, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                           " WHERE n.nspname = 'public'") == 0  # tables, partitions, sequences, indexes, views
-    assert scalar(project, "SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace"
-                           " WHERE n.nspname = 'public'") == 0
-    assert scalar(project, "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-                           " WHERE n.nspname = 'public'") == 0
+    assert (
+        scalar(project, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'") == 0
+    )  # tables, partitions, sequences, indexes, views
+    assert scalar(project, "SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE n.nspname = 'public'") == 0
+    assert scalar(project, "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'") == 0
     # `public` itself, and what the platform configured on it, stays
     assert scalar(project, "SELECT has_schema_privilege('anon', 'public', 'USAGE')")
 

@@ -30,6 +30,7 @@ def shared_dir():
 
 # --- 1. a function body in a signed backup makes the restoring superuser grant SUPERUSER -----------
 
+
 def test_check_constraint_function_in_a_signed_backup_grants_nothing(dbs, project, invoke_cli):
     eve = f"eve{uuid.uuid4().hex[:6]}"
     admin = dbs.cluster.target()
@@ -37,7 +38,9 @@ def test_check_constraint_function_in_a_signed_backup_grants_nothing(dbs, projec
     try:
         source = dbs.new("src")
         psql(source, f"GRANT CREATE ON SCHEMA public TO {eve}")
-        psql(source, f"""SET ROLE {eve};
+        psql(
+            source,
+            f"""SET ROLE {eve};
 CREATE FUNCTION public.ok(int) RETURNS boolean LANGUAGE plpgsql AS $f$
 BEGIN
   IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
@@ -46,7 +49,8 @@ BEGIN
   RETURN true;
 END $f$;
 CREATE TABLE public.t (id int CHECK (public.ok(id)));
-INSERT INTO public.t VALUES (1);""")
+INSERT INTO public.t VALUES (1);""",
+        )
         bdir = project / "backups"
         backup_id = engine_backup(source, bdir)  # signed with this machine's key
         target = dbs.new("dst")
@@ -55,8 +59,9 @@ INSERT INTO public.t VALUES (1);""")
         # refused before COMMIT by the power check, everything rolled back
         assert res.returncode == 6 and "power over the server" in res.stderr, shown(res)
         assert state(target) == before
-        assert not scalar(admin, f"SELECT rolsuper FROM pg_roles WHERE rolname = '{eve}'"), \
+        assert not scalar(admin, f"SELECT rolsuper FROM pg_roles WHERE rolname = '{eve}'"), (
             f"an ordinary table owner's CHECK function made {eve} SUPERUSER during the restore:\n" + shown(res)
+        )
     finally:
         dbs.cleanup()
         dbs.created.clear()
@@ -64,6 +69,7 @@ INSERT INTO public.t VALUES (1);""")
 
 
 # --- 2. a runbook file runs a shell command on this machine, before any plan or confirmation -------
+
 
 def _runbook(project, text: str) -> Path:
     bdir = project / "backups"
@@ -76,23 +82,28 @@ def test_runbook_file_cannot_lend_itself_server_program_rights_on_15(dbs15, proj
     """PostgreSQL 15 CREATEROLE may grant any non-superuser role, pg_execute_server_program
     included; the loading role keeps the target user's CREATEROLE in the throwaway server."""
     target = seeded(dbs15, "dst", TARGET_SQL)
-    bdir = _runbook(project, f"""CREATE TABLE public.t (x int);
+    bdir = _runbook(
+        project,
+        f"""CREATE TABLE public.t (x int);
 GRANT pg_execute_server_program TO CURRENT_USER;
 COPY (SELECT 1) TO PROGRAM 'id > {shared_dir}/pwned';
-""")
+""",
+    )
     # no --yes and no terminal: the restore must refuse before doing anything with the file
     res = invoke_cli("restore", "--date", DAY, env=env_for(dbs15.url(target), bdir))
     assert res.returncode != 0, shown(res)
-    assert not (shared_dir / "pwned").exists(), \
-        "a runbook file ran a shell command on the restoring machine, though the restore was never confirmed:\n" \
-        + shown(res)
+    assert not (shared_dir / "pwned").exists(), (
+        "a runbook file ran a shell command on the restoring machine, though the restore was never confirmed:\n" + shown(res)
+    )
 
 
 def test_runbook_file_cannot_hijack_the_sandbox_superusers_search_path(dbs17, project, invoke_cli, shared_dir):
     """The loading role owns the throwaway database: it sets the database's search_path so the
     superuser's own catalog queries (current_setting(...) in dbinfo.server_info) call its function."""
     target = seeded(dbs17, "dst", TARGET_SQL)
-    bdir = _runbook(project, r"""CREATE TABLE public.t (x int);
+    bdir = _runbook(
+        project,
+        r"""CREATE TABLE public.t (x int);
 CREATE FUNCTION public.current_setting(text) RETURNS text LANGUAGE plpgsql AS $f$
 BEGIN
   IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
@@ -102,15 +113,17 @@ BEGIN
 END $f$;
 DO $d$ BEGIN EXECUTE pg_catalog.format('ALTER DATABASE %I SET search_path = public, pg_catalog',
                                        pg_catalog.current_database()); END $d$;
-""".replace("MARK", str(shared_dir)))
+""".replace("MARK", str(shared_dir)),
+    )
     res = invoke_cli("restore", "--date", DAY, env=env_for(dbs17.url(target), bdir))
     assert res.returncode != 0, shown(res)
-    assert not (shared_dir / "pwned").exists(), \
-        "a runbook file ran a shell command on the restoring machine, though the restore was never confirmed:\n" \
-        + shown(res)
+    assert not (shared_dir / "pwned").exists(), (
+        "a runbook file ran a shell command on the restoring machine, though the restore was never confirmed:\n" + shown(res)
+    )
 
 
 # --- 3. `invoke backup` as a superuser runs the database owner's functions -------------------------
+
 
 def test_backup_runs_no_function_of_the_database_owner(dbs, project, invoke_cli):
     owner = f"own{uuid.uuid4().hex[:6]}"
@@ -120,7 +133,9 @@ def test_backup_runs_no_function_of_the_database_owner(dbs, project, invoke_cli)
     psql(admin, f"CREATE DATABASE {name} OWNER {owner}")
     try:
         as_owner = dbs.cluster.target(name)
-        psql(as_owner, f"""SET ROLE {owner};
+        psql(
+            as_owner,
+            f"""SET ROLE {owner};
 CREATE FUNCTION public.current_setting(text) RETURNS text LANGUAGE plpgsql AS $f$
 BEGIN
   IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
@@ -129,17 +144,20 @@ BEGIN
   RETURN pg_catalog.current_setting($1);
 END $f$;
 CREATE TABLE public.t (x int);
-ALTER DATABASE {name} SET search_path = public, pg_catalog;""")
+ALTER DATABASE {name} SET search_path = public, pg_catalog;""",
+        )
         res = invoke_cli("backup", env={"DATABASE_URL": dbs.cluster.url(name), "BACKUP_DIR": str(project / "b")})
         assert res.returncode == 0, shown(res)
-        assert not scalar(admin, f"SELECT rolsuper FROM pg_roles WHERE rolname = '{owner}'"), \
+        assert not scalar(admin, f"SELECT rolsuper FROM pg_roles WHERE rolname = '{owner}'"), (
             f"`invoke backup` as a superuser made the database owner {owner} SUPERUSER:\n" + shown(res)
+        )
     finally:
         dbs.cluster.drop_database(name)
         drop_roles(admin, owner)
 
 
 # --- 4. "rolled back, unchanged" after a statement in the backup committed part of the restore ------
+
 
 def test_failed_restore_says_unchanged_only_when_nothing_was_committed(dbs, project, invoke_cli):
     """A tampered (unsigned) archive, restored with --allow-unsigned: a COMMIT in a TOC entry, then
@@ -150,6 +168,7 @@ def test_failed_restore_says_unchanged_only_when_nothing_was_committed(dbs, proj
     backup_id = engine_backup(source, bdir)
     folder = bdir / backup_id
     from tests.hostile_helpers import rehash
+
     dump = folder / "app.dump"
     raw = dump.read_bytes()
     old = f"'{pad}'".encode()
@@ -168,6 +187,7 @@ def test_failed_restore_says_unchanged_only_when_nothing_was_committed(dbs, proj
 
 
 # --- 5. files are verified at plan time and read again after the confirmation ----------------------
+
 
 def test_files_swapped_after_the_plan_are_not_restored(dbs, project):
     """The prompt can wait for minutes; whoever can write the backup folder swaps app.dump in
@@ -190,23 +210,23 @@ def test_files_swapped_after_the_plan_are_not_restored(dbs, project):
         execute_restore(plan, store)
     except Exception:
         return  # refused: what we want
-    assert scalar(target, "SELECT count(*) FROM app.items WHERE v LIKE 'evil%'") == 0, \
+    assert scalar(target, "SELECT count(*) FROM app.items WHERE v LIKE 'evil%'") == 0, (
         "a file changed after its checksum was verified was restored, and the restore reported success"
+    )
 
 
 # --- newcomer: words and messages -------------------------------------------------------------------
+
 
 def test_first_backup_says_it_signed_and_where_the_key_is(dbs, project, invoke_cli, tmp_path):
     """The first backup silently creates ~/.config/fortress-backup/signing.key; on any other
     machine every backup is then 'unauthenticated' and the hint says to set BACKUP_SIGNING_KEY
     'to the key it was made with', a key the person never heard of."""
     source = seeded(dbs, "src", SOURCE_SQL)
-    res = invoke_cli("backup", env={"DATABASE_URL": dbs.url(source), "BACKUP_DIR": str(project / "b"),
-                                    "XDG_CONFIG_HOME": str(tmp_path / "cfg")})
+    res = invoke_cli("backup", env={"DATABASE_URL": dbs.url(source), "BACKUP_DIR": str(project / "b"), "XDG_CONFIG_HOME": str(tmp_path / "cfg")})
     assert res.returncode == 0, shown(res)
     assert (tmp_path / "cfg" / "fortress-backup" / "signing.key").exists()
-    assert "signing.key" in res.stdout + res.stderr, \
-        "the backup created a signing key without saying so or where it is:\n" + shown(res)
+    assert "signing.key" in res.stdout + res.stderr, "the backup created a signing key without saying so or where it is:\n" + shown(res)
 
 
 def test_also_reach_help_shows_it_takes_a_schema(invoke_cli):

@@ -12,8 +12,8 @@ from tasks.engine.errors import IntegrityError
 from tests.helpers import psql
 
 HOSTILE = [
-    'x$fortress$\n\\! touch /tmp/fortress-marker\n',
-    'r$fortress$x',
+    "x$fortress$\n\\! touch /tmp/fortress-marker\n",
+    "r$fortress$x",
     'We;ird "Role" -- not a comment',
     "it's\\",
     "ünïcødé ✓",
@@ -45,17 +45,14 @@ def test_hostile_role_names_round_trip_as_data_and_run_nothing(pg, tmp_path):
         plan = roles.plan(back, roles.facts(conn, back.names()))
         assert sorted(r.name for r in plan.create) == sorted(names)
         conn.execute(plan.sql)
-        got = dict(conn.execute(
-            "SELECT rolname, ARRAY[rolcanlogin::int, rolconnlimit] FROM pg_roles WHERE rolname = ANY(%s)",
-            (names,)).fetchall())
+        got = dict(conn.execute("SELECT rolname, ARRAY[rolcanlogin::int, rolconnlimit] FROM pg_roles WHERE rolname = ANY(%s)", (names,)).fetchall())
         assert got == {n: [1, 4] for n in names}
         assert conn.execute(
-            "SELECT setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE rolname = %s",
-            (names[0],)).fetchone()[0] == ['search_path="a;b", public']
+            "SELECT setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE rolname = %s", (names[0],)
+        ).fetchone()[0] == ['search_path="a;b", public']
         assert conn.execute("SELECT pg_has_role(%s, %s, 'MEMBER')", (names[2], names[1])).fetchone()[0]
         for n in names:
-            assert conn.execute("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s",
-                                (n,)).fetchone()[0] == n
+            assert conn.execute("SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = %s", (n,)).fetchone()[0] == n
         conn.rollback()
     assert not __import__("os").path.exists("/tmp/fortress-marker")
 
@@ -63,11 +60,16 @@ def test_hostile_role_names_round_trip_as_data_and_run_nothing(pg, tmp_path):
 def test_superuser_powers_are_never_handed_out(pg):
     prefix = f"su_{uuid.uuid4().hex[:4]}"
     data = roles.RoleSet(
-        roles=(roles.Role(f"{prefix}_evil", login=True, superuser=True, replication=True, bypassrls=True,
-                          settings=(("session_preload_libraries", "evil"),)),),
-        memberships=(roles.Membership("postgres", f"{prefix}_evil"),
-                     roles.Membership("pg_execute_server_program", f"{prefix}_evil"),
-                     roles.Membership("pg_read_all_stats", f"{prefix}_evil")),
+        roles=(
+            roles.Role(
+                f"{prefix}_evil", login=True, superuser=True, replication=True, bypassrls=True, settings=(("session_preload_libraries", "evil"),)
+            ),
+        ),
+        memberships=(
+            roles.Membership("postgres", f"{prefix}_evil"),
+            roles.Membership("pg_execute_server_program", f"{prefix}_evil"),
+            roles.Membership("pg_read_all_stats", f"{prefix}_evil"),
+        ),
     )
     with pg.target().connect() as conn:
         plan = roles.plan(roles.RoleSet.from_json(data.to_json()), roles.facts(conn, [f"{prefix}_evil"]))
@@ -76,10 +78,13 @@ def test_superuser_powers_are_never_handed_out(pg):
         assert any("pg_execute_server_program" in r for r in plan.refused)
         assert any("session_preload_libraries" in r for r in plan.refused)
         conn.execute(plan.sql)
-        row = conn.execute("SELECT rolsuper, rolreplication, rolbypassrls, pg_has_role(oid, 'postgres', 'MEMBER'),"
-                           " pg_has_role(oid, 'pg_execute_server_program', 'MEMBER'),"
-                           " pg_has_role(oid, 'pg_read_all_stats', 'MEMBER')"
-                           " FROM pg_roles WHERE rolname = %s", (f"{prefix}_evil",)).fetchone()
+        row = conn.execute(
+            "SELECT rolsuper, rolreplication, rolbypassrls, pg_has_role(oid, 'postgres', 'MEMBER'),"
+            " pg_has_role(oid, 'pg_execute_server_program', 'MEMBER'),"
+            " pg_has_role(oid, 'pg_read_all_stats', 'MEMBER')"
+            " FROM pg_roles WHERE rolname = %s",
+            (f"{prefix}_evil",),
+        ).fetchone()
         assert row == (False, False, False, False, False, True)
         conn.rollback()
 
@@ -88,8 +93,9 @@ def test_roles_the_target_has_are_never_changed(pg):
     name = f"kept_{uuid.uuid4().hex[:4]}"
     psql(pg.target(), f"CREATE ROLE {name} NOLOGIN")
     try:
-        data = roles.RoleSet(roles=(roles.Role(name, login=True, createrole=True, comment="changed"),),
-                             memberships=(roles.Membership("pg_monitor", name),))
+        data = roles.RoleSet(
+            roles=(roles.Role(name, login=True, createrole=True, comment="changed"),), memberships=(roles.Membership("pg_monitor", name),)
+        )
         with pg.target().connect() as conn:
             plan = roles.plan(data, roles.facts(conn, [name]))
             assert plan.keep == (name,) and plan.create == () and plan.grants == () and plan.sql == ""
@@ -101,18 +107,20 @@ def test_pg15_target_is_warned_when_a_non_inheriting_membership_would_inherit():
     data = roles.RoleSet(roles=(roles.Role("app"),), memberships=(roles.Membership("reader", "app", inherit=False),))
     facts15 = roles.TargetRoles(frozenset({"reader"}), frozenset(), "postgres", 15)
     facts17 = roles.TargetRoles(frozenset({"reader"}), frozenset(), "postgres", 17)
-    assert roles.plan(data, facts15).warnings == (
-        "app now inherits the privileges of reader (PostgreSQL 15 has no INHERIT FALSE grants)",)
+    assert roles.plan(data, facts15).warnings == ("app now inherits the privileges of reader (PostgreSQL 15 has no INHERIT FALSE grants)",)
     assert "INHERIT FALSE" in roles.plan(data, facts17).sql and "WITH INHERIT" not in roles.plan(data, facts15).sql
 
 
-@pytest.mark.parametrize("text", [
-    '{"format": 1, "roles": [{"name": 1}], "memberships": []}',
-    '{"format": 1, "roles": [{"name": "a", "login": "yes"}], "memberships": []}',
-    '{"format": 1, "roles": [], "memberships": [{"role": "a"}]}',
-    '{"format": 9, "roles": [], "memberships": []}',
-    'CREATE ROLE evil SUPERUSER;',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"format": 1, "roles": [{"name": 1}], "memberships": []}',
+        '{"format": 1, "roles": [{"name": "a", "login": "yes"}], "memberships": []}',
+        '{"format": 1, "roles": [], "memberships": [{"role": "a"}]}',
+        '{"format": 9, "roles": [], "memberships": []}',
+        "CREATE ROLE evil SUPERUSER;",
+    ],
+)
 def test_a_damaged_or_edited_roles_file_is_refused(text):
     with pytest.raises(IntegrityError, match="roles.json"):
         roles.RoleSet.from_json(text)

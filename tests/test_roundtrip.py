@@ -34,9 +34,7 @@ def backup_restore(source, target, tmp_path: Path, *, kind="full", mode=None):
 
 def large_objects(target):
     with target.connect() as conn:
-        return conn.execute(
-            "SELECT m.oid::bigint, md5(lo_get(m.oid)) FROM pg_largeobject_metadata m ORDER BY 1"
-        ).fetchall()
+        return conn.execute("SELECT m.oid::bigint, md5(lo_get(m.oid)) FROM pg_largeobject_metadata m ORDER BY 1").fetchall()
 
 
 def test_variety_round_trip_over_different_data(dbs, tmp_path):
@@ -88,13 +86,18 @@ def test_restore_into_fresh_cluster_recreates_roles(pg15, tmp_path):
             _, plan = backup_restore(source, target, tmp_path)
             assert "v_login" in plan.login_roles
             with target.connect() as conn:
-                rows = {r[0]: r[1:] for r in conn.execute(
-                    "SELECT rolname, rolcanlogin, rolbypassrls, rolconnlimit FROM pg_roles WHERE rolname LIKE 'v\\_%'"
-                )}
+                rows = {
+                    r[0]: r[1:]
+                    for r in conn.execute("SELECT rolname, rolcanlogin, rolbypassrls, rolconnlimit FROM pg_roles WHERE rolname LIKE 'v\\_%'")
+                }
                 # BYPASSRLS (like SUPERUSER and REPLICATION) is never handed out by a restore,
                 # even a superuser's; the plan said so before anything changed
-                assert rows == {"v_owner": (False, False, -1), "v_reader": (False, False, -1),
-                                "v_app": (False, False, -1), "v_login": (True, False, 5)}
+                assert rows == {
+                    "v_owner": (False, False, -1),
+                    "v_reader": (False, False, -1),
+                    "v_app": (False, False, -1),
+                    "v_login": (True, False, 5),
+                }
                 assert any("BYPASSRLS for role v_app" in r for r in plan.roles.refused)
                 # no password travelled with the role
                 assert conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'v_login'").fetchone()[0] is None

@@ -49,8 +49,7 @@ def pg_dump(source, *flags: str) -> bytes:
     with source.connect() as conn:
         major = conn.info.server_version // 10000
     suite = pgtools.pick(pgtools.discover(), at_least=major, prefer=major)
-    return pgtools.run([suite.tool("pg_dump"), *flags, "--no-password", f"--dbname={source.conninfo()}"],
-                       env=source.tool_env())
+    return pgtools.run([suite.tool("pg_dump"), *flags, "--no-password", f"--dbname={source.conninfo()}"], env=source.tool_env())
 
 
 def counts(target) -> dict[str, int]:
@@ -87,6 +86,7 @@ def sandboxes() -> set[str]:
 
 # --- what loads comes out exactly ---------------------------------------------------------------
 
+
 def test_pg_dump_plain_file_round_trips(dbs, tmp_path):
     source = dbs.new("src")
     psql(source, SOURCE)
@@ -95,8 +95,7 @@ def test_pg_dump_plain_file_round_trips(dbs, tmp_path):
     before = state(target)
     (tmp_path / f"dump-{DAY}.sql").write_bytes(pg_dump(source))
     steps: list[str] = []
-    store, b = runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=target, store_root=tmp_path / "store",
-                              step=steps.append)
+    store, b = runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=target, store_root=tmp_path / "store", step=steps.append)
     assert b.kind == "full" and not b.legacy
     assert b.manifest["origin"]["runbook_files"] == [f"dump-{DAY}.sql"]
     assert b.label == f"runbook files: dump-{DAY}.sql"
@@ -112,8 +111,7 @@ def test_schema_and_data_files_load_in_one_go_with_the_apps_triggers_quiet(dbs, 
     psql(source, SOURCE)
     (tmp_path / f"schema-{DAY}.sql").write_bytes(pg_dump(source, "--schema-only"))
     (tmp_path / f"data-{DAY}.sql").write_bytes(pg_dump(source, "--data-only"))
-    store, b = runbook_backup([tmp_path / f"data-{DAY}.sql", tmp_path / f"schema-{DAY}.sql"],
-                              target=dbs.new("dst"), store_root=tmp_path / "store")
+    store, b = runbook_backup([tmp_path / f"data-{DAY}.sql", tmp_path / f"schema-{DAY}.sql"], target=dbs.new("dst"), store_root=tmp_path / "store")
     assert b.kind == "full"
     assert b.manifest["origin"]["runbook_files"] == [f"schema-{DAY}.sql", f"data-{DAY}.sql"]
     # projects_touch did not fire for the 250 loaded rows (no audit rows, no rewritten dates)
@@ -125,8 +123,11 @@ def test_a_lone_data_file_loads_into_the_targets_schema(dbs, tmp_path):
     source = dbs.new("src")
     psql(source, SOURCE)
     target = dbs.new("dst")
-    psql(target, SOURCE.split("INSERT INTO app.users")[0] + "CREATE TABLE public.notes (id int PRIMARY KEY, body text);"
-                 "INSERT INTO app.users VALUES (99, 'other@x.test');")
+    psql(
+        target,
+        SOURCE.split("INSERT INTO app.users")[0] + "CREATE TABLE public.notes (id int PRIMARY KEY, body text);"
+        "INSERT INTO app.users VALUES (99, 'other@x.test');",
+    )
     before = state(target)
     (tmp_path / f"data-{DAY}.sql").write_bytes(pg_dump(source, "--data-only"))
     store, b = runbook_backup([tmp_path / f"data-{DAY}.sql"], target=target, store_root=tmp_path / "store")
@@ -144,12 +145,15 @@ def test_objects_a_superuser_gave_to_other_roles_load_without_a_superuser(dbs, t
     owner = f"rb_owner_{uuid.uuid4().hex[:6]}"
     source = dbs.new("src")
     try:
-        psql(source, f"CREATE ROLE {owner} NOLOGIN; CREATE SCHEMA app;"
-                     f" CREATE TABLE app.t (id int PRIMARY KEY); INSERT INTO app.t VALUES (1), (2);"
-                     f" CREATE TABLE public.p (id int); INSERT INTO public.p VALUES (3);"
-                     f" ALTER TABLE app.t OWNER TO {owner}; ALTER TABLE public.p OWNER TO {owner};"
-                     f" GRANT SELECT ON app.t TO PUBLIC;"
-                     f" ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT SELECT ON TABLES TO PUBLIC;")
+        psql(
+            source,
+            f"CREATE ROLE {owner} NOLOGIN; CREATE SCHEMA app;"
+            f" CREATE TABLE app.t (id int PRIMARY KEY); INSERT INTO app.t VALUES (1), (2);"
+            f" CREATE TABLE public.p (id int); INSERT INTO public.p VALUES (3);"
+            f" ALTER TABLE app.t OWNER TO {owner}; ALTER TABLE public.p OWNER TO {owner};"
+            f" GRANT SELECT ON app.t TO PUBLIC;"
+            f" ALTER DEFAULT PRIVILEGES FOR ROLE {owner} GRANT SELECT ON TABLES TO PUBLIC;",
+        )
         (tmp_path / f"dump-{DAY}.sql").write_bytes(pg_dump(source))
         dst = dbs.new("dst")
         store, b = runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=dst, store_root=tmp_path / "store")
@@ -211,9 +215,12 @@ def test_begin_and_commit_inside_values_and_function_bodies_load_exactly(dbs, tm
 
 def test_pg_dump_inserts_with_large_objects_loads(dbs, tmp_path):
     source = dbs.new("src")
-    psql(source, "CREATE TABLE public.docs (id int PRIMARY KEY, blob oid, note text);"
-                 " INSERT INTO public.docs SELECT 1, lo_from_bytea(0, decode(repeat('ab', 70000), 'hex')), 'big';"
-                 " INSERT INTO public.docs SELECT 2, lo_from_bytea(0, 'small'), E'it''s\\nmulti-line';")
+    psql(
+        source,
+        "CREATE TABLE public.docs (id int PRIMARY KEY, blob oid, note text);"
+        " INSERT INTO public.docs SELECT 1, lo_from_bytea(0, decode(repeat('ab', 70000), 'hex')), 'big';"
+        " INSERT INTO public.docs SELECT 2, lo_from_bytea(0, 'small'), E'it''s\\nmulti-line';",
+    )
     dump = pg_dump(source, "--inserts")
     assert b"lo_open" in dump and b"\nCOMMIT;\n" in dump  # pg_dump's own BEGIN/COMMIT around their contents
     (tmp_path / f"dump-{DAY}.sql").write_bytes(dump)
@@ -233,23 +240,20 @@ def test_supabase_cli_files_become_a_supabase_backup_with_its_users(supa, tmp_pa
     folder = tmp_path / "backups"
     cli_dump(project, folder, DAY)
     before = contents(supa, project)
-    store, b = runbook_backup([folder / f"schema-{DAY}.sql", folder / f"data-{DAY}.sql"], target=project,
-                              store_root=tmp_path / "store")
+    store, b = runbook_backup([folder / f"schema-{DAY}.sql", folder / f"data-{DAY}.sql"], target=project, store_root=tmp_path / "store")
     assert contents(supa, project) == before  # only read
     m = b.manifest
     assert m["source"]["platform"] == "supabase" and b.file("platform")
     assert {"auth", "storage"} <= set(m["platform_data_schemas"])
     rows = {f"{t['schema']}.{t['name']}": t["rows"] for t in m["tables"]}
     assert rows["auth.users"] == len(APP_USERS)
-    for name in ("auth.users", "auth.identities", "storage.objects", "public.projects", "public.scenarios",
-                 "public.profiles"):
+    for name in ("auth.users", "auth.identities", "storage.objects", "public.projects", "public.scenarios", "public.profiles"):
         assert rows[name] == before[name][0], name
     # and it restores like any backup into a new project of the platform
     fresh = supa.new_project()
     execute_restore(plan_restore(store, b, fresh), store)
     after = contents(supa, fresh)
-    for name in ("auth.users", "auth.identities", "storage.objects", "public.projects", "public.scenarios",
-                 "public.profiles"):
+    for name in ("auth.users", "auth.identities", "storage.objects", "public.projects", "public.scenarios", "public.profiles"):
         assert after[name] == before[name], name
 
 
@@ -258,8 +262,9 @@ def test_a_hand_made_file_on_supabase_gets_the_grants_the_platform_gives(supa15_
     and its search_path reaches the `extensions` schema; a hand-written file relying on both
     loads and comes out with those grants."""
     project = supa15_a.new_project()
-    (tmp_path / f"dump-{DAY}.sql").write_text("CREATE TABLE public.hand_made (id int, salt bytea);\n"
-                                              "INSERT INTO public.hand_made VALUES (1, gen_random_bytes(4));\n")
+    (tmp_path / f"dump-{DAY}.sql").write_text(
+        "CREATE TABLE public.hand_made (id int, salt bytea);\nINSERT INTO public.hand_made VALUES (1, gen_random_bytes(4));\n"
+    )
     store, b = runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=project, store_root=tmp_path / "store")
     fresh = supa15_a.new_project()
     execute_restore(plan_restore(store, b, fresh), store)
@@ -269,9 +274,12 @@ def test_a_hand_made_file_on_supabase_gets_the_grants_the_platform_gives(supa15_
 
 # --- what is refused --------------------------------------------------------------------------------
 
+
 def _pg_dump_shaped(body: str, key: str = "Pz3kQv9XbD2m") -> str:
-    return f"--\n-- PostgreSQL database dump\n--\n\n\\restrict {key}\n\nSET client_encoding = 'UTF8';\n{body}" \
-           f"--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict {key}\n\n"
+    return (
+        f"--\n-- PostgreSQL database dump\n--\n\n\\restrict {key}\n\nSET client_encoding = 'UTF8';\n{body}"
+        f"--\n-- PostgreSQL database dump complete\n--\n\n\\unrestrict {key}\n\n"
+    )
 
 
 META = {
@@ -306,12 +314,10 @@ def test_a_comment_left_open_cannot_carry_a_command_into_the_next_file(dbs17, tm
     """The schema file hides pg_dump's closing line in a comment, so psql stays restricted under
     its key; the data file closes the comment and tries a command: psql must refuse it."""
     marker = marker_dir / "MARKER"
-    (tmp_path / f"schema-{DAY}.sql").write_text(
-        "\\restrict Kq81\nCREATE TABLE t (i int);\n/*\n\\unrestrict Kq81\n")
+    (tmp_path / f"schema-{DAY}.sql").write_text("\\restrict Kq81\nCREATE TABLE t (i int);\n/*\n\\unrestrict Kq81\n")
     (tmp_path / f"data-{DAY}.sql").write_text(f"*/\nINSERT INTO t VALUES (1);\n\\! touch {marker}\n")
     with pytest.raises(RestoreFailed, match="meta-command|unfinished"):
-        runbook_backup([tmp_path / f"schema-{DAY}.sql", tmp_path / f"data-{DAY}.sql"], target=dbs17.new("dst"),
-                       store_root=tmp_path / "store")
+        runbook_backup([tmp_path / f"schema-{DAY}.sql", tmp_path / f"data-{DAY}.sql"], target=dbs17.new("dst"), store_root=tmp_path / "store")
     assert not marker.exists()
 
 
@@ -319,13 +325,11 @@ def test_two_pg_dump_blocks_with_one_key_are_refused(tmp_path, dbs15):
     (tmp_path / f"schema-{DAY}.sql").write_text(_pg_dump_shaped("CREATE TABLE t (i int);\n"))
     (tmp_path / f"data-{DAY}.sql").write_text(_pg_dump_shaped("INSERT INTO t VALUES (1);\n"))
     with pytest.raises(RestoreFailed, match=f"data-{DAY}.sql line 5 reuses the psql key"):
-        runbook_backup([tmp_path / f"schema-{DAY}.sql", tmp_path / f"data-{DAY}.sql"], target=dbs15.new("dst"),
-                       store_root=tmp_path / "store")
+        runbook_backup([tmp_path / f"schema-{DAY}.sql", tmp_path / f"data-{DAY}.sql"], target=dbs15.new("dst"), store_root=tmp_path / "store")
 
 
 def test_a_top_level_commit_then_an_error_is_refused(dbs, tmp_path):
-    (tmp_path / f"dump-{DAY}.sql").write_text(
-        "CREATE TABLE t (i int);\nINSERT INTO t VALUES (1);\nCOMMIT;\nINSERT INTO t VALUES (2);\nSELECT 1/0;\n")
+    (tmp_path / f"dump-{DAY}.sql").write_text("CREATE TABLE t (i int);\nINSERT INTO t VALUES (1);\nCOMMIT;\nINSERT INTO t VALUES (2);\nSELECT 1/0;\n")
     with pytest.raises(RestoreFailed, match=rf"dump-{DAY}\.sql line 5 does not load: ERROR: division by zero"):
         runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=dbs.new("dst"), store_root=tmp_path / "store")
 
@@ -347,8 +351,9 @@ def test_an_extension_the_throwaway_server_lacks_is_named(dbs15, pg17, tmp_path)
     (tmp_path / f"dump-{DAY}.sql").write_text("SELECT 1;\n")
     steps: list[str] = []
     with pytest.raises(ToolsMissing, match="cannot create extensions the target has: uuid-ossp"):
-        runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=target, store_root=tmp_path / "store",
-                       pg_bin_dir=str(pg17.suite.bindir), step=steps.append)
+        runbook_backup(
+            [tmp_path / f"dump-{DAY}.sql"], target=target, store_root=tmp_path / "store", pg_bin_dir=str(pg17.suite.bindir), step=steps.append
+        )
     assert any("no PostgreSQL 15 server binaries here" in s and "17" in s for s in steps), steps
 
 
@@ -369,6 +374,5 @@ def test_ctrl_c_stops_the_throwaway_server(dbs15, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(Interrupted, match="target was not touched"):
-        runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=dbs15.new("dst"), store_root=tmp_path / "store",
-                       step=step)
+        runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=dbs15.new("dst"), store_root=tmp_path / "store", step=step)
     assert sandboxes() <= existing

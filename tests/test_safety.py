@@ -48,8 +48,8 @@ def _wrappers(folder: Path, real_bindir: Path, log: Path) -> None:
         script = folder / name
         script.write_text(
             "#!/bin/bash\n"
-            f"printf '%s\\tPGPASSWORD=%s\\n' \"$0 $*\" \"${{PGPASSWORD:+set}}\" >> {shlex.quote(str(log))}\n"
-            f"exec {shlex.quote(str(real_bindir / name))} \"$@\"\n"
+            f'printf \'%s\\tPGPASSWORD=%s\\n\' "$0 $*" "${{PGPASSWORD:+set}}" >> {shlex.quote(str(log))}\n'
+            f'exec {shlex.quote(str(real_bindir / name))} "$@"\n'
         )
         script.chmod(0o755)
 
@@ -89,8 +89,7 @@ def test_password_never_leaks(dbs, project, invoke_cli):
         (backup_id,) = [p.name for p in bdir.iterdir() if not p.name.startswith(".")]
         # ... and in PGPASSWORD, next to a URL without one, for the restore
         bare_url = f"postgresql://postgres@127.0.0.1:{cluster.port}/{target.dbname}"
-        restore = invoke_cli("restore", "--id", backup_id, "--yes",
-                             env={**common, "DATABASE_URL": bare_url, "PGPASSWORD": PASSWORD})
+        restore = invoke_cli("restore", "--id", backup_id, "--yes", env={**common, "DATABASE_URL": bare_url, "PGPASSWORD": PASSWORD})
         assert restore.returncode == 0, restore.stderr
         listing = invoke_cli("list", "--verify", env=common)
         config = invoke_cli("config", env={**common, "DATABASE_URL": dbs.url(source)})
@@ -141,8 +140,9 @@ def test_ctrl_c_during_backup_keeps_nothing(dbs15, project, invoke_cli):
     try:
         holder.execute("LOCK TABLE app.items IN ACCESS EXCLUSIVE MODE")
         proc = start_invoke(["backup"], cwd=project, env=env)
-        res = _interrupt_while(proc, lambda: lock_waiters(admin, source.dbname, "pg_dump"),
-                               what="pg_dump to wait for the table lock", running=str(bdir))
+        res = _interrupt_while(
+            proc, lambda: lock_waiters(admin, source.dbname, "pg_dump"), what="pg_dump to wait for the table lock", running=str(bdir)
+        )
 
         assert res.returncode == ExitCode.INTERRUPTED, res.stdout + res.stderr
         assert "interrupted" in error_line(res).lower()
@@ -151,8 +151,7 @@ def test_ctrl_c_during_backup_keeps_nothing(dbs15, project, invoke_cli):
         listing = invoke_cli("list", env=env)
         assert "no backups in" in listing.stdout, listing.stdout
         # no server session of the backup is left waiting either (pg_dump's, or our row counts')
-        wait_for(lambda: not sessions(admin, source.dbname, "pg_dump"), timeout=10,
-                 what="pg_dump's server session to end")
+        wait_for(lambda: not sessions(admin, source.dbname, "pg_dump"), timeout=10, what="pg_dump's server session to end")
         ours = set(sessions(admin, source.dbname, "fortress-backup")) - {holder.info.backend_pid}
         assert not ours, "the backup's own session is still on the server"
     finally:
@@ -187,11 +186,11 @@ def test_ctrl_c_during_restore_changes_nothing(dbs15, project, invoke_cli):
     holder = target.connect()
     try:
         holder.execute("LOCK TABLE precious.ledger IN ACCESS SHARE MODE")  # a plain reader, mid-transaction
-        proc = start_invoke(["restore", "--id", backup_id, "--yes"], cwd=project,
-                            env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
+        proc = start_invoke(["restore", "--id", backup_id, "--yes"], cwd=project, env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
         psql_marker = f"dbname={target.dbname}"
-        res = _interrupt_while(proc, lambda: lock_waiters(admin, target.dbname, "psql"),
-                               what="the restore's DROP SCHEMA to wait for the lock", running=psql_marker)
+        res = _interrupt_while(
+            proc, lambda: lock_waiters(admin, target.dbname, "psql"), what="the restore's DROP SCHEMA to wait for the lock", running=psql_marker
+        )
 
         assert res.returncode == ExitCode.INTERRUPTED, res.stdout + res.stderr
         line = error_line(res)
@@ -200,8 +199,7 @@ def test_ctrl_c_during_restore_changes_nothing(dbs15, project, invoke_cli):
         assert processes_mentioning(str(bdir)) == [], "pg_restore outlived the interrupted restore"
         # nor does its server session linger in the lock queue, where its ACCESS EXCLUSIVE request
         # would hold up every other client of the table until the holder ends
-        wait_for(lambda: not sessions(admin, target.dbname, "psql"), timeout=10,
-                 what="the interrupted restore's server session to end")
+        wait_for(lambda: not sessions(admin, target.dbname, "psql"), timeout=10, what="the interrupted restore's server session to end")
         with target.connect() as other_reader:
             other_reader.execute("SET lock_timeout = '3s'")
             assert other_reader.execute("SELECT count(*) FROM precious.ledger").fetchone()[0] == 60
@@ -251,8 +249,7 @@ def test_a_second_run_while_one_holds_the_folder_is_busy(dbs15, project, invoke_
     holder.execute("LOCK TABLE app.items IN ACCESS EXCLUSIVE MODE")
     first = start_invoke(["backup", "--label", "first"], cwd=project, env=env)
     try:
-        wait_for(lambda: lock_waiters(admin, source.dbname, "pg_dump") or first.poll() is not None,
-                 what="the first backup to be under way")
+        wait_for(lambda: lock_waiters(admin, source.dbname, "pg_dump") or first.poll() is not None, what="the first backup to be under way")
         assert first.poll() is None, first.communicate()
 
         again = invoke_cli("backup", env=env, timeout=30)

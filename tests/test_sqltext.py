@@ -15,9 +15,27 @@ from tasks.engine import sqltext
 from tasks.engine.errors import IntegrityError
 
 NASTY = [
-    'plain', 'Mixed Case', 'quote"inside', "single'quote", "back\\slash", "semi;colon", "dollar$sign",
-    "$fortress$", "$f$", "$do$", "new\nline", "cr\rreturn", "\\! touch /tmp/x", "-- comment", "/* c */",
-    "ünïcødé ✓", "a" * 63, ":psqlvar", ":'psqlvar'", "tab\there", "'; DROP TABLE t; --",
+    "plain",
+    "Mixed Case",
+    'quote"inside',
+    "single'quote",
+    "back\\slash",
+    "semi;colon",
+    "dollar$sign",
+    "$fortress$",
+    "$f$",
+    "$do$",
+    "new\nline",
+    "cr\rreturn",
+    "\\! touch /tmp/x",
+    "-- comment",
+    "/* c */",
+    "ünïcødé ✓",
+    "a" * 63,
+    ":psqlvar",
+    ":'psqlvar'",
+    "tab\there",
+    "'; DROP TABLE t; --",
 ]
 
 
@@ -55,14 +73,19 @@ def test_patterns_match_exactly_the_name():
 # --- property: any storable name round-trips through create, dump and restore -------------------
 
 names = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=20,
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=20,
 ).filter(lambda s: len(s.encode()) <= 60)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(schema=names.filter(lambda s: not s.startswith("pg_") and s not in ("public", "information_schema")),
-       table=names, column=names, value=st.text(alphabet=st.characters(
-    blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30))
+@given(
+    schema=names.filter(lambda s: not s.startswith("pg_") and s not in ("public", "information_schema")),
+    table=names,
+    column=names,
+    value=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=30),
+)
 def test_any_name_round_trips_through_backup_and_restore(pg17, tmp_path_factory, schema, table, column, value):
     from tasks.engine import catalog
     from tasks.engine.dump import create_backup
@@ -84,8 +107,8 @@ def test_any_name_round_trips_through_backup_and_restore(pg17, tmp_path_factory,
         execute_restore(plan_restore(store, catalog.load(store, result.backup_id), target), store)
         with target.connect() as conn:
             got = conn.execute(
-                f"SELECT {q.ident(column)}, obj_description({q.literal(q.qualified(schema, table))}::regclass)"
-                f" FROM {q.qualified(schema, table)}").fetchall()
+                f"SELECT {q.ident(column)}, obj_description({q.literal(q.qualified(schema, table))}::regclass) FROM {q.qualified(schema, table)}"
+            ).fetchall()
         assert got == [(value, value or None)]  # an empty comment is no comment
         assert not os.path.exists("/tmp/x")
     finally:

@@ -77,9 +77,7 @@ def test_restore_into_a_new_project(major, request, tmp_path):
     assert plan.login_roles == ["fortress_reporter"]
 
     # app schema, app data, auth and storage rows
-    assert without_platform_migrations(contents(dst_platform, target)) == without_platform_migrations(
-        contents(src_platform, source)
-    )
+    assert without_platform_migrations(contents(dst_platform, target)) == without_platform_migrations(contents(src_platform, source))
     # grants, policies, the trigger on auth.users, storage policies, realtime membership, the
     # platform's own objects: the whole schema is identical, nothing doubled, nothing lost
     assert whole_schema(dst_platform, target) == whole_schema(src_platform, source)
@@ -87,14 +85,15 @@ def test_restore_into_a_new_project(major, request, tmp_path):
     assert scalar(target, "SELECT count(*) FROM public.profiles") == len(APP_USERS)
     assert scalar(target, "SELECT count(*) FROM pg_publication_tables WHERE pubname = 'supabase_realtime'") >= 1
     # the platform's event trigger exists once, still the platform's
-    assert scalar(dst_platform.admin(target.dbname),
-                  "SELECT string_agg(evtname || ':' || pg_get_userbyid(evtowner), ',') FROM pg_event_trigger") \
+    assert (
+        scalar(dst_platform.admin(target.dbname), "SELECT string_agg(evtname || ':' || pg_get_userbyid(evtowner), ',') FROM pg_event_trigger")
         == "pgrst_ddl_watch:supabase_admin"
+    )
     # custom roles exist in the new cluster, the LOGIN one without its password
     with dst_platform.admin().connect() as conn:
-        roles = dict(conn.execute(
-            "SELECT rolname, rolpassword IS NULL FROM pg_authid WHERE rolname IN ('fortress_app', 'fortress_reporter')"
-        ).fetchall())
+        roles = dict(
+            conn.execute("SELECT rolname, rolpassword IS NULL FROM pg_authid WHERE rolname IN ('fortress_app', 'fortress_reporter')").fetchall()
+        )
     assert roles == {"fortress_app": True, "fortress_reporter": True}
     # a new signup on the restored project still runs the app's trigger
     with target.connect() as conn:
@@ -145,9 +144,7 @@ def test_cross_version_restore(src_major, dst_major, request, tmp_path):
     store, b, _ = backup(source, tmp_path)
     restore(store, b, target)
 
-    assert without_platform_migrations(contents(dst_platform, target)) == without_platform_migrations(
-        contents(src_platform, source)
-    )
+    assert without_platform_migrations(contents(dst_platform, target)) == without_platform_migrations(contents(src_platform, source))
     expected = whole_schema(dst_platform, native)
     if src_major < dst_major:
         # PostgreSQL 17 added MAINTAIN; made natively there, the app's "all but write" grants
@@ -175,16 +172,20 @@ def test_schemas_the_platform_owns_off_the_list_are_left_alone(supa, tmp_path):
 
 # The Supabase CLI's own dump, as the runbook made it (pkg/migration/scripts/dump_*.sh): pg_dump
 # with the CLI's schema lists and flags, and the sed rewrites that matter for a restore.
-CLI_SCHEMA_EXCLUDED = ("information_schema|pg_*|_analytics|_realtime|_supavisor|auth|etl|extensions|pgbouncer|"
-                       "realtime|storage|supabase_functions|supabase_migrations|cron|dbdev|graphql|graphql_public|"
-                       "net|pgmq|pgsodium|pgsodium_masks|pgtle|repack|tiger|tiger_data|timescaledb_*|"
-                       "_timescaledb_*|topology|vault")
-CLI_DATA_EXCLUDED = ("information_schema|pg_*|graphql|graphql_public|pgsodium|pgsodium_masks|pgtle|repack|tiger|"
-                     "tiger_data|timescaledb_*|_timescaledb_*|topology|vault|etl|extensions|pgbouncer|realtime|"
-                     "supabase_migrations|_analytics|_realtime|_supavisor")
+CLI_SCHEMA_EXCLUDED = (
+    "information_schema|pg_*|_analytics|_realtime|_supavisor|auth|etl|extensions|pgbouncer|"
+    "realtime|storage|supabase_functions|supabase_migrations|cron|dbdev|graphql|graphql_public|"
+    "net|pgmq|pgsodium|pgsodium_masks|pgtle|repack|tiger|tiger_data|timescaledb_*|"
+    "_timescaledb_*|topology|vault"
+)
+CLI_DATA_EXCLUDED = (
+    "information_schema|pg_*|graphql|graphql_public|pgsodium|pgsodium_masks|pgtle|repack|tiger|"
+    "tiger_data|timescaledb_*|_timescaledb_*|topology|vault|etl|extensions|pgbouncer|realtime|"
+    "supabase_migrations|_analytics|_realtime|_supavisor"
+)
 CLI_SEDS = [
     (r"(?m)^CREATE SCHEMA \"", 'CREATE SCHEMA IF NOT EXISTS "'),
-    (r"(?m)^CREATE PUBLICATION \"supabase_realtime", r'-- \g<0>'),
+    (r"(?m)^CREATE PUBLICATION \"supabase_realtime", r"-- \g<0>"),
     (r"(?m)^(CREATE EVENT TRIGGER |ALTER EVENT TRIGGER |         WHEN TAG IN |   EXECUTE FUNCTION )", r"-- \g<0>"),
     (r"(?m)^ALTER DEFAULT PRIVILEGES FOR ROLE \"supabase_admin\"", r"-- \g<0>"),
     (r"(?m)^COMMENT ON EXTENSION .*$", r"-- \g<0>"),
@@ -202,14 +203,31 @@ def cli_dump(project, folder, day):
         major = conn.info.server_version // 10000
     suite = pgtools.pick(pgtools.discover(), at_least=major, prefer=major)
     base = [suite.tool("pg_dump"), "--quote-all-identifier", f"--dbname={project.conninfo()}"]
-    schema = subprocess.run(base + ["--schema-only", f"--exclude-schema={CLI_SCHEMA_EXCLUDED}"],
-                            env=project.tool_env(), capture_output=True, text=True, check=True).stdout
+    schema = subprocess.run(
+        base + ["--schema-only", f"--exclude-schema={CLI_SCHEMA_EXCLUDED}"], env=project.tool_env(), capture_output=True, text=True, check=True
+    ).stdout
     for pattern, repl in CLI_SEDS:
         schema = re.sub(pattern, repl, schema)
-    data = subprocess.run(base + ["--data-only", "--column-inserts", "--rows-per-insert", "100000",
-                                  f"--exclude-schema={CLI_DATA_EXCLUDED}", "--exclude-table", "auth.schema_migrations",
-                                  "--exclude-table", "storage.migrations", "--schema", "*"],
-                          env=project.tool_env(), capture_output=True, text=True, check=True).stdout
+    data = subprocess.run(
+        base
+        + [
+            "--data-only",
+            "--column-inserts",
+            "--rows-per-insert",
+            "100000",
+            f"--exclude-schema={CLI_DATA_EXCLUDED}",
+            "--exclude-table",
+            "auth.schema_migrations",
+            "--exclude-table",
+            "storage.migrations",
+            "--schema",
+            "*",
+        ],
+        env=project.tool_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     data = re.sub(r"(?m)^SET transaction_timeout = 0;", r"-- \g<0>", data)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"schema-{day}.sql").write_text(schema)
@@ -268,16 +286,21 @@ def test_reset_on_a_project_keeps_the_platform_and_its_data(supa):
     assert set(dict(plan.drop_schemas)) == {"public", "supabase_migrations"}
     assert "trigger on_auth_user_created on auth.users" in plan.drop_additions
     execute_reset(plan)
-    assert scalar(project, "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                           " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'S')") == 0
+    assert (
+        scalar(
+            project,
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'S')",
+        )
+        == 0
+    )
     assert scalar(project, "SELECT count(*) FROM auth.users") == users
     assert scalar(project, "SELECT count(*) FROM pg_policies WHERE schemaname = 'storage'") == 0
     assert scalar(project, "SELECT count(*) FROM pg_trigger WHERE tgname = 'on_auth_user_created'") == 0
     assert scalar(project, "SELECT count(*) FROM pg_publication WHERE pubname = 'supabase_realtime'") == 1
     # the platform's grants and default privileges on public survive
     assert scalar(project, "SELECT has_schema_privilege('anon', 'public', 'USAGE')")
-    assert scalar(project, "SELECT count(*) FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace"
-                           " WHERE n.nspname = 'public'") >= 1
+    assert scalar(project, "SELECT count(*) FROM pg_default_acl d JOIN pg_namespace n ON n.oid = d.defaclnamespace WHERE n.nspname = 'public'") >= 1
 
 
 EXTENSION_OWNED = """
@@ -311,8 +334,7 @@ def test_extension_owned_tables_and_platform_functions(supa, tmp_path):
         conn.commit()
     with source.connect() as conn:
         # an app trigger on a platform table that calls a function the platform provides
-        conn.execute("CREATE TRIGGER app_touch BEFORE UPDATE ON auth.users FOR EACH ROW"
-                     " EXECUTE FUNCTION extensions.touch_updated_at()")
+        conn.execute("CREATE TRIGGER app_touch BEFORE UPDATE ON auth.users FOR EACH ROW EXECUTE FUNCTION extensions.touch_updated_at()")
         conn.commit()
     store, b, result = backup(source, tmp_path)
     m = result.manifest
@@ -332,9 +354,11 @@ def test_restore_as_the_platform_superuser_keeps_its_default_privileges_in_platf
     project = supa.new_project()
     supa.load_app(project)
     admin = supa.admin(project)
-    query = ("SELECT n.nspname, d.defaclobjtype::text, d.defaclacl::text FROM pg_default_acl d"
-             " JOIN pg_namespace n ON n.oid = d.defaclnamespace"
-             " WHERE d.defaclrole = 'supabase_admin'::regrole AND n.nspname <> 'public' ORDER BY 1, 2")
+    query = (
+        "SELECT n.nspname, d.defaclobjtype::text, d.defaclacl::text FROM pg_default_acl d"
+        " JOIN pg_namespace n ON n.oid = d.defaclnamespace"
+        " WHERE d.defaclrole = 'supabase_admin'::regrole AND n.nspname <> 'public' ORDER BY 1, 2"
+    )
     with admin.connect() as conn:
         before = conn.execute(query).fetchall()
     assert any(row[0] == "storage" for row in before)

@@ -50,8 +50,7 @@ def one(conn: psycopg.Connection, query: str, params=None):
 def test_postgres_is_not_superuser_but_can_set_session_replication_role(project):
     with project.connect() as conn:
         row = conn.execute(
-            "SELECT current_user, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls"
-            " FROM pg_roles WHERE rolname = current_user"
+            "SELECT current_user, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = current_user"
         ).fetchone()
         assert row == ("postgres", False, True, True, True, True)
         conn.execute("SET session_replication_role = replica")
@@ -80,9 +79,10 @@ def test_url_logs_in_as_postgres_with_the_special_password(supa, project):
 # -- the platform's shape ------------------------------------------------------------------------
 def test_reserved_roles_have_the_documented_attributes(project):
     with project.connect() as conn:
-        rows = {r[0]: r[1:] for r in conn.execute(
-            "SELECT rolname, rolcanlogin, rolinherit, rolbypassrls, rolcreaterole, rolreplication, rolsuper"
-            " FROM pg_roles")}
+        rows = {
+            r[0]: r[1:]
+            for r in conn.execute("SELECT rolname, rolcanlogin, rolinherit, rolbypassrls, rolcreaterole, rolreplication, rolsuper FROM pg_roles")
+        }
         assert rows["anon"] == (False, True, False, False, False, False)
         assert rows["authenticated"] == (False, True, False, False, False, False)
         assert rows["service_role"] == (False, True, True, False, False, False)
@@ -97,9 +97,9 @@ def test_reserved_roles_have_the_documented_attributes(project):
         for name in ("pgbouncer", "supabase_functions_admin"):
             assert name in rows
 
-        settings = dict(conn.execute(
-            "SELECT r.rolname, s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
-            " WHERE s.setdatabase = 0"))
+        settings = dict(
+            conn.execute("SELECT r.rolname, s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole WHERE s.setdatabase = 0")
+        )
         assert "statement_timeout=3s" in settings["anon"]
         assert "statement_timeout=8s" in settings["authenticated"]
         assert "statement_timeout=8s" in settings["authenticator"]
@@ -120,39 +120,46 @@ def test_platform_schemas_tables_and_owners(supa, project):
         assert owners["pgbouncer"] == "pgbouncer"
         assert {"extensions", "realtime", "graphql_public"} <= owners.keys()
 
-        tables = dict(conn.execute(
-            "SELECT c.oid::regclass::text, c.relowner::regrole::text FROM pg_class c"
-            " WHERE c.relkind = 'r' AND c.relnamespace::regnamespace::text IN ('auth', 'storage')"))
-        for t in ("users", "identities", "refresh_tokens", "audit_log_entries", "instances", "sessions",
-                  "schema_migrations"):
+        tables = dict(
+            conn.execute(
+                "SELECT c.oid::regclass::text, c.relowner::regrole::text FROM pg_class c"
+                " WHERE c.relkind = 'r' AND c.relnamespace::regnamespace::text IN ('auth', 'storage')"
+            )
+        )
+        for t in ("users", "identities", "refresh_tokens", "audit_log_entries", "instances", "sessions", "schema_migrations"):
             assert tables[f"auth.{t}"] == "supabase_auth_admin"
         for t in ("migrations", "buckets", "objects"):
             assert tables[f"storage.{t}"] == "supabase_storage_admin"
 
-        generated = set(conn.execute(
-            "SELECT attrelid::regclass::text || '.' || attname::text FROM pg_attribute WHERE attgenerated = 's'"
-        ).fetchall())
+        generated = set(conn.execute("SELECT attrelid::regclass::text || '.' || attname::text FROM pg_attribute WHERE attgenerated = 's'").fetchall())
         assert {("auth.users.confirmed_at",), ("auth.identities.email",), ("storage.objects.path_tokens",)} <= generated
 
-        rls = dict(conn.execute(
-            "SELECT oid::regclass::text, relrowsecurity FROM pg_class WHERE oid IN"
-            " ('storage.objects'::regclass, 'storage.buckets'::regclass)"))
+        rls = dict(
+            conn.execute(
+                "SELECT oid::regclass::text, relrowsecurity FROM pg_class WHERE oid IN ('storage.objects'::regclass, 'storage.buckets'::regclass)"
+            )
+        )
         assert rls == {"storage.objects": True, "storage.buckets": True}
 
-        triggers = set(conn.execute(
-            "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal"
-            " AND tgrelid::regclass::text LIKE 'storage.%'").fetchall())
-        assert triggers == {("storage.objects", "update_objects_updated_at"),
-                            ("storage.objects", "protect_objects_delete"),
-                            ("storage.buckets", "protect_buckets_delete")}
+        triggers = set(
+            conn.execute(
+                "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid::regclass::text LIKE 'storage.%'"
+            ).fetchall()
+        )
+        assert triggers == {
+            ("storage.objects", "update_objects_updated_at"),
+            ("storage.objects", "protect_objects_delete"),
+            ("storage.buckets", "protect_buckets_delete"),
+        }
 
-        assert conn.execute(
-            "SELECT evtname, evtowner::regrole::text, evtfoid::regproc::text, evtevent FROM pg_event_trigger"
-        ).fetchall() == [("pgrst_ddl_watch", "supabase_admin", "extensions.pgrst_ddl_watch", "ddl_command_end")]
+        assert conn.execute("SELECT evtname, evtowner::regrole::text, evtfoid::regproc::text, evtevent FROM pg_event_trigger").fetchall() == [
+            ("pgrst_ddl_watch", "supabase_admin", "extensions.pgrst_ddl_watch", "ddl_command_end")
+        ]
 
         pub = conn.execute(
             "SELECT pubowner::regrole::text, (SELECT count(*) FROM pg_publication_tables t"
-            " WHERE t.pubname = p.pubname) FROM pg_publication p WHERE pubname = 'supabase_realtime'").fetchone()
+            " WHERE t.pubname = p.pubname) FROM pg_publication p WHERE pubname = 'supabase_realtime'"
+        ).fetchone()
         assert pub == ("postgres", 0)
 
         exts = dict(conn.execute("SELECT extname, extnamespace::regnamespace::text FROM pg_extension"))
@@ -160,9 +167,13 @@ def test_platform_schemas_tables_and_owners(supa, project):
         has_uuid_ossp = one(conn, "SELECT count(*) > 0 FROM pg_available_extensions WHERE name = 'uuid-ossp'")
         assert ("uuid-ossp" in exts) == has_uuid_ossp
 
-        defaults = {r[0]: r[1] for r in conn.execute(
-            "SELECT defaclrole::regrole::text || ':' || defaclobjtype::text, defaclacl::text[] FROM pg_default_acl"
-            " WHERE defaclnamespace = 'public'::regnamespace")}
+        defaults = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT defaclrole::regrole::text || ':' || defaclobjtype::text, defaclacl::text[] FROM pg_default_acl"
+                " WHERE defaclnamespace = 'public'::regnamespace"
+            )
+        }
         for owner in ("postgres", "supabase_admin"):
             for kind in "rfS":
                 acl = " ".join(defaults[f"{owner}:{kind}"])
@@ -191,8 +202,7 @@ def test_platform_migration_tables_grant_postgres_only_select_directly(project):
 # -- auth helpers --------------------------------------------------------------------------------
 def test_auth_functions_read_request_jwt_claims(project):
     with project.connect() as conn:
-        assert conn.execute("SELECT auth.uid(), auth.role(), auth.email(), auth.jwt()").fetchone() == (
-            None, None, None, None)
+        assert conn.execute("SELECT auth.uid(), auth.role(), auth.email(), auth.jwt()").fetchone() == (None, None, None, None)
         claims(conn, ALICE, email="alice@example.com")
         conn.execute("SET LOCAL ROLE authenticated")  # the API roles may call them
         uid, role, email, jwt = conn.execute("SELECT auth.uid()::text, auth.role(), auth.email(), auth.jwt()").fetchone()
@@ -239,20 +249,17 @@ def test_app_loads_and_its_trigger_on_auth_users_made_profiles(supa, app):
     with app.connect() as conn:
         profiles = dict(conn.execute("SELECT id::text, display_name FROM public.profiles"))
         assert profiles == {ALICE: "Alice", ZOE: 'Zoë Ångström 🚀 "Z"', CAROL: None}
-        trig = conn.execute(
-            "SELECT tgrelid::regclass::text, tgfoid::regproc::text FROM pg_trigger WHERE tgname = 'on_auth_user_created'"
-        ).fetchone()
+        trig = conn.execute("SELECT tgrelid::regclass::text, tgfoid::regproc::text FROM pg_trigger WHERE tgname = 'on_auth_user_created'").fetchone()
         assert trig == ("auth.users", "public.handle_new_user")  # the tool's connections have no search_path
         assert one(conn, "SELECT confirmed_at FROM auth.users WHERE id = %s", (CAROL,)) is not None
-        assert one(conn, "SELECT email FROM auth.identities WHERE provider = 'email' AND user_id = %s",
-                   (ALICE,)) == "alice@example.com"
+        assert one(conn, "SELECT email FROM auth.identities WHERE provider = 'email' AND user_id = %s", (ALICE,)) == "alice@example.com"
         assert one(conn, "SELECT path_tokens FROM storage.objects WHERE bucket_id = 'avatars'") == [ALICE, "avatar.png"]
         assert one(conn, "SELECT owner_id::text FROM public.projects WHERE name = 'Carol''s keep'") == CAROL
         assert one(conn, "SELECT count(*) FROM public.scenarios") == 5
         assert one(conn, "SELECT count(*) FROM supabase_migrations.schema_migrations") == 2
-        assert conn.execute(
-            "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = 'supabase_realtime'"
-        ).fetchall() == [("public", "projects")]
+        assert conn.execute("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = 'supabase_realtime'").fetchall() == [
+            ("public", "projects")
+        ]
         policies = {r[0] for r in conn.execute("SELECT policyname FROM pg_policies WHERE schemaname = 'storage'")}
         assert "Users read own files" in policies
         # deleting a user cascades through the app's FKs (and needs no storage rows gone)
@@ -322,8 +329,7 @@ def test_platform_reruns_per_database_and_b_cluster_never_saw_the_app(request, m
         fresh = b.new_project()
         try:
             with fresh.connect() as conn:
-                present = {r[0] for r in conn.execute(
-                    "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(APP_ROLES),))}
+                present = {r[0] for r in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(APP_ROLES),))}
                 assert present == set()
                 assert one(conn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'") == 0
                 assert one(conn, "SELECT count(*) FROM auth.users") == 0

@@ -50,13 +50,18 @@ class Addition:
     def from_dict(d: Any) -> Addition:
         try:
             a = Addition(d["kind"], d["schema"], d["table"], d["name"], d["oid"])
-            ok = (a.kind in ("trigger", "policy") and all(isinstance(x, str) for x in (a.schema, a.table, a.name))
-                  and isinstance(a.oid, int) and not isinstance(a.oid, bool))
+            ok = (
+                a.kind in ("trigger", "policy")
+                and all(isinstance(x, str) for x in (a.schema, a.table, a.name))
+                and isinstance(a.oid, int)
+                and not isinstance(a.oid, bool)
+            )
         except (KeyError, TypeError):
             ok = False
         if not ok:
-            raise IntegrityError("The backup's manifest lists a platform addition of the wrong shape",
-                                 "restore another backup; this one is damaged or was edited")
+            raise IntegrityError(
+                "The backup's manifest lists a platform addition of the wrong shape", "restore another backup; this one is damaged or was edited"
+            )
         return a
 
 
@@ -87,8 +92,7 @@ def find(conn: psycopg.Connection, platform: Platform) -> list[Addition]:
     for oid, schema, table, name in conn.execute(
         "SELECT p.oid::int8, n.nspname, c.relname, p.polname"
         " FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s)" + _NOT_EXTENSION_TABLE
-        + " ORDER BY 2, 3, 4",
+        " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%s)" + _NOT_EXTENSION_TABLE + " ORDER BY 2, 3, 4",
         (managed,),
     ):
         out.append(Addition("policy", schema, table, name, oid))

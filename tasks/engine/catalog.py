@@ -123,8 +123,9 @@ def _read_manifest(store: LocalStore, backup_id: str) -> tuple[dict[str, Any], b
         raw = path.read_bytes()
         data = json.loads(raw)
     except (OSError, ValueError) as exc:
-        raise IntegrityError(f"Backup {backup_id} has an unreadable manifest ({exc.__class__.__name__})",
-                             "restore another backup; this one cannot be trusted") from None
+        raise IntegrityError(
+            f"Backup {backup_id} has an unreadable manifest ({exc.__class__.__name__})", "restore another backup; this one cannot be trusted"
+        ) from None
     manifest_mod.parse(data, backup_id)  # raises on a wrong type, an unsafe file name, ...
     return data, raw
 
@@ -137,8 +138,14 @@ def load(store: LocalStore, backup_id: str) -> Backup:
     origin = manifest.get("origin")
     origin = origin if isinstance(origin, dict) else {}
     runbook = [str(n) for n in origin.get("runbook_files", []) if isinstance(n, str)]
-    return Backup(id=backup_id, date=dt.date.fromisoformat(m.group(1)), kind=manifest.get("kind", "full"), manifest=manifest,
-                  runbook_files=runbook, manifest_bytes=raw)
+    return Backup(
+        id=backup_id,
+        date=dt.date.fromisoformat(m.group(1)),
+        kind=manifest.get("kind", "full"),
+        manifest=manifest,
+        runbook_files=runbook,
+        manifest_bytes=raw,
+    )
 
 
 def _legacy_backups(store: LocalStore) -> list[Backup]:
@@ -151,8 +158,7 @@ def _legacy_backups(store: LocalStore) -> list[Backup]:
     for day, names in sorted(by_date.items()):
         date = dt.date.fromisoformat(day)
         if "schema" in names and "data" in names:
-            out.append(Backup(id=f"{names['schema']}+{names['data']}", date=date, kind="full",
-                              legacy_files=[names["schema"], names["data"]]))
+            out.append(Backup(id=f"{names['schema']}+{names['data']}", date=date, kind="full", legacy_files=[names["schema"], names["data"]]))
         elif "schema" in names:
             out.append(Backup(id=names["schema"], date=date, kind="schema", legacy_files=[names["schema"]]))
         elif "data" in names:
@@ -178,8 +184,7 @@ def all_backups(store: LocalStore) -> tuple[list[Backup], list[str]]:
     return sorted(legacy, key=lambda b: b.date) + backups, problems
 
 
-def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None = None,
-            mode: str = "full") -> Backup:
+def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None = None, mode: str = "full") -> Backup:
     """The backup a restore means: `--id` exactly, else the newest complete one of `--date`
     that holds what the restore needs (a full backup, or one of the `mode` asked for), our own
     backups before the runbook's hand-made files of that date. A plain restore never picks a
@@ -197,16 +202,16 @@ def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None
     backups, _ = all_backups(store)
     of_day = [b for b in backups if b.date == day]
     # A runbook dump-DATE.sql is one plain script: it cannot be split into schema or data.
-    fits = [b for b in of_day if b.kind == mode or (b.kind == "full" and (
-        mode == "full" or not (b.legacy and len(b.legacy_files) == 1)))]
+    fits = [b for b in of_day if b.kind == mode or (b.kind == "full" and (mode == "full" or not (b.legacy and len(b.legacy_files) == 1)))]
     ours = [b for b in fits if not b.legacy]
     if ours:
         chosen = ours[-1]
         loaded = {b.id for b in backups}
         for damaged in (i for i in store.ids() if i.startswith(f"{day.isoformat()}T") and i not in loaded):
             if damaged > chosen.id:
-                chosen.notes.append(f"the newer backup {damaged} of that date is damaged (unreadable manifest) "
-                                    f"and was passed over; restoring {chosen.id} instead")
+                chosen.notes.append(
+                    f"the newer backup {damaged} of that date is damaged (unreadable manifest) and was passed over; restoring {chosen.id} instead"
+                )
         return chosen
     legacy = [b for b in fits if b.legacy]
     if legacy:
@@ -244,11 +249,11 @@ def verify_checksums(store: LocalStore, backup: Backup) -> list[str]:
     for f in backup.record.files:
         path = store.local_path(backup.id, f.name)
         if path.is_symlink() or not path.is_file():
-            raise IntegrityError(f"Backup {backup.id} is missing its file {f.name}",
-                                 "restore another backup; this one is incomplete")
+            raise IntegrityError(f"Backup {backup.id} is missing its file {f.name}", "restore another backup; this one is incomplete")
         if path.stat().st_size != f.size or sha256_file(path) != f.sha256:
-            raise IntegrityError(f"Backup {backup.id}: {f.name} does not match its checksum",
-                                 "the file was changed or damaged; restore another backup")
+            raise IntegrityError(
+                f"Backup {backup.id}: {f.name} does not match its checksum", "the file was changed or damaged; restore another backup"
+            )
         checked.append(f.name)
     return checked
 
@@ -265,8 +270,7 @@ def pin(store: LocalStore, backup: Backup) -> dict[str, int]:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             except OSError:
-                raise IntegrityError(f"Backup {backup.id} is missing its file {f.name}",
-                                     "restore another backup; this one is incomplete") from None
+                raise IntegrityError(f"Backup {backup.id} is missing its file {f.name}", "restore another backup; this one is incomplete") from None
             pinned[f.name] = fd
             st = os.fstat(fd)
             h = hashlib.sha256()
@@ -274,8 +278,9 @@ def pin(store: LocalStore, backup: Backup) -> dict[str, int]:
                 while chunk := stream.read(CHUNK):
                     h.update(chunk)
             if not stat.S_ISREG(st.st_mode) or st.st_size != f.size or h.hexdigest() != f.sha256:
-                raise IntegrityError(f"Backup {backup.id}: {f.name} does not match its checksum",
-                                     "the file was changed or damaged; restore another backup")
+                raise IntegrityError(
+                    f"Backup {backup.id}: {f.name} does not match its checksum", "the file was changed or damaged; restore another backup"
+                )
     except BaseException:
         unpin(pinned)
         raise

@@ -25,8 +25,18 @@ from .errors import ConfigError, ConnectionFailed
 # libpq reads these from the environment; a caller's stray PGHOST or PGDATABASE must not
 # silently redirect a restore, so tool environments are rebuilt without them.
 _LIBPQ_ENV = (
-    "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGPASSWORD", "PGSERVICE",
-    "PGOPTIONS", "PGSSLMODE", "PGTARGETSESSIONATTRS", "PGAPPNAME", "PGCONNECT_TIMEOUT",
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGDATABASE",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGSERVICE",
+    "PGOPTIONS",
+    "PGSSLMODE",
+    "PGTARGETSESSIONATTRS",
+    "PGAPPNAME",
+    "PGCONNECT_TIMEOUT",
 )
 
 
@@ -102,9 +112,7 @@ class Target:
         """Supabase's transaction pooler (port 6543) hands each transaction to any server
         connection: pg_dump's snapshot, its session settings and a restore's session SETs do not
         survive that. Refuse it with the fix, rather than fail halfway or dump inconsistently."""
-        supabase = self.host.endswith(".supabase.com") or self.host.endswith(".supabase.co") or (
-            (self.user or "").startswith("postgres.")
-        )
+        supabase = self.host.endswith(".supabase.com") or self.host.endswith(".supabase.co") or ((self.user or "").startswith("postgres."))
         if self.port == "6543" and supabase:
             raise ConfigError(
                 f"{self.display()} is Supabase's transaction pooler (port 6543), which cannot carry a dump "

@@ -104,15 +104,11 @@ def row_counts(conn: psycopg.Connection, tabs: list[tuple[str, str, str]]) -> di
     out: dict[str, int] = {}
     for schema, table, kind in tabs:
         if kind == "m":
-            populated = conn.execute(
-                "SELECT ispopulated FROM pg_matviews WHERE schemaname = %s AND matviewname = %s", (schema, table)
-            ).fetchone()
+            populated = conn.execute("SELECT ispopulated FROM pg_matviews WHERE schemaname = %s AND matviewname = %s", (schema, table)).fetchone()
             if not populated or not populated[0]:
                 out[f"{schema}.{table}"] = 0
                 continue
-        query = sql.SQL("SELECT count(*) FROM ONLY {}" if kind == "r" else "SELECT count(*) FROM {}").format(
-            qualified(schema, table)
-        )
+        query = sql.SQL("SELECT count(*) FROM ONLY {}" if kind == "r" else "SELECT count(*) FROM {}").format(qualified(schema, table))
         out[f"{schema}.{table}"] = conn.execute(query).fetchone()[0]
     return out
 
@@ -124,21 +120,17 @@ def fingerprints(conn: psycopg.Connection, tabs: list[tuple[str, str, str]]) -> 
     for schema, table, kind in tabs:
         if kind == "p":
             continue  # its rows are counted in its partitions
-        query = sql.SQL(
-            "SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), ''))"
-            " FROM (SELECT md5(t::text) AS h FROM ONLY {} t) s"
-        ).format(qualified(schema, table))
+        query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), '')) FROM (SELECT md5(t::text) AS h FROM ONLY {} t) s").format(
+            qualified(schema, table)
+        )
         if kind == "m":
-            populated = conn.execute(
-                "SELECT ispopulated FROM pg_matviews WHERE schemaname = %s AND matviewname = %s", (schema, table)
-            ).fetchone()
+            populated = conn.execute("SELECT ispopulated FROM pg_matviews WHERE schemaname = %s AND matviewname = %s", (schema, table)).fetchone()
             if not populated or not populated[0]:
                 out[f"{schema}.{table}"] = (0, "not populated")
                 continue
-            query = sql.SQL(
-                "SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), ''))"
-                " FROM (SELECT md5(t::text) AS h FROM {} t) s"
-            ).format(qualified(schema, table))
+            query = sql.SQL("SELECT count(*), md5(coalesce(string_agg(h, '' ORDER BY h), '')) FROM (SELECT md5(t::text) AS h FROM {} t) s").format(
+                qualified(schema, table)
+            )
         count, digest = conn.execute(query).fetchone() or (0, "")
         out[f"{schema}.{table}"] = (count, digest)
     return out
@@ -247,6 +239,7 @@ SELECT kind, name, classid::pg_catalog.oid, oid FROM objs o
 class SchemaObject(NamedTuple):
     """A top-level object of a schema: its DROP keyword, qualified name (with the argument types
     of a function or operator, the access method of an operator class) and catalog address."""
+
     kind: str  # "TABLE", "FUNCTION", "OPERATOR CLASS", ...
     name: str
     classid: int  # the catalog it lives in (pg_class, pg_proc, ...), as pg_depend names it
@@ -304,7 +297,8 @@ def clear_own_default_privileges_sql(conn: psycopg.Connection, schemas: list[str
         " LATERAL aclexplode(d.defaclacl) a"
         " WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
         "   AND (n.nspname IS NULL OR n.nspname = ANY(%s))"
-        " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 4", (list(schemas),)
+        " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 4",
+        (list(schemas),),
     ).fetchall()
     out = []
     globals_seen = set()
@@ -338,27 +332,32 @@ def existing_roles(conn: psycopg.Connection, names: list[str]) -> set[str]:
 
 
 def default_acl_roles(conn: psycopg.Connection) -> list[str]:
-    return [r[0] for r in conn.execute(
-        "SELECT DISTINCT pg_get_userbyid(defaclrole) FROM pg_default_acl ORDER BY 1")]
+    return [r[0] for r in conn.execute("SELECT DISTINCT pg_get_userbyid(defaclrole) FROM pg_default_acl ORDER BY 1")]
 
 
 def extensions(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
     """(name, schema, version) of every extension but plpgsql."""
-    return [(r[0], r[1], r[2]) for r in conn.execute(
-        "SELECT e.extname, n.nspname, e.extversion FROM pg_catalog.pg_extension e"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' ORDER BY 1")]
+    return [
+        (r[0], r[1], r[2])
+        for r in conn.execute(
+            "SELECT e.extname, n.nspname, e.extversion FROM pg_catalog.pg_extension e"
+            " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname <> 'plpgsql' ORDER BY 1"
+        )
+    ]
 
 
 def creatable_extensions(conn: psycopg.Connection, names: list[str], superuser: bool) -> dict[str, str]:
     """For each name: "" when this role may create it here, else why not (for the message)."""
-    privileged = {p.strip() for p in (conn.execute(
-        "SELECT pg_catalog.current_setting('supautils.privileged_extensions', true)").fetchone()[0] or "").split(",")}
+    privileged = {
+        p.strip() for p in (conn.execute("SELECT pg_catalog.current_setting('supautils.privileged_extensions', true)").fetchone()[0] or "").split(",")
+    }
     out = {}
     for name in names:
         available, trusted = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_available_extensions WHERE name = %s),"
             " coalesce((SELECT bool_or(trusted) FROM pg_catalog.pg_available_extension_versions WHERE name = %s), false)",
-            (name, name)).fetchone() or (False, False)
+            (name, name),
+        ).fetchone() or (False, False)
         if not available:
             out[name] = "not installed on this server"
         elif superuser or trusted or name in privileged:
@@ -370,13 +369,13 @@ def creatable_extensions(conn: psycopg.Connection, names: list[str], superuser: 
 
 def cron_jobs(conn: psycopg.Connection) -> list[dict[str, object]] | None:
     """pg_cron's jobs, or None when pg_cron is not installed or its jobs cannot be read."""
-    if not conn.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron')"
-                        " AND pg_catalog.has_table_privilege('cron.job', 'SELECT')").fetchone()[0]:
+    if not conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') AND pg_catalog.has_table_privilege('cron.job', 'SELECT')"
+    ).fetchone()[0]:
         return None
     return [
         {"name": r[0], "schedule": r[1], "command": r[2], "database": r[3], "username": r[4], "active": r[5]}
-        for r in conn.execute("SELECT jobname, schedule, command, database, username, active"
-                              " FROM cron.job ORDER BY jobid")
+        for r in conn.execute("SELECT jobname, schedule, command, database, username, active FROM cron.job ORDER BY jobid")
     ]
 
 
@@ -385,14 +384,25 @@ def platform_made_roles(conn: psycopg.Connection) -> set[str]:
     (platform releases add roles: duckdb_role in 2026): roles supautils reserves, and roles whose
     memberships the bootstrap superuser granted (to anyone but their creator's implicit
     PostgreSQL 16+ self-grant) or that were granted to the bootstrap superuser itself."""
-    reserved = {r.strip().rstrip("*") for r in (conn.execute(
-        "SELECT pg_catalog.current_setting('supautils.reserved_roles', true)").fetchone()[0] or "").split(",")
-        if r.strip()}
+    reserved = {
+        r.strip().rstrip("*")
+        for r in (conn.execute("SELECT pg_catalog.current_setting('supautils.reserved_roles', true)").fetchone()[0] or "").split(",")
+        if r.strip()
+    }
     pg16 = conn.info.server_version >= 160000
-    implicit = ("(m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)"
-                " AND m.admin_option AND NOT m.inherit_option AND NOT m.set_option)") if pg16 else "false"
-    made = {r[0] for r in conn.execute(
-        "SELECT g.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid"
-        " WHERE (m.grantor = 10 AND NOT " + implicit + ") OR m.member = 10")}
-    return made | {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)",
-                                               (sorted(reserved),))}
+    implicit = (
+        (
+            "(m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)"
+            " AND m.admin_option AND NOT m.inherit_option AND NOT m.set_option)"
+        )
+        if pg16
+        else "false"
+    )
+    made = {
+        r[0]
+        for r in conn.execute(
+            "SELECT g.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid"
+            " WHERE (m.grantor = 10 AND NOT " + implicit + ") OR m.member = 10"
+        )
+    }
+    return made | {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)", (sorted(reserved),))}

@@ -97,9 +97,11 @@ def compression(suite: pgtools.PgSuite) -> str:
     tripled the backup time for 8% less size). Probed: a pg_dump may be built without zstd."""
     if suite.major >= 16:
         probe = subprocess.run(
-            [suite.tool("pg_dump"), "--compress=zstd:1", "--schema-only", "--no-password",
-             "--dbname=host=/nonexistent-fortress-probe port=1"],
-            capture_output=True, text=True, env={"PATH": os.environ.get("PATH", "")}, timeout=20,
+            [suite.tool("pg_dump"), "--compress=zstd:1", "--schema-only", "--no-password", "--dbname=host=/nonexistent-fortress-probe port=1"],
+            capture_output=True,
+            text=True,
+            env={"PATH": os.environ.get("PATH", "")},
+            timeout=20,
         )
         if "compress" not in probe.stderr.lower():
             return "zstd:1"
@@ -107,8 +109,15 @@ def compression(suite: pgtools.PgSuite) -> str:
 
 
 def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: str) -> list[str]:
-    return [suite.tool("pg_dump"), "--format=custom", f"--compress={compression(suite)}", f"--file={out}",
-            f"--snapshot={snapshot}", "--no-password", f"--dbname={target.conninfo()}"]
+    return [
+        suite.tool("pg_dump"),
+        "--format=custom",
+        f"--compress={compression(suite)}",
+        f"--file={out}",
+        f"--snapshot={snapshot}",
+        "--no-password",
+        f"--dbname={target.conninfo()}",
+    ]
 
 
 def create_backup(
@@ -144,8 +153,9 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> B
     try:
         info = dbinfo.server_info(conn)
         platform = detect(conn)
-        suite = pgtools.pick(pgtools.discover(pg_bin_dir), at_least=info.major, prefer=info.major,
-                             tools=("pg_dump",), purpose=f"a PostgreSQL {info.version} server")
+        suite = pgtools.pick(
+            pgtools.discover(pg_bin_dir), at_least=info.major, prefer=info.major, tools=("pg_dump",), purpose=f"a PostgreSQL {info.version} server"
+        )
         step(f"server PostgreSQL {info.version} ({platform.name}); using pg_dump {suite.version}")
         app_schemas = dbinfo.app_schemas(conn, platform)
         managed_present = [s for s in dbinfo.schemas(conn) if platform.is_managed(s)]
@@ -168,8 +178,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> B
                 step("reading roles (never passwords)")
                 everyone = [r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles ORDER BY 1")]
                 made = dbinfo.platform_made_roles(conn) if platform.name == "supabase" else set()
-                skipped_roles = [r for r in everyone
-                                 if platform.is_reserved_role(r) or r in made or r == info.current_user]
+                skipped_roles = [r for r in everyone if platform.is_reserved_role(r) or r in made or r == info.current_user]
                 app_roles = [r for r in everyone if r not in skipped_roles]
                 role_set = roles.read(conn, app_roles)
                 login = [r.name for r in role_set.roles if r.login]
@@ -186,14 +195,12 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> B
                 app_args.append(f"--exclude-schema={pattern}")
             for schema in dbinfo.schemas(conn):
                 # platform-owned schemas off the list (extension-made, supabase_admin's)
-                if platform.name == "supabase" and platform.is_app_schema(schema) and schema not in app_schemas \
-                        and not schema.startswith("pg_"):
+                if platform.name == "supabase" and platform.is_app_schema(schema) and schema not in app_schemas and not schema.startswith("pg_"):
                     app_args.append(f"--exclude-schema={sqltext.pattern(schema)}")
             step(f"dumping {'schema and data' if kind == 'full' else kind} of schemas: {', '.join(app_schemas) or '(none)'}")
             # stderr to a file: while we count rows, a full stderr pipe must not stall pg_dump.
             with tempfile.TemporaryFile() as errf:
-                proc = pgtools.popen(app_args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=errf)
+                proc = pgtools.popen(app_args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf)
                 try:
                     # Count rows in the same snapshot while pg_dump works.
                     tabs = dbinfo.tables(conn, app_schemas + data_schemas)
@@ -280,7 +287,9 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> B
                 "files": files,
                 "tables": [
                     {
-                        "schema": s, "name": t, "kind": {"r": "table", "p": "partitioned", "m": "matview"}[k],
+                        "schema": s,
+                        "name": t,
+                        "kind": {"r": "table", "p": "partitioned", "m": "matview"}[k],
                         "rows": counts.get(f"{s}.{t}"),
                         "section": "app" if s in app_schemas else "platform",
                     }
@@ -295,8 +304,9 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> B
     except KeyboardInterrupt:
         raise Interrupted("Backup interrupted", "nothing was kept; run `invoke backup` again") from None
     except psycopg.Error as exc:
-        raise BackupError(f"Database error during backup: {' '.join(str(exc).split())}",
-                          "nothing was kept; check the message and run the backup again") from None
+        raise BackupError(
+            f"Database error during backup: {' '.join(str(exc).split())}", "nothing was kept; check the message and run the backup again"
+        ) from None
     finally:
         conn.close()
     step(f"backup {backup_id} complete")

@@ -33,8 +33,7 @@ ROLES = ("roles", "app", "platform", "platform-schema")
 
 
 def _bad(backup_id: str, what: str) -> IntegrityError:
-    return IntegrityError(f"Backup {backup_id} has a manifest with {what}",
-                          "restore another backup; this one is damaged or was edited")
+    return IntegrityError(f"Backup {backup_id} has a manifest with {what}", "restore another backup; this one is damaged or was edited")
 
 
 @dataclass(frozen=True)
@@ -114,8 +113,7 @@ def parse(data: Any, backup_id: str) -> Manifest:
     """Validate a manifest's JSON: every field the tool reads has its type, every file name is
     a plain name. Raises IntegrityError naming what is wrong."""
     if not isinstance(data, dict) or data.get("format") not in READABLE:
-        raise IntegrityError(f"Backup {backup_id} has a manifest of an unknown format",
-                             "upgrade this tool or restore another backup")
+        raise IntegrityError(f"Backup {backup_id} has a manifest of an unknown format", "upgrade this tool or restore another backup")
     files = []
     for f in data.get("files") or []:
         if not isinstance(f, dict):
@@ -124,11 +122,17 @@ def parse(data: Any, backup_id: str) -> Manifest:
         if not _FILE_NAME.fullmatch(name) or name in ("manifest.json", MAC_FILE):
             raise _bad(backup_id, f"a file name that is not a plain name in the backup folder ({name[:40]!r})")
         size, digest = f.get("size"), f.get("sha256")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0 or not isinstance(digest, str) \
-                or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        if (
+            not isinstance(size, int)
+            or isinstance(size, bool)
+            or size < 0
+            or not isinstance(digest, str)
+            or not re.fullmatch(r"[0-9a-f]{64}", digest)
+        ):
             raise _bad(backup_id, f"no valid size or sha256 for {name}")
-        files.append(FileEntry(name, _str(f.get("role", ""), backup_id, "file role"),
-                               _str(f.get("format", ""), backup_id, "file format"), size, digest))
+        files.append(
+            FileEntry(name, _str(f.get("role", ""), backup_id, "file role"), _str(f.get("format", ""), backup_id, "file format"), size, digest)
+        )
     if len({f.name for f in files}) != len(files) or len({f.role for f in files}) != len(files):
         raise _bad(backup_id, "a file listed twice")
     tables = []
@@ -138,9 +142,15 @@ def parse(data: Any, backup_id: str) -> Manifest:
         rows = t.get("rows")
         if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool)):
             raise _bad(backup_id, "a row count that is not a number")
-        tables.append(TableEntry(_str(t.get("schema"), backup_id, "schema"), _str(t.get("name"), backup_id, "table"),
-                                 _str(t.get("kind"), backup_id, "table kind"), rows,
-                                 _str(t.get("section", "app"), backup_id, "section")))
+        tables.append(
+            TableEntry(
+                _str(t.get("schema"), backup_id, "schema"),
+                _str(t.get("name"), backup_id, "table"),
+                _str(t.get("kind"), backup_id, "table kind"),
+                rows,
+                _str(t.get("section", "app"), backup_id, "section"),
+            )
+        )
     source = data.get("source") or {}
     tools = data.get("tools") or {}
     roles = data.get("roles") or {}
@@ -149,14 +159,20 @@ def parse(data: Any, backup_id: str) -> Manifest:
     version = str(tools.get("pg_dump", "0"))
     major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else 0
     return Manifest(
-        raw=data, id=backup_id, kind=_str(data.get("kind", "full"), backup_id, "kind"), files=tuple(files),
-        tables=tuple(tables), app_schemas=_strs(data.get("app_schemas"), backup_id, "app_schemas"),
+        raw=data,
+        id=backup_id,
+        kind=_str(data.get("kind", "full"), backup_id, "kind"),
+        files=tuple(files),
+        tables=tuple(tables),
+        app_schemas=_strs(data.get("app_schemas"), backup_id, "app_schemas"),
         platform_data_schemas=_strs(data.get("platform_data_schemas"), backup_id, "platform_data_schemas"),
-        additions=tuple(Addition.from_dict(a) for a in data.get("platform_additions") or []
-                        if not isinstance(a, str)),  # format 1 backups listed labels only
+        additions=tuple(
+            Addition.from_dict(a) for a in data.get("platform_additions") or [] if not isinstance(a, str)
+        ),  # format 1 backups listed labels only
         default_acl_roles=_strs(data.get("default_acl_roles"), backup_id, "default_acl_roles"),
         app_roles=_strs(roles.get("app"), backup_id, "roles"),
-        pg_dump_major=major, source_platform=_str(source.get("platform", "postgres"), backup_id, "platform"),
+        pg_dump_major=major,
+        source_platform=_str(source.get("platform", "postgres"), backup_id, "platform"),
         format=data["format"],
         extensions=tuple(_extension(e, backup_id) for e in data.get("extensions") or []),
         cron_jobs=None if data.get("cron_jobs") is None else tuple(_job(j, backup_id) for j in data["cron_jobs"]),
@@ -168,20 +184,29 @@ def parse(data: Any, backup_id: str) -> Manifest:
 def _extension(e: Any, backup_id: str) -> Extension:
     if not isinstance(e, dict):
         raise _bad(backup_id, "an extension that is not an object")
-    return Extension(_str(e.get("name"), backup_id, "extension name"), _str(e.get("schema"), backup_id, "extension schema"),
-                     _str(e.get("version"), backup_id, "extension version"))
+    return Extension(
+        _str(e.get("name"), backup_id, "extension name"),
+        _str(e.get("schema"), backup_id, "extension schema"),
+        _str(e.get("version"), backup_id, "extension version"),
+    )
 
 
 def _job(j: Any, backup_id: str) -> CronJob:
     if not isinstance(j, dict) or not isinstance(j.get("active"), bool):
         raise _bad(backup_id, "a cron job of the wrong shape")
     name = j.get("name")
-    return CronJob(None if name is None else _str(name, backup_id, "job name"), _str(j.get("schedule"), backup_id, "schedule"),
-                   _str(j.get("command"), backup_id, "command"), _str(j.get("database"), backup_id, "database"),
-                   _str(j.get("username"), backup_id, "username"), j["active"])
+    return CronJob(
+        None if name is None else _str(name, backup_id, "job name"),
+        _str(j.get("schedule"), backup_id, "schedule"),
+        _str(j.get("command"), backup_id, "command"),
+        _str(j.get("database"), backup_id, "database"),
+        _str(j.get("username"), backup_id, "username"),
+        j["active"],
+    )
 
 
 # --- authentication ----------------------------------------------------------------------
+
 
 def default_key_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
@@ -207,16 +232,17 @@ def signing_key(configured: str | None, *, create: bool) -> SigningKey | None:
     created (0600) on the first backup."""
     if configured:
         if len(configured) < 32:
-            raise ConfigError("BACKUP_SIGNING_KEY is shorter than 32 characters",
-                              "use a long random value, e.g. `python3 -c 'import secrets; print(secrets.token_hex(32))'`")
+            raise ConfigError(
+                "BACKUP_SIGNING_KEY is shorter than 32 characters",
+                "use a long random value, e.g. `python3 -c 'import secrets; print(secrets.token_hex(32))'`",
+            )
         return SigningKey(configured.encode(), "BACKUP_SIGNING_KEY")
     path = default_key_path()
     if path.is_file():
         text = path.read_text().strip()
         if len(text) >= 32:
             return SigningKey(text.encode(), str(path))
-        raise ConfigError(f"The signing key file {path} is damaged", "remove it (backups it signed become unauthenticated) "
-                          "or set BACKUP_SIGNING_KEY")
+        raise ConfigError(f"The signing key file {path} is damaged", "remove it (backups it signed become unauthenticated) or set BACKUP_SIGNING_KEY")
     if not create:
         return None
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -259,12 +285,14 @@ def check(folder: Path, key: SigningKey | None, data: bytes | None = None) -> Au
     except (OSError, ValueError):
         return Authenticity(False, "unauthenticated: its signature file is unreadable")
     if key is None:
-        return Authenticity(False, f"unauthenticated: signed with a key this machine does not have ({key_id[:12]}); "
-                                   "no signing key is configured here")
+        return Authenticity(
+            False, f"unauthenticated: signed with a key this machine does not have ({key_id[:12]}); no signing key is configured here"
+        )
     if key_id != key.key_id:
-        return Authenticity(False, f"unauthenticated: signed with a key this machine does not have ({key_id[:12]}; "
-                                   f"this machine's is {key.key_id})")
+        return Authenticity(False, f"unauthenticated: signed with a key this machine does not have ({key_id[:12]}; this machine's is {key.key_id})")
     if not hmac.compare_digest(mac, key.mac(data)):
-        raise IntegrityError(f"The manifest of {folder.name} does not match its signature (key {key.key_id})",
-                             "the backup was changed after it was written; restore another backup")
+        raise IntegrityError(
+            f"The manifest of {folder.name} does not match its signature (key {key.key_id})",
+            "the backup was changed after it was written; restore another backup",
+        )
     return Authenticity(True, f"authenticated (HMAC key {key.key_id}, from {key.source})")

@@ -161,12 +161,12 @@ def pick(
     found = ", ".join(f"{s.version} ({s.bindir})" for s in suites) or "none"
     raise ToolsMissing(
         f"No PostgreSQL {at_least} or newer client tools ({', '.join(tools)}) for {purpose}; found: {found}",
-        f"install PostgreSQL {at_least} client tools (Debian: postgresql-client-{at_least}; "
-        f"or `uv sync --extra pg17` for 17), or set PG_BIN_DIR",
+        f"install PostgreSQL {at_least} client tools (Debian: postgresql-client-{at_least}; or `uv sync --extra pg17` for 17), or set PG_BIN_DIR",
     )
 
 
 # --- running tools -----------------------------------------------------------------------
+
 
 class ToolError(Exception):
     """A pg tool exited non-zero. `stderr_tail` is its last lines, already free of secrets."""

@@ -24,11 +24,33 @@ SYSTEM_PATTERNS = ("pg_*",)
 # history (the CLI creates it for `db push`; it is owned by postgres) and travels as app schema so
 # `supabase db push` still agrees with a restored database.
 SUPABASE_MANAGED_SCHEMAS = (
-    "_analytics", "_realtime", "_supavisor", "auth", "etl", "extensions", "pgbouncer", "realtime",
-    "storage", "supabase_functions",
+    "_analytics",
+    "_realtime",
+    "_supavisor",
+    "auth",
+    "etl",
+    "extensions",
+    "pgbouncer",
+    "realtime",
+    "storage",
+    "supabase_functions",
     # owned by extensions the platform installs
-    "cron", "dbdev", "graphql", "graphql_public", "net", "pgmq", "pgsodium", "pgsodium_masks",
-    "pgtle", "repack", "tiger", "tiger_data", "timescaledb_*", "_timescaledb_*", "topology", "vault",
+    "cron",
+    "dbdev",
+    "graphql",
+    "graphql_public",
+    "net",
+    "pgmq",
+    "pgsodium",
+    "pgsodium_masks",
+    "pgtle",
+    "repack",
+    "tiger",
+    "tiger_data",
+    "timescaledb_*",
+    "_timescaledb_*",
+    "topology",
+    "vault",
 )
 
 # Managed schemas whose rows are the app's data and travel with a backup (the CLI's data dump
@@ -49,8 +71,18 @@ SUPABASE_EXCLUDED_DATA_TABLES = (
 
 # Roles the platform creates (fnmatch patterns); a backup never recreates or alters them.
 SUPABASE_RESERVED_ROLES = (
-    "anon", "authenticated", "authenticator", "cli_login_*", "dashboard_user", "pgbouncer", "postgres",
-    "service_role", "supabase_*", "pgsodium_keyholder", "pgsodium_keyiduser", "pgsodium_keymaker",
+    "anon",
+    "authenticated",
+    "authenticator",
+    "cli_login_*",
+    "dashboard_user",
+    "pgbouncer",
+    "postgres",
+    "service_role",
+    "supabase_*",
+    "pgsodium_keyholder",
+    "pgsodium_keyiduser",
+    "pgsodium_keymaker",
     "pgtle_admin",
 )
 
@@ -96,8 +128,7 @@ SUPABASE = Platform(
 def detect(conn: psycopg.Connection) -> Platform:
     """Supabase if the platform's admin role and auth schema are both there."""
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_admin'),"
-        "       EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'auth')"
+        "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_admin'),       EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'auth')"
     ).fetchone()
     return SUPABASE if row and row[0] and row[1] else POSTGRES
 

@@ -36,7 +36,9 @@ def start_sql(tables: Iterable[tuple[str, str]], *, replica: bool, temp_table: b
     firing = "('A', 'R')" if replica else "('O', 'A')"
     foreign_keys = "" if replica else " OR k.contype = 'f'"
     keep = "CREATE TEMP TABLE fortress_quiet (state jsonb) ON COMMIT DROP;\n" if temp_table else ""
-    return keep + do_block(f"""
+    return (
+        keep
+        + do_block(f"""
 DECLARE
   r record;
   old_path text := pg_catalog.current_setting('search_path');
@@ -72,22 +74,28 @@ BEGIN
       pg_catalog.jsonb_build_object('s', r.nspname, 't', r.relname, 'n', r.tgname, 'e', r.state));
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I DISABLE TRIGGER %I', r.nspname, r.relname, r.tgname);
   END LOOP;
-  {"INSERT INTO pg_temp.fortress_quiet VALUES (saved);" if temp_table else
-   "PERFORM pg_catalog.set_config('fortress.quiet', saved::text, true);"}
+  {"INSERT INTO pg_temp.fortress_quiet VALUES (saved);" if temp_table else "PERFORM pg_catalog.set_config('fortress.quiet', saved::text, true);"}
   PERFORM pg_catalog.set_config('search_path', old_path, true);
-END""") + "\n" + ("SET session_replication_role = replica;\n" if replica else "")
+END""")
+        + "\n"
+        + ("SET session_replication_role = replica;\n" if replica else "")
+    )
 
 
 def end_sql(tables: Iterable[tuple[str, str]], *, replica: bool, temp_table: bool = True) -> str:
     if not list(tables):
         return ""
-    source = ("(SELECT state FROM pg_temp.fortress_quiet)" if temp_table
-              else "NULLIF(pg_catalog.current_setting('fortress.quiet', true), '')::jsonb")
-    return ("SET session_replication_role = DEFAULT;\n" if replica else "") + do_block("""
+    source = "(SELECT state FROM pg_temp.fortress_quiet)" if temp_table else "NULLIF(pg_catalog.current_setting('fortress.quiet', true), '')::jsonb"
+    return (
+        ("SET session_replication_role = DEFAULT;\n" if replica else "")
+        + do_block(
+            """
 DECLARE
   x jsonb;
   old_path text := pg_catalog.current_setting('search_path');
-  saved jsonb := """ + source + """;
+  saved jsonb := """
+            + source
+            + """;
 BEGIN
   IF saved IS NULL THEN
     RAISE EXCEPTION 'the triggers and constraints set aside for the data load were lost (a RESET ALL in the data file?); nothing is kept';
@@ -104,4 +112,8 @@ BEGIN
       CASE x->>'e' WHEN 'A' THEN 'ENABLE ALWAYS' WHEN 'R' THEN 'ENABLE REPLICA' ELSE 'ENABLE' END, x->>'n');
   END LOOP;
   PERFORM pg_catalog.set_config('search_path', old_path, true);
-END""") + "\n" + ("DROP TABLE pg_temp.fortress_quiet;\n" if temp_table else "")
+END"""
+        )
+        + "\n"
+        + ("DROP TABLE pg_temp.fortress_quiet;\n" if temp_table else "")
+    )

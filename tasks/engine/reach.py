@@ -34,6 +34,7 @@ import psycopg
 
 class Address(NamedTuple):
     """An object as pg_depend names it: its catalog, its oid, and a column number (0: whole)."""
+
     classid: int
     objid: int
     subid: int = 0
@@ -60,12 +61,13 @@ class _Addition(Protocol):
 @dataclass(frozen=True, order=True)
 class Reached:
     """One object outside the given schemas that the reset's CASCADE would drop or empty."""
+
     schema: str | None  # where it lives (a trigger, policy, rule or default: its table's schema);
     #                     None for objects of the whole database (event trigger, cast, ...)
-    description: str    # "view extensions.app_summary (would be dropped)"
-    kind: str           # pg_identify_object's type: "view", "table constraint", "table", ...
-    identity: str       # pg_identify_object's identity: "orders_user_fk on billing.orders"
-    effect: str         # "dropped" | "emptied"
+    description: str  # "view extensions.app_summary (would be dropped)"
+    kind: str  # pg_identify_object's type: "view", "table constraint", "table", ...
+    identity: str  # pg_identify_object's identity: "orders_user_fk on billing.orders"
+    effect: str  # "dropped" | "emptied"
 
 
 # --- DROP ... CASCADE ----------------------------------------------------------------------------
@@ -105,14 +107,20 @@ def drop_closure(conn: psycopg.Connection, seeds: Iterable[Address]) -> set[Addr
     seeds = list(dict.fromkeys(seeds))
     if not seeds:
         return set()
-    rows = conn.execute(_DROP_CLOSURE, {
-        "classids": [s.classid for s in seeds], "objids": [s.objid for s in seeds], "subids": [s.subid for s in seeds],
-    }).fetchall()
+    rows = conn.execute(
+        _DROP_CLOSURE,
+        {
+            "classids": [s.classid for s in seeds],
+            "objids": [s.objid for s in seeds],
+            "subids": [s.subid for s in seeds],
+        },
+    ).fetchall()
     found = {Address(int(c), int(o), int(s)) for c, o, s in rows}
     return {a for a in found if a.subid == 0 or Address(a.classid, a.objid) not in found}
 
 
 # --- TRUNCATE ... CASCADE ------------------------------------------------------------------------
+
 
 def truncate_closure(conn: psycopg.Connection, tables: Iterable[int], dropped: frozenset[Address] | set[Address] = frozenset()) -> set[int]:
     """Oids of the tables `TRUNCATE ONLY <tables> CASCADE` would empty besides `tables`, after the
@@ -123,7 +131,8 @@ def truncate_closure(conn: psycopg.Connection, tables: Iterable[int], dropped: f
     fks = {
         int(oid): (int(conrelid), int(confrelid), int(parent))
         for oid, conrelid, confrelid, parent in conn.execute(
-            "SELECT oid, conrelid, confrelid, conparentid FROM pg_catalog.pg_constraint WHERE contype = 'f'")
+            "SELECT oid, conrelid, confrelid, conparentid FROM pg_catalog.pg_constraint WHERE contype = 'f'"
+        )
         if Address(pg_constraint, int(oid)) not in dropped
     }
     start = list(dict.fromkeys(tables))
@@ -175,11 +184,13 @@ _OWN_SCHEMA = {
     "pg_policy": "SELECT _r.relnamespace FROM pg_catalog.pg_policy _p JOIN pg_catalog.pg_class _r ON _r.oid = _p.polrelid WHERE _p.oid = {obj}",
     "pg_rewrite": "SELECT _r.relnamespace FROM pg_catalog.pg_rewrite _w JOIN pg_catalog.pg_class _r ON _r.oid = _w.ev_class WHERE _w.oid = {obj}",
     "pg_attrdef": "SELECT _r.relnamespace FROM pg_catalog.pg_attrdef _a JOIN pg_catalog.pg_class _r ON _r.oid = _a.adrelid WHERE _a.oid = {obj}",
-    "pg_publication_rel": ("SELECT _r.relnamespace FROM pg_catalog.pg_publication_rel _p JOIN pg_catalog.pg_class _r ON _r.oid = _p.prrelid"
-                           " WHERE _p.oid = {obj}"),
+    "pg_publication_rel": (
+        "SELECT _r.relnamespace FROM pg_catalog.pg_publication_rel _p JOIN pg_catalog.pg_class _r ON _r.oid = _p.prrelid WHERE _p.oid = {obj}"
+    ),
     "pg_amop": "SELECT _f.opfnamespace FROM pg_catalog.pg_amop _a JOIN pg_catalog.pg_opfamily _f ON _f.oid = _a.amopfamily WHERE _a.oid = {obj}",
-    "pg_amproc": ("SELECT _f.opfnamespace FROM pg_catalog.pg_amproc _a JOIN pg_catalog.pg_opfamily _f ON _f.oid = _a.amprocfamily"
-                  " WHERE _a.oid = {obj}"),
+    "pg_amproc": (
+        "SELECT _f.opfnamespace FROM pg_catalog.pg_amproc _a JOIN pg_catalog.pg_opfamily _f ON _f.oid = _a.amprocfamily WHERE _a.oid = {obj}"
+    ),
     "pg_extension": "SELECT _e.extnamespace FROM pg_catalog.pg_extension _e WHERE _e.oid = {obj}",
     "pg_default_acl": "SELECT _d.defaclnamespace FROM pg_catalog.pg_default_acl _d WHERE _d.oid = {obj}",
     "pg_namespace": "SELECT {obj}",
@@ -191,10 +202,11 @@ _OWN_SCHEMA_15 = {  # catalogs added in PostgreSQL 15
 
 def _schema_sql(server_version: int, cls: str, obj: str, sub: str) -> str:
     lookups = dict(_OWN_SCHEMA, **(_OWN_SCHEMA_15 if server_version >= 150000 else {}))
-    cases = "".join(f" WHEN 'pg_catalog.{catalog}'::pg_catalog.regclass THEN ({q.format(obj=obj)})"
-                    for catalog, q in lookups.items())
-    return (f"coalesce((pg_catalog.pg_identify_object({cls}, {obj}, {sub})).schema,"
-            f" (SELECT nspname FROM pg_catalog.pg_namespace WHERE oid = CASE {cls}{cases} END))")
+    cases = "".join(f" WHEN 'pg_catalog.{catalog}'::pg_catalog.regclass THEN ({q.format(obj=obj)})" for catalog, q in lookups.items())
+    return (
+        f"coalesce((pg_catalog.pg_identify_object({cls}, {obj}, {sub})).schema,"
+        f" (SELECT nspname FROM pg_catalog.pg_namespace WHERE oid = CASE {cls}{cases} END))"
+    )
 
 
 def _objects_sql(server_version: int) -> str:
@@ -204,7 +216,7 @@ SELECT o.classid, o.objid, o.objsubid, i.type, i.identity, o.schema,
        pg_catalog.pg_describe_object(o.classid, o.objid, o.objsubid),
        CASE WHEN o.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass
             THEN (SELECT contype::pg_catalog.text FROM pg_catalog.pg_constraint WHERE oid = o.objid) END
-  FROM (SELECT c.*, {_schema_sql(server_version, 'c.classid', 'c.objid', 'c.objsubid')} AS schema
+  FROM (SELECT c.*, {_schema_sql(server_version, "c.classid", "c.objid", "c.objsubid")} AS schema
           FROM unnest(%(classids)s::pg_catalog.oid[], %(objids)s::pg_catalog.oid[], %(subids)s::pg_catalog.int4[])
                AS c(classid, objid, objsubid)) o,
        pg_catalog.pg_identify_object(o.classid, o.objid, o.objsubid) i
@@ -217,7 +229,7 @@ def _owners_sql(server_version: int) -> str:
     owner's schema."""
     return f"""
 SELECT c.classid, c.objid, c.objsubid, d.deptype::pg_catalog.text, d.refclassid, d.refobjid, d.refobjsubid,
-       {_schema_sql(server_version, 'd.refclassid', 'd.refobjid', '0')}
+       {_schema_sql(server_version, "d.refclassid", "d.refobjid", "0")}
   FROM unnest(%(classids)s::pg_catalog.oid[], %(objids)s::pg_catalog.oid[], %(subids)s::pg_catalog.int4[])
        AS c(classid, objid, objsubid)
   JOIN pg_catalog.pg_depend d ON d.classid = c.classid AND d.objid = c.objid
@@ -228,8 +240,7 @@ SELECT c.classid, c.objid, c.objsubid, d.deptype::pg_catalog.text, d.refclassid,
 
 
 def _arrays(addresses: list[Address]) -> dict[str, list[int]]:
-    return {"classids": [a.classid for a in addresses], "objids": [a.objid for a in addresses],
-            "subids": [a.subid for a in addresses]}
+    return {"classids": [a.classid for a in addresses], "objids": [a.objid for a in addresses], "subids": [a.subid for a in addresses]}
 
 
 def _addition_addresses(conn: psycopg.Connection, found: list[_Addition]) -> list[Address]:
@@ -247,8 +258,12 @@ def _addition_addresses(conn: psycopg.Connection, found: list[_Addition]) -> lis
         "             %(names)s::pg_catalog.text[]) AS a(kind, s, r, n)"
         " JOIN pg_catalog.pg_namespace ns ON ns.nspname = a.s JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = a.r"
         " JOIN pg_catalog.pg_policy p ON p.polrelid = c.oid AND p.polname = a.n WHERE a.kind = 'policy'",
-        {"kinds": [a.kind for a in found], "schemas": [a.schema for a in found],
-         "tables": [a.table for a in found], "names": [a.name for a in found]},
+        {
+            "kinds": [a.kind for a in found],
+            "schemas": [a.schema for a in found],
+            "tables": [a.table for a in found],
+            "names": [a.name for a in found],
+        },
     ).fetchall()
     return [Address(int(c), int(o)) for c, o in rows]
 
@@ -292,21 +307,26 @@ def reached_outside(
         seeds: list[Address] = []
         names = list(dict.fromkeys(drop_schemas))
         if names:
-            seeds += [Address(pg_namespace, int(oid)) for (oid,) in conn.execute(
-                "SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s)", (names,))]
+            seeds += [
+                Address(pg_namespace, int(oid))
+                for (oid,) in conn.execute("SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ANY(%s)", (names,))
+            ]
         seeds += [Address(int(o.classid), int(o.objid)) for o in drop_objects]
         seeds += _addition_addresses(conn, list(drop_additions))
         dropped = drop_closure(conn, seeds)
 
         table_oids: list[int] = []
         if tables:
-            table_oids = [int(oid) for (oid,) in conn.execute(
-                "SELECT c.oid FROM unnest(%s::pg_catalog.text[], %s::pg_catalog.text[]) AS t(s, n)"
-                " JOIN pg_catalog.pg_namespace ns ON ns.nspname = t.s"
-                " JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = t.n",
-                ([s for s, _ in tables], [n for _, n in tables]))]
-        emptied = [Address(pg_class, o) for o in sorted(truncate_closure(conn, table_oids, dropped))
-                   if Address(pg_class, o) not in dropped]
+            table_oids = [
+                int(oid)
+                for (oid,) in conn.execute(
+                    "SELECT c.oid FROM unnest(%s::pg_catalog.text[], %s::pg_catalog.text[]) AS t(s, n)"
+                    " JOIN pg_catalog.pg_namespace ns ON ns.nspname = t.s"
+                    " JOIN pg_catalog.pg_class c ON c.relnamespace = ns.oid AND c.relname = t.n",
+                    ([s for s, _ in tables], [n for _, n in tables]),
+                )
+            ]
+        emptied = [Address(pg_class, o) for o in sorted(truncate_closure(conn, table_oids, dropped)) if Address(pg_class, o) not in dropped]
 
         candidates = sorted(dropped - set(seeds)) + emptied
         if not candidates:
@@ -316,8 +336,7 @@ def reached_outside(
         parts: set[Address] = set()
         outside_dropped = [a for a in found if a in dropped]
         if outside_dropped:
-            for *dep, deptype, rc, ro, rs, owner_schema in conn.execute(
-                    _owners_sql(version), _arrays(outside_dropped)):
+            for *dep, deptype, rc, ro, rs, owner_schema in conn.execute(_owners_sql(version), _arrays(outside_dropped)):
                 obj, owner = Address(*map(int, dep)), Address(int(rc), int(ro), int(rs))
                 if owner not in dropped and Address(owner.classid, owner.objid) not in dropped:
                     continue
@@ -330,7 +349,7 @@ def reached_outside(
         if address in parts:
             continue
         if contype == "f" and description.startswith("constraint "):
-            description = "foreign key " + description[len("constraint "):]
+            description = "foreign key " + description[len("constraint ") :]
         effect = "dropped" if address in dropped else "emptied"
         out.append(Reached(schema, f"{description} (would be {effect})", kind, identity, effect))
     return sorted(out, key=lambda r: (r.schema or "", r.effect, r.description))

@@ -31,8 +31,14 @@ FORMAT = 1
 # Membership in these reaches the server's files and programs (COPY ... PROGRAM, pg_read_file).
 DANGEROUS_GROUPS = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
 # GUCs whose value is a list of quoted items (pg_dumpall splits these the same way).
-LIST_GUCS = ("search_path", "temp_tablespaces", "unix_socket_directories", "session_preload_libraries",
-             "local_preload_libraries", "shared_preload_libraries")
+LIST_GUCS = (
+    "search_path",
+    "temp_tablespaces",
+    "unix_socket_directories",
+    "session_preload_libraries",
+    "local_preload_libraries",
+    "shared_preload_libraries",
+)
 
 
 @dataclass(frozen=True)
@@ -70,11 +76,17 @@ class RoleSet:
         return [r.name for r in self.roles]
 
     def to_json(self) -> str:
-        return json.dumps({
-            "format": FORMAT,
-            "roles": [{**r.__dict__, "settings": [list(s) for s in r.settings]} for r in self.roles],
-            "memberships": [m.__dict__ for m in self.memberships],
-        }, indent=2) + "\n"
+        return (
+            json.dumps(
+                {
+                    "format": FORMAT,
+                    "roles": [{**r.__dict__, "settings": [list(s) for s in r.settings]} for r in self.roles],
+                    "memberships": [m.__dict__ for m in self.memberships],
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
     @staticmethod
     def from_json(text: str) -> RoleSet:
@@ -85,8 +97,9 @@ class RoleSet:
             roles = tuple(_role(r) for r in data["roles"])
             memberships = tuple(_membership(m) for m in data["memberships"])
         except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"The backup's roles.json is not valid ({exc})",
-                                 "restore another backup; this one is damaged or was edited") from None
+            raise IntegrityError(
+                f"The backup's roles.json is not valid ({exc})", "restore another backup; this one is damaged or was edited"
+            ) from None
         return RoleSet(roles, memberships)
 
 
@@ -116,7 +129,8 @@ def _role(d: dict[str, Any]) -> Role:
 
 def _membership(d: dict[str, Any]) -> Membership:
     return Membership(
-        role=_typed(d["role"], str, "role"), member=_typed(d["member"], str, "member"),
+        role=_typed(d["role"], str, "role"),
+        member=_typed(d["member"], str, "member"),
         admin=_typed(d.get("admin", False), bool, "admin"),
         inherit=_typed(d.get("inherit"), (bool, type(None)), "inherit"),
         set=_typed(d.get("set"), (bool, type(None)), "set"),
@@ -124,6 +138,7 @@ def _membership(d: dict[str, Any]) -> Membership:
 
 
 # --- backup ------------------------------------------------------------------------------
+
 
 def read(conn: psycopg.Connection, keep: Iterable[str]) -> RoleSet:
     """The roles named in `keep` and every membership that involves one of them."""
@@ -136,21 +151,25 @@ def read(conn: psycopg.Connection, keep: Iterable[str]) -> RoleSet:
         " r.rolbypassrls, ARRAY(SELECT pg_catalog.unnest(s.setconfig)) "
         " FROM pg_catalog.pg_roles r LEFT JOIN pg_catalog.pg_db_role_setting s"
         "   ON s.setrole = r.oid AND s.setdatabase = 0"
-        " WHERE r.rolname = ANY(%s) ORDER BY 1", (names,)).fetchall()
+        " WHERE r.rolname = ANY(%s) ORDER BY 1",
+        (names,),
+    ).fetchall()
     roles = []
-    for (name, login, inherit, createdb, createrole, connlimit, valid, comment, su, repl, bypass, config) in rows:
+    for name, login, inherit, createdb, createrole, connlimit, valid, comment, su, repl, bypass, config in rows:
         settings = tuple((k, v) for k, _, v in (item.partition("=") for item in (config or []) if "=" in item))
-        roles.append(Role(name, login, inherit, createdb, createrole, connlimit, valid, comment,
-                          settings, su, repl, bypass))
+        roles.append(Role(name, login, inherit, createdb, createrole, connlimit, valid, comment, settings, su, repl, bypass))
     pg16 = conn.info.server_version >= 160000
     options = "m.inherit_option, m.set_option" if pg16 else "NULL::bool, NULL::bool"
     memberships = [
         Membership(g, m, admin, inh, st)
         for g, m, admin, inh, st in conn.execute(
-            "SELECT g.rolname, u.rolname, m.admin_option, " + options +
-            " FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid"
+            "SELECT g.rolname, u.rolname, m.admin_option, "
+            + options
+            + " FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid"
             " JOIN pg_catalog.pg_roles u ON u.oid = m.member"
-            " WHERE g.rolname = ANY(%s) OR u.rolname = ANY(%s) ORDER BY 1, 2", (names, names))
+            " WHERE g.rolname = ANY(%s) OR u.rolname = ANY(%s) ORDER BY 1, 2",
+            (names, names),
+        )
     ]
     # one row per (group, member): PG16+ may hold several grantors' grants of the same membership
     unique = {(m.role, m.member): m for m in memberships}
@@ -158,6 +177,7 @@ def read(conn: psycopg.Connection, keep: Iterable[str]) -> RoleSet:
 
 
 # --- restore -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RolePlan:
@@ -185,6 +205,7 @@ class RolePlan:
 @dataclass(frozen=True)
 class TargetRoles:
     """Facts of the target server, read at plan time."""
+
     existing: frozenset[str]
     superusers: frozenset[str]
     current_user: str
@@ -196,8 +217,7 @@ class TargetRoles:
 def facts(conn: psycopg.Connection, names: Iterable[str]) -> TargetRoles:
     wanted = sorted(set(names))
     existing = {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)", (wanted,))}
-    supers = {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolsuper OR rolreplication"
-                                         " OR rolbypassrls")}
+    supers = {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolsuper OR rolreplication OR rolbypassrls")}
     user, dbname = conn.execute("SELECT current_user, current_database()").fetchone()  # type: ignore[misc]
     return TargetRoles(frozenset(existing), frozenset(supers), user, conn.info.server_version // 10000, dbname)
 
@@ -210,8 +230,11 @@ def plan(backup: RoleSet, target: TargetRoles) -> RolePlan:
     refused: list[str] = []
     warnings: list[str] = []
     for r in create:
-        lost = [a for a, on in (("SUPERUSER", r.superuser), ("REPLICATION", r.replication),
-                                ("BYPASSRLS", r.bypassrls), ("CREATEROLE", r.createrole)) if on]
+        lost = [
+            a
+            for a, on in (("SUPERUSER", r.superuser), ("REPLICATION", r.replication), ("BYPASSRLS", r.bypassrls), ("CREATEROLE", r.createrole))
+            if on
+        ]
         if lost:
             refused.append(f"{' '.join(lost)} for role {r.name} (created without)")
         for k, _ in r.settings:
@@ -227,11 +250,9 @@ def plan(backup: RoleSet, target: TargetRoles) -> RolePlan:
             refused.append(f"membership of {m.member} in {m.role} (it would give {m.role}'s powers)")
             continue
         if target.major < 16 and m.inherit is False:
-            warnings.append(f"{m.member} now inherits the privileges of {m.role} "
-                            f"(PostgreSQL {target.major} has no INHERIT FALSE grants)")
+            warnings.append(f"{m.member} now inherits the privileges of {m.role} (PostgreSQL {target.major} has no INHERIT FALSE grants)")
         grants.append(m)
-    return RolePlan(create, keep, tuple(grants), tuple(refused), tuple(warnings),
-                    restore_sql(create, grants, target.major))
+    return RolePlan(create, keep, tuple(grants), tuple(refused), tuple(warnings), restore_sql(create, grants, target.major))
 
 
 def _setting_sql(role: str, name: str, value: str) -> str | None:
@@ -254,7 +275,7 @@ def split_list(value: str) -> list[str]:
     while i < len(value):
         ch = value[i]
         if quoted:
-            if ch == '"' and value[i + 1:i + 2] == '"':
+            if ch == '"' and value[i + 1 : i + 2] == '"':
                 cur.append('"')
                 i += 1
             elif ch == '"':
@@ -277,8 +298,10 @@ def restore_sql(create: Iterable[Role], grants: Iterable[Membership], target_maj
     out: list[str] = []
     for r in create:
         attrs = [
-            "LOGIN" if r.login else "NOLOGIN", "INHERIT" if r.inherit else "NOINHERIT",
-            "CREATEDB" if r.createdb else "NOCREATEDB", "NOCREATEROLE",
+            "LOGIN" if r.login else "NOLOGIN",
+            "INHERIT" if r.inherit else "NOINHERIT",
+            "CREATEDB" if r.createdb else "NOCREATEDB",
+            "NOCREATEROLE",
             f"CONNECTION LIMIT {int(r.connection_limit)}",
         ]
         if r.valid_until is not None:

@@ -62,29 +62,52 @@ RESTRICT_SINCE = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
 
 # Settings (of the loading role, of the database) that change how SQL text is read and run;
 # the files load with the target's values. Timeouts and application settings (secrets) stay behind.
-COPIED_SETTINGS = ("search_path", "datestyle", "intervalstyle", "timezone", "standard_conforming_strings",
-                   "check_function_bodies", "default_text_search_config")
+COPIED_SETTINGS = (
+    "search_path",
+    "datestyle",
+    "intervalstyle",
+    "timezone",
+    "standard_conforming_strings",
+    "check_function_bodies",
+    "default_text_search_config",
+)
 
 # Predefined roles that read or write server files or run programs: never granted in the sandbox.
 DANGEROUS_ROLES = ("pg_execute_server_program", "pg_read_server_files", "pg_write_server_files")
 
-PRIVILEGES = {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "EXECUTE", "USAGE",
-              "CREATE", "CONNECT", "TEMPORARY", "MAINTAIN"}
+PRIVILEGES = {
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "TRUNCATE",
+    "REFERENCES",
+    "TRIGGER",
+    "EXECUTE",
+    "USAGE",
+    "CREATE",
+    "CONNECT",
+    "TEMPORARY",
+    "MAINTAIN",
+}
 DEFACL_OBJECTS = {"r": "TABLES", "S": "SEQUENCES", "f": "FUNCTIONS", "T": "TYPES", "n": "SCHEMAS"}
 
 _HEADER = re.compile(rb"\\restrict ([A-Za-z0-9]+)")
 _UNRESTRICT = b"\\unrestrict"
 _PSQL_LINE = re.compile(r"^psql:<stdin>:(\d+): (.*)$")
-_NOT_LOADED_HINT = ("the files were tried in a throwaway database only; the target was not touched. "
-                    "Fix the file, or restore one of this tool's own backups")
+_NOT_LOADED_HINT = (
+    "the files were tried in a throwaway database only; the target was not touched. Fix the file, or restore one of this tool's own backups"
+)
 
 
 # --- the files -----------------------------------------------------------------------------------
+
 
 @dataclass
 class _Piece:
     """A run of whole lines of a file: pg_dump's own `\\restrict K` ... `\\unrestrict K` block
     (`own_key` set; fed as it is), or anything else (fed inside a \\restrict of ours)."""
+
     start: int  # byte offset
     end: int
     first_line: int  # 1-based
@@ -113,19 +136,22 @@ def _kinds(files: list[Path]) -> tuple[list[RunbookFile], str]:
         path = Path(path)
         m = catalog.LEGACY_RE.match(path.name)
         if not m:
-            raise UsageError(f"{path.name} is not a runbook file name",
-                             "expected dump-DATE.sql, or schema-DATE.sql and data-DATE.sql")
+            raise UsageError(f"{path.name} is not a runbook file name", "expected dump-DATE.sql, or schema-DATE.sql and data-DATE.sql")
         if m.group(1) in found:
-            raise UsageError(f"Two runbook {m.group(1)} files given: {found[m.group(1)].name} and {path.name}",
-                             "pass one set: dump-DATE.sql, or schema-DATE.sql and data-DATE.sql")
+            raise UsageError(
+                f"Two runbook {m.group(1)} files given: {found[m.group(1)].name} and {path.name}",
+                "pass one set: dump-DATE.sql, or schema-DATE.sql and data-DATE.sql",
+            )
         if not path.is_file():
             raise UsageError(f"Runbook file {path} does not exist or is not a file", "check the path")
         found[m.group(1)] = RunbookFile(path, m.group(1))
     if not found:
         raise UsageError("No runbook files given", "pass dump-DATE.sql, or schema-DATE.sql and data-DATE.sql")
     if "dump" in found and len(found) > 1:
-        raise UsageError("A runbook dump file is complete on its own; it cannot be combined with schema or data files",
-                         "pass dump-DATE.sql alone, or schema-DATE.sql and data-DATE.sql")
+        raise UsageError(
+            "A runbook dump file is complete on its own; it cannot be combined with schema or data files",
+            "pass dump-DATE.sql alone, or schema-DATE.sql and data-DATE.sql",
+        )
     ordered = [found[k] for k in ("dump", "schema", "data") if k in found]
     kind = "full" if "dump" in found or len(found) == 2 else ordered[0].kind
     return ordered, kind
@@ -170,18 +196,25 @@ def _scan(f: RunbookFile, ours: list[bytes], keys_seen: set[bytes]) -> None:
                     key, piece_start, piece_line = m.group(1), offset, n
                     keys_seen.add(key)
                 elif _UNRESTRICT in line:
-                    raise _refuse(f, n, "holds a psql \\unrestrict command outside pg_dump's own \\restrict block; "
-                                        "refused, since it would let the file run psql meta-commands (shell commands)")
+                    raise _refuse(
+                        f,
+                        n,
+                        "holds a psql \\unrestrict command outside pg_dump's own \\restrict block; "
+                        "refused, since it would let the file run psql meta-commands (shell commands)",
+                    )
             elif bare == _UNRESTRICT + b" " + key:
                 f.pieces.append(_Piece(piece_start, offset + len(line), piece_line, n - piece_line + 1, key))
                 key, piece_start, piece_line = None, offset + len(line), n + 1
             elif _UNRESTRICT in line:
-                raise _refuse(f, n, "holds a psql \\unrestrict command other than pg_dump's own closing line; "
-                                    "refused, since it would let the file run psql meta-commands (shell commands)")
+                raise _refuse(
+                    f,
+                    n,
+                    "holds a psql \\unrestrict command other than pg_dump's own closing line; "
+                    "refused, since it would let the file run psql meta-commands (shell commands)",
+                )
             offset += len(line)
     if key is not None:
-        raise _refuse(f, piece_line, "starts pg_dump's \\restrict block without its closing \\unrestrict line "
-                                     "(cut short?); refused")
+        raise _refuse(f, piece_line, "starts pg_dump's \\restrict block without its closing \\unrestrict line (cut short?); refused")
     if offset > piece_start:
         f.pieces.append(_Piece(piece_start, offset, piece_line, n - piece_line + 1))
     f.lines, f.size, f.sha256 = n, offset, h.hexdigest()
@@ -203,6 +236,7 @@ def _scan_all(files: list[RunbookFile]) -> tuple[bytes, bytes]:
 
 
 # --- facts about the target ------------------------------------------------------------------------
+
 
 @dataclass
 class _Role:
@@ -265,69 +299,108 @@ def _gather(conn: psycopg.Connection) -> _Facts:
     server = dbinfo.server_info(conn)
     platform = detect(conn)
     bootstrap = conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE oid = 10").fetchone()[0]
-    roles = [_Role(*r) for r in conn.execute(
-        "SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,"
-        " rolbypassrls, rolconnlimit FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_' ORDER BY 1")]
+    roles = [
+        _Role(*r)
+        for r in conn.execute(
+            "SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,"
+            " rolbypassrls, rolconnlimit FROM pg_catalog.pg_roles WHERE rolname !~ '^pg_' ORDER BY 1"
+        )
+    ]
     options = "m.inherit_option, m.set_option" if server.major >= 16 else "NULL::bool, NULL::bool"
-    memberships = [tuple(r) for r in conn.execute(
-        "SELECT DISTINCT pg_catalog.pg_get_userbyid(m.roleid), pg_catalog.pg_get_userbyid(m.member), m.admin_option, "
-        + options + " FROM pg_catalog.pg_auth_members m ORDER BY 1, 2")]
+    memberships = [
+        tuple(r)
+        for r in conn.execute(
+            "SELECT DISTINCT pg_catalog.pg_get_userbyid(m.roleid), pg_catalog.pg_get_userbyid(m.member), m.admin_option, "
+            + options
+            + " FROM pg_catalog.pg_auth_members m ORDER BY 1, 2"
+        )
+    ]
     owner, encoding, has_acl = conn.execute(
         "SELECT pg_catalog.pg_get_userbyid(datdba), pg_catalog.pg_encoding_to_char(encoding), datacl IS NOT NULL"
-        " FROM pg_catalog.pg_database WHERE datname = current_database()").fetchone()  # type: ignore[misc]
-    db_acl = _acl(conn, "SELECT datacl FROM pg_catalog.pg_database WHERE datname = current_database()") \
-        if has_acl else None
+        " FROM pg_catalog.pg_database WHERE datname = current_database()"
+    ).fetchone()  # type: ignore[misc]
+    db_acl = _acl(conn, "SELECT datacl FROM pg_catalog.pg_database WHERE datname = current_database()") if has_acl else None
     user_settings = [
         (bool(db), name, value)
         for db, config in conn.execute(
             "SELECT s.setdatabase <> 0, s.setconfig FROM pg_catalog.pg_db_role_setting s"
             " WHERE s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)"
             " AND s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database()))"
-            " ORDER BY 1")
+            " ORDER BY 1"
+        )
         for name, value in _settings([config])
     ]
-    db_settings = _settings([r[0] for r in conn.execute(
-        "SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s WHERE s.setrole = 0"
-        " AND s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())")])
+    db_settings = _settings(
+        [
+            r[0]
+            for r in conn.execute(
+                "SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s WHERE s.setrole = 0"
+                " AND s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())"
+            )
+        ]
+    )
     global_default_acls = [
         (role, objtype, _acl(conn, "SELECT defaclacl FROM pg_catalog.pg_default_acl WHERE oid = %s", (oid,)))
         for oid, role, objtype in conn.execute(
             "SELECT oid, pg_catalog.pg_get_userbyid(defaclrole), defaclobjtype::text FROM pg_catalog.pg_default_acl"
-            " WHERE defaclnamespace = 0 ORDER BY 2, 3")
+            " WHERE defaclnamespace = 0 ORDER BY 2, 3"
+        )
     ]
-    extensions = [(r[0], r[1]) for r in conn.execute(
-        "SELECT e.extname, n.nspname FROM pg_catalog.pg_extension e"
-        " JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace ORDER BY 1")]
+    extensions = [
+        (r[0], r[1])
+        for r in conn.execute(
+            "SELECT e.extname, n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace ORDER BY 1"
+        )
+    ]
     app = dbinfo.app_schemas(conn, platform)
     platform_schemas = []
     if platform.name != "postgres":
-        platform_schemas = [s for s in dbinfo.schemas(conn)
-                            if s not in app and not platform.is_system(s) and s != "public"]
-    public_owner = conn.execute(
-        "SELECT pg_catalog.pg_get_userbyid(nspowner) FROM pg_catalog.pg_namespace WHERE nspname = 'public'").fetchone()
+        platform_schemas = [s for s in dbinfo.schemas(conn) if s not in app and not platform.is_system(s) and s != "public"]
+    public_owner = conn.execute("SELECT pg_catalog.pg_get_userbyid(nspowner) FROM pg_catalog.pg_namespace WHERE nspname = 'public'").fetchone()
     publications = []
     for name, pub_owner, alltables, ins, upd, dele, trunc, viaroot in conn.execute(
-            "SELECT pubname, pg_catalog.pg_get_userbyid(pubowner), puballtables, pubinsert, pubupdate, pubdelete,"
-            " pubtruncate, pubviaroot FROM pg_catalog.pg_publication ORDER BY 1").fetchall():
+        "SELECT pubname, pg_catalog.pg_get_userbyid(pubowner), puballtables, pubinsert, pubupdate, pubdelete,"
+        " pubtruncate, pubviaroot FROM pg_catalog.pg_publication ORDER BY 1"
+    ).fetchall():
         if not platform.is_platform_publication(name):
             continue
-        tables = [(s, t) for s, t in conn.execute(
-            "SELECT schemaname, tablename FROM pg_catalog.pg_publication_tables WHERE pubname = %s ORDER BY 1, 2",
-            (name,)) if s in platform_schemas] if not alltables else []
+        tables = (
+            [
+                (s, t)
+                for s, t in conn.execute(
+                    "SELECT schemaname, tablename FROM pg_catalog.pg_publication_tables WHERE pubname = %s ORDER BY 1, 2", (name,)
+                )
+                if s in platform_schemas
+            ]
+            if not alltables
+            else []
+        )
         publish = ", ".join(w for w, on in (("insert", ins), ("update", upd), ("delete", dele), ("truncate", trunc)) if on)
-        publications.append({"name": name, "owner": pub_owner, "all_tables": alltables, "publish": publish,
-                             "via_root": viaroot, "tables": tables})
+        publications.append({"name": name, "owner": pub_owner, "all_tables": alltables, "publish": publish, "via_root": viaroot, "tables": tables})
     found = additions.find(conn, platform) if platform_schemas else []
     return _Facts(
-        server=server, platform=platform, bootstrap=bootstrap, roles=roles, memberships=memberships,
-        db_owner=owner, encoding=encoding, db_acl=db_acl, user_settings=user_settings, db_settings=db_settings,
-        global_default_acls=global_default_acls, extensions=extensions, app_schemas=app,
-        platform_schemas=platform_schemas, public_owner=public_owner[0] if public_owner else None,
-        publications=publications, additions=found,
+        server=server,
+        platform=platform,
+        bootstrap=bootstrap,
+        roles=roles,
+        memberships=memberships,
+        db_owner=owner,
+        encoding=encoding,
+        db_acl=db_acl,
+        user_settings=user_settings,
+        db_settings=db_settings,
+        global_default_acls=global_default_acls,
+        extensions=extensions,
+        app_schemas=app,
+        platform_schemas=platform_schemas,
+        public_owner=public_owner[0] if public_owner else None,
+        publications=publications,
+        additions=found,
     )
 
 
 # --- shaping the throwaway server ---------------------------------------------------------------------
+
 
 @dataclass
 class _Sandbox:
@@ -343,8 +416,9 @@ class _Sandbox:
         return self.cluster.target(dbname or self.dbname)
 
     def loader_target(self) -> Target:
-        return Target(params={"host": "127.0.0.1", "port": str(self.cluster.port), "user": self.loader,
-                              "dbname": self.dbname}, password=self.loader_password)
+        return Target(
+            params={"host": "127.0.0.1", "port": str(self.cluster.port), "user": self.loader, "dbname": self.dbname}, password=self.loader_password
+        )
 
 
 def _sandbox_admin(facts: _Facts) -> str:
@@ -361,8 +435,7 @@ def _sandbox_admin(facts: _Facts) -> str:
     return name
 
 
-def _grant_membership(major: int, role: str, member: str, admin: bool, inherit: bool | None,
-                      set_: bool | None) -> sql.Composed:
+def _grant_membership(major: int, role: str, member: str, admin: bool, inherit: bool | None, set_: bool | None) -> sql.Composed:
     stmt = sql.SQL("GRANT {} TO {}").format(sql.Identifier(role), sql.Identifier(member))
     if major >= 16:
         opts = [sql.SQL("ADMIN {}").format(sql.SQL("TRUE" if admin else "FALSE"))]
@@ -384,24 +457,27 @@ def _copy_roles(conn: psycopg.Connection, facts: _Facts, box: _Sandbox) -> None:
         # programs on this machine. Nor CREATEROLE: on PostgreSQL 15 that may grant any role,
         # pg_execute_server_program included (review finding). Nor REPLICATION. The roles exist
         # here only to own and be granted things; the target keeps its own attributes.
-        conn.execute(sql.SQL("CREATE ROLE {} WITH NOSUPERUSER NOCREATEROLE NOREPLICATION {} {} {} {} CONNECTION LIMIT {}")
-                     .format(sql.Identifier(r.name), flag(r.inherit, "INHERIT"), flag(r.createdb, "CREATEDB"),
-                             flag(r.login or r.name == box.loader, "LOGIN"), flag(r.bypassrls, "BYPASSRLS"),
-                             sql.Literal(int(r.connlimit))))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} WITH NOSUPERUSER NOCREATEROLE NOREPLICATION {} {} {} {} CONNECTION LIMIT {}").format(
+                sql.Identifier(r.name),
+                flag(r.inherit, "INHERIT"),
+                flag(r.createdb, "CREATEDB"),
+                flag(r.login or r.name == box.loader, "LOGIN"),
+                flag(r.bypassrls, "BYPASSRLS"),
+                sql.Literal(int(r.connlimit)),
+            )
+        )
     present = {row[0] for row in conn.execute("SELECT rolname FROM pg_catalog.pg_roles")}
     for role, member, admin, inherit, set_ in facts.memberships:
-        if role not in present or member not in present or role in DANGEROUS_ROLES or role == box.admin \
-                or member == box.admin:
+        if role not in present or member not in present or role in DANGEROUS_ROLES or role == box.admin or member == box.admin:
             continue
         conn.execute(_grant_membership(major, role, member, admin, inherit, set_))
     if any(r.name == facts.user and r.superuser for r in facts.roles):
         _lend_superuser_powers(conn, facts, box, major)
     if major >= 15:
         # supautils lets Supabase's postgres set it; data files (and our quiet data load) need it.
-        conn.execute(sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}").format(
-            sql.Identifier(box.loader)))
-    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(box.loader),
-                                                           sql.Literal(box.loader_password)))
+        conn.execute(sql.SQL("GRANT SET ON PARAMETER session_replication_role TO {}").format(sql.Identifier(box.loader)))
+    conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(box.loader), sql.Literal(box.loader_password)))
 
 
 def _lend_superuser_powers(conn: psycopg.Connection, facts: _Facts, box: _Sandbox, major: int) -> None:
@@ -426,11 +502,12 @@ def _lend_superuser_powers(conn: psycopg.Connection, facts: _Facts, box: _Sandbo
         member_already, cycle = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles a ON a.oid = m.roleid"
             " JOIN pg_catalog.pg_roles b ON b.oid = m.member WHERE a.rolname = %s AND b.rolname = %s),"
-            " pg_catalog.pg_has_role(%s, %s, 'MEMBER')", (r.name, box.loader, r.name, box.loader)).fetchone()  # type: ignore[misc]
+            " pg_catalog.pg_has_role(%s, %s, 'MEMBER')",
+            (r.name, box.loader, r.name, box.loader),
+        ).fetchone()  # type: ignore[misc]
         if member_already or cycle:
             continue
-        conn.execute(_grant_membership(major, r.name, box.loader, True, True if major >= 16 else None,
-                                       True if major >= 16 else None))
+        conn.execute(_grant_membership(major, r.name, box.loader, True, True if major >= 16 else None, True if major >= 16 else None))
         box.lent_roles.append(r.name)
 
 
@@ -441,22 +518,29 @@ def _helper_grants(conn: psycopg.Connection, box: _Sandbox) -> None:
     helper = sql.Identifier(box.helper)
     conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(box.dbname), helper))
     conn.execute(sql.SQL("GRANT CREATE ON SCHEMA public TO {}").format(helper))
-    conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} GRANT CREATE ON SCHEMAS TO {}").format(
-        sql.Identifier(box.loader), helper))
+    conn.execute(sql.SQL("ALTER DEFAULT PRIVILEGES FOR ROLE {} GRANT CREATE ON SCHEMAS TO {}").format(sql.Identifier(box.loader), helper))
 
 
 def _create_database(conn: psycopg.Connection, facts: _Facts, box: _Sandbox) -> None:
     db = sql.Identifier(box.dbname)
     conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(db))  # only `postgres` can exist: initdb's
-    conn.execute(sql.SQL("CREATE DATABASE {} WITH TEMPLATE template0 OWNER {} ENCODING {}").format(
-        db, sql.Identifier(facts.db_owner), sql.Literal(facts.encoding)))
+    conn.execute(
+        sql.SQL("CREATE DATABASE {} WITH TEMPLATE template0 OWNER {} ENCODING {}").format(
+            db, sql.Identifier(facts.db_owner), sql.Literal(facts.encoding)
+        )
+    )
     if facts.db_acl is not None:
         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(db))
         for grantee, priv, grantable in facts.db_acl:
             if priv in PRIVILEGES:
-                conn.execute(sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
-                    sql.SQL(priv), db, sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
-                    sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+                conn.execute(
+                    sql.SQL("GRANT {} ON DATABASE {} TO {}{}").format(
+                        sql.SQL(priv),
+                        db,
+                        sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
+                        sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+                    )
+                )
 
 
 def _apply_settings(conn: psycopg.Connection, facts: _Facts, box: _Sandbox, step: Step) -> None:
@@ -464,8 +548,10 @@ def _apply_settings(conn: psycopg.Connection, facts: _Facts, box: _Sandbox, step
     the server parses it (a search_path list stays a list), no SQL assembled from it."""
     db = sql.Identifier(box.dbname)
     user = sql.Identifier(box.loader)
-    wanted = [(sql.SQL("ALTER ROLE {} IN DATABASE {}").format(user, db) if in_db else sql.SQL("ALTER ROLE {}").format(user),
-               name, value) for in_db, name, value in facts.user_settings]
+    wanted = [
+        (sql.SQL("ALTER ROLE {} IN DATABASE {}").format(user, db) if in_db else sql.SQL("ALTER ROLE {}").format(user), name, value)
+        for in_db, name, value in facts.user_settings
+    ]
     wanted += [(sql.SQL("ALTER DATABASE {}").format(db), name, value) for name, value in facts.db_settings]
     for prefix, name, value in wanted:
         try:
@@ -489,9 +575,15 @@ def _copy_default_acls(conn: psycopg.Connection, facts: _Facts) -> None:
         conn.execute(head + sql.SQL("REVOKE ALL ON {} FROM {}").format(sql.SQL(what), sql.Identifier(role)))
         for grantee, priv, grantable in acl:
             if priv in PRIVILEGES and (grantee is None or grantee in present):
-                conn.execute(head + sql.SQL("GRANT {} ON {} TO {}{}").format(
-                    sql.SQL(priv), sql.SQL(what), sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
-                    sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+                conn.execute(
+                    head
+                    + sql.SQL("GRANT {} ON {} TO {}{}").format(
+                        sql.SQL(priv),
+                        sql.SQL(what),
+                        sql.Identifier(grantee) if grantee else sql.SQL("PUBLIC"),
+                        sql.SQL(" WITH GRANT OPTION" if grantable else ""),
+                    )
+                )
 
 
 def _check_extensions(conn: psycopg.Connection, facts: _Facts, suite: pgtools.PgSuite) -> None:
@@ -499,10 +591,8 @@ def _check_extensions(conn: psycopg.Connection, facts: _Facts, suite: pgtools.Pg
     missing = sorted(name for name, _ in facts.extensions if name not in available)
     if missing:
         raise ToolsMissing(
-            f"The throwaway PostgreSQL {suite.version} server here cannot create extensions the target has: "
-            + ", ".join(missing),
-            f"install the packages that provide them for PostgreSQL {suite.major} on this machine, "
-            "or load the runbook files elsewhere",
+            f"The throwaway PostgreSQL {suite.version} server here cannot create extensions the target has: " + ", ".join(missing),
+            f"install the packages that provide them for PostgreSQL {suite.major} on this machine, or load the runbook files elsewhere",
         )
 
 
@@ -511,8 +601,9 @@ def _pattern(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _copy_ddl(facts: _Facts, target: Target, box: _Sandbox, suite: pgtools.PgSuite, schemas: list[str],
-              keep_public_contents: bool, workdir: Path) -> None:
+def _copy_ddl(
+    facts: _Facts, target: Target, box: _Sandbox, suite: pgtools.PgSuite, schemas: list[str], keep_public_contents: bool, workdir: Path
+) -> None:
     """pg_dump --schema-only of `schemas` of the target (as its own user), restored into the
     throwaway database as its superuser, less the app's triggers and policies on platform tables
     (the restore's reset drops them; their functions are the files' business) and less `CREATE
@@ -520,18 +611,18 @@ def _copy_ddl(facts: _Facts, target: Target, box: _Sandbox, suite: pgtools.PgSui
     privileges, unless `keep_public_contents`."""
     in_dump = set(schemas)
     archive = workdir / f"target-{secrets.token_hex(4)}.dump"
-    args = [suite.tool("pg_dump"), "--format=custom", "--schema-only", "--no-password", f"--file={archive}",
-            f"--dbname={target.conninfo()}"]
+    args = [suite.tool("pg_dump"), "--format=custom", "--schema-only", "--no-password", f"--file={archive}", f"--dbname={target.conninfo()}"]
     args += [f"--schema={_pattern(s)}" for s in schemas]
     # pg_dump --schema leaves extensions out; those living in the copied schemas come along
     # (not those in `public` on Supabase: the reset drops them with the rest of public's contents).
-    args += [f"--extension={_pattern(e)}" for e, s in facts.extensions
-             if s in in_dump and (s != "public" or keep_public_contents)]
+    args += [f"--extension={_pattern(e)}" for e, s in facts.extensions if s in in_dump and (s != "public" or keep_public_contents)]
     try:
         pgtools.run(args, env=target.tool_env(), stdout=subprocess.DEVNULL)
     except pgtools.ToolError as exc:
-        raise BackupError(f"pg_dump could not read the schemas {', '.join(schemas)} of {target.display()}: "
-                          f"{exc.stderr_tail}", "the target's user must be able to dump them; nothing was changed") from None
+        raise BackupError(
+            f"pg_dump could not read the schemas {', '.join(schemas)} of {target.display()}: {exc.stderr_tail}",
+            "the target's user must be able to dump them; nothing was changed",
+        ) from None
     added = {(a.schema, "TRIGGER" if a.kind == "trigger" else "POLICY", a.table, a.name) for a in facts.additions}
 
     def keep(e: toc.Entry) -> bool:
@@ -539,8 +630,9 @@ def _copy_ddl(facts: _Facts, target: Target, box: _Sandbox, suite: pgtools.PgSui
             return False
         for schema, what, table, name in added:
             if e.schema == schema and (
-                    (e.desc == what and e.tag_owner.startswith(f"{table} {name} "))
-                    or (e.desc == "COMMENT" and e.tag_owner.startswith(f"{what} {name} ON {table} "))):
+                (e.desc == what and e.tag_owner.startswith(f"{table} {name} "))
+                or (e.desc == "COMMENT" and e.tag_owner.startswith(f"{what} {name} ON {table} "))
+            ):
                 return False
         if e.schema == "public" and not keep_public_contents:
             return e.desc == "DEFAULT ACL"
@@ -550,12 +642,24 @@ def _copy_ddl(facts: _Facts, target: Target, box: _Sandbox, suite: pgtools.PgSui
     listfile = toc.write_list(entries, workdir)
     admin = box.admin_target()
     try:
-        pgtools.run([suite.tool("pg_restore"), "--no-password", "--single-transaction", "--exit-on-error",
-                     f"--use-list={listfile}", f"--dbname={admin.conninfo()}", str(archive)],
-                    env=admin.tool_env(), stdout=subprocess.DEVNULL)
+        pgtools.run(
+            [
+                suite.tool("pg_restore"),
+                "--no-password",
+                "--single-transaction",
+                "--exit-on-error",
+                f"--use-list={listfile}",
+                f"--dbname={admin.conninfo()}",
+                str(archive),
+            ],
+            env=admin.tool_env(),
+            stdout=subprocess.DEVNULL,
+        )
     except pgtools.ToolError as exc:
-        raise BackupError(f"The target's schemas {', '.join(schemas)} could not be recreated in the throwaway "
-                          f"database: {exc.stderr_tail}", "nothing was changed on the target") from None
+        raise BackupError(
+            f"The target's schemas {', '.join(schemas)} could not be recreated in the throwaway database: {exc.stderr_tail}",
+            "nothing was changed on the target",
+        ) from None
 
 
 def _copy_publications(conn: psycopg.Connection, facts: _Facts) -> None:
@@ -563,9 +667,11 @@ def _copy_publications(conn: psycopg.Connection, facts: _Facts) -> None:
     tables to them."""
     for pub in facts.publications:
         name = sql.Identifier(pub["name"])
-        conn.execute(sql.SQL("CREATE PUBLICATION {}{} WITH (publish = {}, publish_via_partition_root = {})").format(
-            name, sql.SQL(" FOR ALL TABLES" if pub["all_tables"] else ""), sql.Literal(pub["publish"]),
-            sql.Literal(bool(pub["via_root"]))))
+        conn.execute(
+            sql.SQL("CREATE PUBLICATION {}{} WITH (publish = {}, publish_via_partition_root = {})").format(
+                name, sql.SQL(" FOR ALL TABLES" if pub["all_tables"] else ""), sql.Literal(pub["publish"]), sql.Literal(bool(pub["via_root"]))
+            )
+        )
         for schema, table in pub["tables"]:
             conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE ONLY {}").format(name, dbinfo.qualified(schema, table)))
         if not pub["all_tables"]:  # a FOR ALL TABLES publication must stay a superuser's
@@ -573,6 +679,7 @@ def _copy_publications(conn: psycopg.Connection, facts: _Facts) -> None:
 
 
 # --- loading the files ----------------------------------------------------------------------------------
+
 
 @dataclass
 class _Segment:
@@ -664,9 +771,18 @@ def _load(files: list[RunbookFile], box: _Sandbox, key: bytes, token: bytes) -> 
     suite = box.cluster.suite
     parts, segments = _stream(files, key, token)
     target = box.loader_target()
-    argv = [suite.tool("psql"), "--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1",
-            "--set=VERBOSITY=default", "--single-transaction", f"--output={os.devnull}", "--file=-",
-            f"--dbname={target.conninfo()}"]
+    argv = [
+        suite.tool("psql"),
+        "--no-psqlrc",
+        "--quiet",
+        "--no-password",
+        "--set=ON_ERROR_STOP=1",
+        "--set=VERBOSITY=default",
+        "--single-transaction",
+        f"--output={os.devnull}",
+        "--file=-",
+        f"--dbname={target.conninfo()}",
+    ]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = pgtools.popen(argv, env=target.tool_env(), stdin=subprocess.PIPE, stdout=out, stderr=err)
         try:
@@ -714,8 +830,10 @@ def _load(files: list[RunbookFile], box: _Sandbox, key: bytes, token: bytes) -> 
 
 # --- the whole job ----------------------------------------------------------------------------------------
 
-def runbook_backup(files: list[Path], *, target: Target, store_root: Path, pg_bin_dir: str | None = None,
-                   step: Step = lambda m: None) -> tuple[LocalStore, Backup]:
+
+def runbook_backup(
+    files: list[Path], *, target: Target, store_root: Path, pg_bin_dir: str | None = None, step: Step = lambda m: None
+) -> tuple[LocalStore, Backup]:
     """Load runbook files into a throwaway server shaped like `target` and back that up into a
     LocalStore under `store_root` (a temporary folder the caller owns and deletes). Returns the
     store and the backup, whose manifest says under "origin" which files it came from.
@@ -741,9 +859,15 @@ def runbook_backup(files: list[Path], *, target: Target, store_root: Path, pg_bi
     if suite.major < 18 and suite.minor < since:
         raise ToolsMissing(
             f"psql {suite.version} cannot disable meta-commands (\\restrict), so runbook files cannot be loaded safely",
-            f"update PostgreSQL {suite.major} to {suite.major}.{since} or newer")
-    tools = pgtools.pick(pgtools.discover(pg_bin_dir), at_least=major, prefer=major, tools=("pg_dump", "pg_restore"),
-                         purpose=f"reading a PostgreSQL {facts.server.version} server")
+            f"update PostgreSQL {suite.major} to {suite.major}.{since} or newer",
+        )
+    tools = pgtools.pick(
+        pgtools.discover(pg_bin_dir),
+        at_least=major,
+        prefer=major,
+        tools=("pg_dump", "pg_restore"),
+        purpose=f"reading a PostgreSQL {facts.server.version} server",
+    )
 
     admin = _sandbox_admin(facts)
     cluster = Cluster(suite, superuser=admin)
@@ -771,8 +895,7 @@ def runbook_backup(files: list[Path], *, target: Target, store_root: Path, pg_bi
             if kind == "data":
                 schemas += [s for s in facts.app_schemas if s not in schemas]
             if schemas:
-                step("copying the target's " + ("platform and app schemas" if kind == "data" else "platform schemas")
-                     + ": " + ", ".join(schemas))
+                step("copying the target's " + ("platform and app schemas" if kind == "data" else "platform schemas") + ": " + ", ".join(schemas))
                 _copy_ddl(facts, target, box, tools, schemas, keep_public_contents=kind == "data", workdir=work)
             with box.admin_target().connect(autocommit=True) as conn:
                 _copy_publications(conn, facts)
@@ -784,12 +907,18 @@ def runbook_backup(files: list[Path], *, target: Target, store_root: Path, pg_bi
                 _same_platform(conn, facts, "after loading the files")
         step("backing up the loaded database")
         store = LocalStore(Path(store_root))
-        result = create_backup(box.admin_target(), store, kind=kind, label="runbook files: " + " + ".join(names),
-                               pg_bin_dir=pg_bin_dir, step=lambda m: None, origin=_origin(ordered, target, suite))
+        result = create_backup(
+            box.admin_target(),
+            store,
+            kind=kind,
+            label="runbook files: " + " + ".join(names),
+            pg_bin_dir=pg_bin_dir,
+            step=lambda m: None,
+            origin=_origin(ordered, target, suite),
+        )
         return store, catalog.load(store, result.backup_id)
     except (KeyboardInterrupt, Interrupted):
-        raise Interrupted("Interrupted while loading the runbook files into a throwaway database; "
-                          "the target was not touched") from None
+        raise Interrupted("Interrupted while loading the runbook files into a throwaway database; the target was not touched") from None
     finally:
         try:
             step("stopping the throwaway server")
@@ -816,9 +945,11 @@ def _give_back(conn: psycopg.Connection, facts: _Facts, box: _Sandbox) -> None:
 def _same_platform(conn: psycopg.Connection, facts: _Facts, when: str) -> None:
     found = detect(conn)
     if found.name != facts.platform.name:
-        raise RestoreFailed(f"The throwaway database does not look like a {facts.platform.name} project {when} "
-                            f"(it looks like {found.name}); the runbook files dropped or changed platform schemas?",
-                            _NOT_LOADED_HINT)
+        raise RestoreFailed(
+            f"The throwaway database does not look like a {facts.platform.name} project {when} "
+            f"(it looks like {found.name}); the runbook files dropped or changed platform schemas?",
+            _NOT_LOADED_HINT,
+        )
 
 
 def _origin(files: list[RunbookFile], target: Target, suite: pgtools.PgSuite) -> dict:

@@ -96,10 +96,7 @@ class Cluster:
         return ["runuser", "-u", self._user.pw_name, "--", *argv]
 
     def _run(self, argv: Sequence[str], **kwargs) -> subprocess.CompletedProcess:
-        proc = subprocess.run(
-            self._as_service_user(argv), capture_output=True, text=True, start_new_session=True, env=_server_env(),
-            **kwargs
-        )
+        proc = subprocess.run(self._as_service_user(argv), capture_output=True, text=True, start_new_session=True, env=_server_env(), **kwargs)
         if proc.returncode != 0:
             raise BackupError(
                 f"{os.path.basename(argv[0])} failed for the throwaway cluster: {tail(proc.stderr or proc.stdout)}",
@@ -152,9 +149,18 @@ class Cluster:
         try:
             self._run(
                 [
-                    str(bindir / "initdb"), "-D", str(data), "-U", self.superuser,
-                    "--pwfile", str(pwfile), "--auth-local=trust", "--auth-host=scram-sha-256",
-                    "--encoding=UTF8", "--locale=C", "--no-sync",
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    self.superuser,
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                    "--no-sync",
                 ]
             )
         finally:
@@ -168,10 +174,12 @@ class Cluster:
             )
             proc = subprocess.run(
                 self._as_service_user(
-                    [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(self.root / "server.log"),
-                     "-o", opts, "-w", "-t", "60", "start"]
+                    [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(self.root / "server.log"), "-o", opts, "-w", "-t", "60", "start"]
                 ),
-                capture_output=True, text=True, start_new_session=True, env=_server_env(),
+                capture_output=True,
+                text=True,
+                start_new_session=True,
+                env=_server_env(),
             )
             if proc.returncode == 0:
                 self.running = True
@@ -188,10 +196,9 @@ class Cluster:
             return
         if self.running or (self.root / "data" / "postmaster.pid").exists():
             subprocess.run(
-                self._as_service_user(
-                    [str(self._bindir_used / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"]
-                ),
-                capture_output=True, start_new_session=True,
+                self._as_service_user([str(self._bindir_used / "pg_ctl"), "-D", str(self.root / "data"), "-m", "immediate", "-w", "stop"]),
+                capture_output=True,
+                start_new_session=True,
             )
             self.running = False
         self._cleanup()
@@ -211,8 +218,7 @@ class Cluster:
         return f"postgresql://{quote(user, safe='')}:{quote(pw, safe='')}@127.0.0.1:{self.port}/{dbname}"
 
     def target(self, dbname: str = "postgres") -> Target:
-        return Target(params={"host": "127.0.0.1", "port": str(self.port), "user": self.superuser, "dbname": dbname},
-                      password=self.password)
+        return Target(params={"host": "127.0.0.1", "port": str(self.port), "user": self.superuser, "dbname": dbname}, password=self.password)
 
     def create_database(self, name: str) -> Target:
         with self.target().connect(autocommit=True) as conn:

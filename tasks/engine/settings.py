@@ -74,8 +74,10 @@ def linked_project_url(cwd: Path) -> str | None:
         return None
     ref = ref_file.read_text().strip()
     if not _REF_RE.match(ref):
-        raise ConfigError(f"supabase/.temp/project-ref does not hold a project ref ({len(ref)} characters)",
-                          "run `supabase link --project-ref <ref>` again, or set DATABASE_URL")
+        raise ConfigError(
+            f"supabase/.temp/project-ref does not hold a project ref ({len(ref)} characters)",
+            "run `supabase link --project-ref <ref>` again, or set DATABASE_URL",
+        )
     pooler_file = temp / "pooler-url"
     pooler = pooler_file.read_text().strip() if pooler_file.is_file() else ""
     if pooler:
@@ -129,9 +131,7 @@ def load_settings(
             url = linked
             sources["database_url"] = "linked project (supabase/.temp)"
     password = _pick("password", None, None, PASSWORD_VARS, environ, dotenv, sources)
-    backup_dir = _pick(
-        "backup_dir", flags.get("backup_dir"), "backup-dir", BACKUP_DIR_VARS, environ, dotenv, sources
-    )
+    backup_dir = _pick("backup_dir", flags.get("backup_dir"), "backup-dir", BACKUP_DIR_VARS, environ, dotenv, sources)
     pg_bin = _pick("pg_bin_dir", flags.get("pg_bin_dir"), "pg-bin-dir", PG_BIN_VARS, environ, dotenv, sources)
     signing = _pick("signing_key", None, None, SIGNING_KEY_VARS, environ, dotenv, sources)
     if url is not None and not url.strip():

@@ -25,8 +25,9 @@ from .errors import IntegrityError
 
 def _no_nul(text: str, what: str) -> str:
     if "\x00" in text:
-        raise IntegrityError(f"A {what} holds a NUL character, which PostgreSQL cannot store",
-                             "the backup is damaged or was tampered with; restore another backup")
+        raise IntegrityError(
+            f"A {what} holds a NUL character, which PostgreSQL cannot store", "the backup is damaged or was tampered with; restore another backup"
+        )
     return text
 
 

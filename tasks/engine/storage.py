@@ -61,10 +61,7 @@ class LocalStore:
     def ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(
-            p.name for p in self.root.iterdir()
-            if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file()
-        )
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file())
 
     def loose_files(self) -> list[str]:
         """Plain files at the top level (the runbook's hand-made dumps live here)."""
@@ -88,8 +85,7 @@ class LocalStore:
         try:
             guard.acquire(timeout=0)
         except Timeout:
-            raise Busy(f"Another backup, restore or prune is using {self.root}",
-                       "wait for it to finish, then run this again") from None
+            raise Busy(f"Another backup, restore or prune is using {self.root}", "wait for it to finish, then run this again") from None
         try:
             yield
         finally:

@@ -59,7 +59,7 @@ def parse(listing: str) -> list[Entry]:
             continue
         rest = m.group(4)
         desc = next((d for d in DESCS if rest == d or rest.startswith(d + " ")), rest.split(" ", 1)[0])
-        after = rest[len(desc):].strip()
+        after = rest[len(desc) :].strip()
         schema, _, tag_owner = after.partition(" ")
         entries.append(Entry(line, int(m.group(1)), desc, schema, tag_owner, int(m.group(2)), int(m.group(3))))
     return entries
@@ -73,16 +73,17 @@ def read(suite: pgtools.PgSuite, archive: Path, sections: Iterable[str] = ()) ->
 
 
 @lru_cache(maxsize=16)
-def _read(suite: pgtools.PgSuite, archive: str, size: int, mtime: int, inode: int,
-          sections: tuple[str, ...]) -> tuple[Entry, ...]:
+def _read(suite: pgtools.PgSuite, archive: str, size: int, mtime: int, inode: int, sections: tuple[str, ...]) -> tuple[Entry, ...]:
     # size, mtime and inode only key the cache: a changed file is listed again
     argv = [suite.tool("pg_restore"), "--list", *[f"--section={s}" for s in sections], archive]
     try:
         listing = pgtools.run(argv, env=dict(os.environ)).decode("utf-8", "replace")
     except pgtools.ToolError as exc:
         # a pinned archive is /dev/fd/N: name the file it is
-        raise IntegrityError(f"pg_restore cannot read {Path(os.path.realpath(archive)).name}: {exc.stderr_tail}",
-                             "the backup is damaged or was made by a newer pg_dump; restore another backup") from None
+        raise IntegrityError(
+            f"pg_restore cannot read {Path(os.path.realpath(archive)).name}: {exc.stderr_tail}",
+            "the backup is damaged or was made by a newer pg_dump; restore another backup",
+        ) from None
     return tuple(parse(listing))
 
 

@@ -51,8 +51,9 @@ _PREAMBLE_LINES = (
 
 
 def _refuse(what: str) -> IntegrityError:
-    return IntegrityError(f"pg_restore wrote {what}; nothing of it was run",
-                          "the archive may be damaged or made by an unknown pg_dump; restore another backup")
+    return IntegrityError(
+        f"pg_restore wrote {what}; nothing of it was run", "the archive may be damaged or made by an unknown pg_dump; restore another backup"
+    )
 
 
 def guarded(chunks: Iterable[bytes], key: str, target_major: int) -> Iterator[bytes]:
@@ -66,7 +67,7 @@ def guarded(chunks: Iterable[bytes], key: str, target_major: int) -> Iterator[by
     end = head.find(b"\nSET row_security = off;\n")
     if end < 0:
         raise _refuse("no preamble")
-    preamble, body = head[: end + len(b"\nSET row_security = off;\n")], head[end + len(b"\nSET row_security = off;\n"):]
+    preamble, body = head[: end + len(b"\nSET row_security = off;\n")], head[end + len(b"\nSET row_security = off;\n") :]
     yield _preamble(preamble, key, target_major)
     held = body
     for chunk in it:
@@ -109,23 +110,23 @@ def _preamble(text: bytes, key: str, target_major: int) -> bytes:
 def _trailer(text: bytes, key: str) -> bytes:
     closing = b"\n\\unrestrict " + key.encode() + b"\n"
     at = text.rfind(closing)
-    if at < 0 or text[at + len(closing):].strip():
+    if at < 0 or text[at + len(closing) :].strip():
         raise _refuse("no closing \\unrestrict")
     before = text[:at]
     commit = before.rfind(b"\nCOMMIT;\n")
-    between = before[commit + len(b"\nCOMMIT;\n"):] if commit >= 0 else b""
+    between = before[commit + len(b"\nCOMMIT;\n") :] if commit >= 0 else b""
     if commit < 0 or any(ln.strip() and not ln.startswith(b"--") for ln in between.split(b"\n")):
         raise _refuse("no closing COMMIT")
     return before[: commit + 1] + between + closing
 
 
-def stream(suite: pgtools.PgSuite, archive: Path, env: dict[str, str], entries: list[toc.Entry],
-           key: str, name: str | None = None) -> Iterator[bytes]:
+def stream(
+    suite: pgtools.PgSuite, archive: Path, env: dict[str, str], entries: list[toc.Entry], key: str, name: str | None = None
+) -> Iterator[bytes]:
     """pg_restore as a script writer for exactly `entries` (pg_restore keeps its own order of
     passes: objects, then privileges, then default privileges)."""
     listfile = toc.write_list(entries)
-    argv = [suite.tool("pg_restore"), "--file=-", "--single-transaction", f"--restrict-key={key}",
-            f"--use-list={listfile}", str(archive)]
+    argv = [suite.tool("pg_restore"), "--file=-", "--single-transaction", f"--restrict-key={key}", f"--use-list={listfile}", str(archive)]
     # stderr to a file, not a pipe: a chatty pg_restore must never block on a full stderr pipe
     # while we wait on its stdout.
     with tempfile.TemporaryFile() as errf:
@@ -141,8 +142,9 @@ def stream(suite: pgtools.PgSuite, archive: Path, env: dict[str, str], entries: 
         errf.seek(0)
         err = errf.read()
     if proc.returncode != 0:
-        raise RestoreFailed(f"pg_restore could not read {name or archive.name}: {pgtools.tail(err)}",
-                            "the backup may be damaged; nothing was changed")
+        raise RestoreFailed(
+            f"pg_restore could not read {name or archive.name}: {pgtools.tail(err)}", "the backup may be damaged; nothing was changed"
+        )
 
 
 def without_maintain(chunks: Iterable[bytes], key: str) -> Iterator[bytes]:
@@ -160,7 +162,7 @@ def without_maintain(chunks: Iterable[bytes], key: str) -> Iterator[bytes]:
     if start < 0 or closing < 0 or commit < 0:
         raise _refuse("a privileges script of an unexpected shape")
     body_start = start + len(b"\nSET row_security = off;\n")
-    body = text[body_start:commit + 1].decode("utf-8")
+    body = text[body_start : commit + 1].decode("utf-8")
     try:
         statements = pglast.parse_sql(body)
     except pglast.parser.ParseError as exc:
@@ -170,16 +172,15 @@ def without_maintain(chunks: Iterable[bytes], key: str) -> Iterator[bytes]:
         node = s.stmt
         grant = node.action if isinstance(node, ast.AlterDefaultPrivilegesStmt) else node
         start = s.stmt_location or 0  # pglast counts characters of the str it parsed, not bytes
-        piece = body[start: start + s.stmt_len] if s.stmt_len else body[start:]
-        if node is not None and isinstance(grant, ast.GrantStmt) and grant.privileges and any(
-                p.priv_name == "maintain" for p in grant.privileges):
+        piece = body[start : start + s.stmt_len] if s.stmt_len else body[start:]
+        if node is not None and isinstance(grant, ast.GrantStmt) and grant.privileges and any(p.priv_name == "maintain" for p in grant.privileges):
             kept = tuple(p for p in grant.privileges if p.priv_name != "maintain")
             if not kept:
                 continue
             grant.privileges = kept
             piece = RawStream()(node)
         out.append(piece.strip().encode("utf-8") + b";\n")
-    yield text[:body_start] + b"".join(out) + text[commit + 1:]
+    yield text[:body_start] + b"".join(out) + text[commit + 1 :]
 
 
 def _bounded(chunks: Iterable[bytes]) -> Iterator[bytes]:

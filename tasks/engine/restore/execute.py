@@ -1,18 +1,18 @@
 """Executing a frozen restore plan: one psql session, one transaction.
 
-    BEGIN
-      roles                 missing ones created from roles.json; existing ones left as they are
-      reset                 the app's schemas, publications, large objects, its triggers and
-                            policies on platform tables; platform tables the backup refills are
-                            emptied (or, for --data-only, the backup's tables)
-      pre-data + data       tables, then rows: no index, constraint or trigger exists yet
-      platform data         auth users, storage rows: loaded quietly (quiet.py)
-      privileges            GRANTs after the rows, as pg_restore orders them
-      post-data             indexes, constraints, triggers, policies, matview refreshes; then
-                            the app's triggers and policies on platform tables
-      row-count check       raises, so a short restore rolls back
-      transaction check     raises if something in the backup ended the transaction early
-    COMMIT                  written only if every step succeeded
+BEGIN
+  roles                 missing ones created from roles.json; existing ones left as they are
+  reset                 the app's schemas, publications, large objects, its triggers and
+                        policies on platform tables; platform tables the backup refills are
+                        emptied (or, for --data-only, the backup's tables)
+  pre-data + data       tables, then rows: no index, constraint or trigger exists yet
+  platform data         auth users, storage rows: loaded quietly (quiet.py)
+  privileges            GRANTs after the rows, as pg_restore orders them
+  post-data             indexes, constraints, triggers, policies, matview refreshes; then
+                        the app's triggers and policies on platform tables
+  row-count check       raises, so a short restore rolls back
+  transaction check     raises if something in the backup ended the transaction early
+COMMIT                  written only if every step succeeded
 """
 
 from __future__ import annotations
@@ -43,16 +43,15 @@ class RestoreResult:
 
 
 def _is_lo(e: toc.Entry) -> bool:
-    return e.desc in ("BLOB", "BLOB METADATA") or (
-        e.desc in ("ACL", "COMMENT", "SECURITY LABEL") and e.tag_owner.startswith("LARGE OBJECT "))
+    return e.desc in ("BLOB", "BLOB METADATA") or (e.desc in ("ACL", "COMMENT", "SECURITY LABEL") and e.tag_owner.startswith("LARGE OBJECT "))
 
 
-def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda m: None,
-                    progress: Callable[[int], None] | None = None) -> RestoreResult:
+def execute_restore(
+    plan: RestorePlan, store: LocalStore, *, step: Step = lambda m: None, progress: Callable[[int], None] | None = None
+) -> RestoreResult:
     backup = plan.backup
     if backup.legacy:
-        raise UsageError("Runbook files are restored through a backup made from them in a sandbox",
-                         "use `invoke restore`, which does that first")
+        raise UsageError("Runbook files are restored through a backup made from them in a sandbox", "use `invoke restore`, which does that first")
     env = plan.target.tool_env()
 
     def factory(errf: IO[bytes]) -> Session:
@@ -63,9 +62,14 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
     def body(s: Session) -> None:
         # No query of ours may resolve a name through the database's own search_path (its owner
         # could put a `count()` of theirs first); pg_restore's scripts set theirs per entry.
-        s.sql("SELECT pg_catalog.set_config('search_path', '', false);\n"
-              "SET client_min_messages = warning;\nSET standard_conforming_strings = on;\nBEGIN;\n"
-              + statements.TXN_START + "\n" + statements.POWER_START + f"\nNOTIFY {sqltext.ident(channel)};\n")
+        s.sql(
+            "SELECT pg_catalog.set_config('search_path', '', false);\n"
+            "SET client_min_messages = warning;\nSET standard_conforming_strings = on;\nBEGIN;\n"
+            + statements.TXN_START
+            + "\n"
+            + statements.POWER_START
+            + f"\nNOTIFY {sqltext.ident(channel)};\n"
+        )
         if plan.roles.sql:
             step("roles")
             s.sql(plan.roles.sql)
@@ -87,9 +91,11 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
         # a file written to (even in place) since its checksum was checked: nothing is committed
         changed = [n for n, st in catalog.stamps(plan.pinned).items() if st != plan.pinned_stamps.get(n)]
         if changed:
-            raise RestoreFailed(f"{', '.join(changed)} of backup {plan.backup.id} changed while it was being restored; "
-                                f"rolled back, {plan.target.dbname} is unchanged",
-                                "find out who writes to the backup folder, then restore again")
+            raise RestoreFailed(
+                f"{', '.join(changed)} of backup {plan.backup.id} changed while it was being restored; "
+                f"rolled back, {plan.target.dbname} is unchanged",
+                "find out who writes to the backup folder, then restore again",
+            )
 
     # A NOTIFY is delivered only when its transaction commits: one that arrives although the
     # restore failed means something in the backup committed part of it (COMMIT in an entry).
@@ -99,8 +105,7 @@ def execute_restore(plan: RestorePlan, store: LocalStore, *, step: Step = lambda
         catalog.unpin(plan.pinned)
 
 
-def _execute(plan: RestorePlan, step: Step, factory: Callable[[IO[bytes]], Session],
-             body: Callable[[Session], None], channel: str) -> RestoreResult:
+def _execute(plan: RestorePlan, step: Step, factory: Callable[[IO[bytes]], Session], body: Callable[[Session], None], channel: str) -> RestoreResult:
     with plan.target.connect(autocommit=True) as monitor:
         monitor.execute(f"LISTEN {sqltext.ident(channel)}")
         try:
@@ -108,19 +113,22 @@ def _execute(plan: RestorePlan, step: Step, factory: Callable[[IO[bytes]], Sessi
         except (RestoreFailed, Interrupted) as exc:
             committed = any(True for _ in monitor.notifies(timeout=1.0, stop_after=1))
             if "restore check failed" in exc.message and not committed:
-                raise RestoreFailed(exc.message, "the backup's archive and its manifest disagree, so running it again "
-                                                 "fails the same way: restore another backup (see `invoke list`)") from None
+                raise RestoreFailed(
+                    exc.message,
+                    "the backup's archive and its manifest disagree, so running it again "
+                    "fails the same way: restore another backup (see `invoke list`)",
+                ) from None
             if committed or statements.TXN_EARLY_END in exc.message:
                 raise RestoreFailed(
                     f"Restore of {plan.target.dbname} failed after a statement in the backup ended its transaction "
                     "early: the target is NOT unchanged, part of the restore was committed",
-                    "restore a trusted backup now (see `invoke list`); this one was changed by someone") from None
+                    "restore a trusted backup now (see `invoke list`); this one was changed by someone",
+                ) from None
             raise
     return RestoreResult(plan.backup.id, plan.target.display(), len(plan.checks), session.sent, plan.login_roles)
 
 
-def _feed(plan: RestorePlan, s: Session, archive_path: Path, env: dict[str, str], chosen: list[toc.Entry],
-          acl: bool = False) -> None:
+def _feed(plan: RestorePlan, s: Session, archive_path: Path, env: dict[str, str], chosen: list[toc.Entry], acl: bool = False) -> None:
     if not chosen:
         return
     chunks = archive.stream(plan.suite, archive_path, env, chosen, s.key, Path(os.path.realpath(archive_path)).name)
@@ -175,5 +183,4 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
         if schema_file and plan.addition_oids:
             step("re-adding the app's triggers and policies on platform tables")
             path = catalog.pinned_path(plan.pinned[schema_file.name])
-            _feed(plan, s, path, env, [e for e in toc.read(plan.suite, path)
-                                       if e.desc in ("TRIGGER", "POLICY") and e.oid in plan.addition_oids])
+            _feed(plan, s, path, env, [e for e in toc.read(plan.suite, path) if e.desc in ("TRIGGER", "POLICY") and e.oid in plan.addition_oids])

@@ -88,9 +88,15 @@ class RestorePlan:
         ]
         if self.drop_schemas:
             kept = set(b.record.app_schemas) if not b.legacy else set()
-            rows.append(("will drop", ", ".join(
-                f"schema {s} ({n} tables)" + ("" if s in kept else ", not in the backup: gone after the restore")
-                for s, n in self.drop_schemas)))
+            rows.append(
+                (
+                    "will drop",
+                    ", ".join(
+                        f"schema {s} ({n} tables)" + ("" if s in kept else ", not in the backup: gone after the restore")
+                        for s, n in self.drop_schemas
+                    ),
+                )
+            )
         if self.drop_publications:
             rows.append(("will drop", ", ".join(f"publication {p}" for p in self.drop_publications)))
         if self.large_objects:
@@ -106,8 +112,14 @@ class RestorePlan:
         if self.create_extensions:
             rows.append(("will create", "extensions " + ", ".join(self.create_extensions)))
         if self.cron_jobs:
-            rows.append(("will schedule", f"{len(self.cron_jobs)} pg_cron jobs (replacing the target's of the same name): "
-                         + ", ".join(self.cron_jobs[:8]) + (" …" if len(self.cron_jobs) > 8 else "")))
+            rows.append(
+                (
+                    "will schedule",
+                    f"{len(self.cron_jobs)} pg_cron jobs (replacing the target's of the same name): "
+                    + ", ".join(self.cron_jobs[:8])
+                    + (" …" if len(self.cron_jobs) > 8 else ""),
+                )
+            )
         if self.roles.create:
             rows.append(("will create", "roles " + ", ".join(self.roles.shown())))
         if self.roles.keep:
@@ -141,8 +153,9 @@ def plan_restore(
     if mode not in MODES:
         raise UsageError(f"Unknown restore mode {mode!r}", "use --schema-only or --data-only or neither")
     if mode != backup.kind and backup.kind != "full":
-        raise UsageError(f"Backup {backup.id} holds only {backup.kind}; cannot restore {mode}",
-                         f"pick a full backup, or restore with --{backup.kind}-only")
+        raise UsageError(
+            f"Backup {backup.id} holds only {backup.kind}; cannot restore {mode}", f"pick a full backup, or restore with --{backup.kind}-only"
+        )
     record = backup.record
     key = signing_key if signing_key is not None else manifest_mod.signing_key(None, create=False)
     authenticity = manifest_mod.check(store.local_path(backup.id, ""), key, backup.manifest_bytes)
@@ -155,14 +168,24 @@ def plan_restore(
         raise
 
 
-def _plan(store: LocalStore, backup: Backup, target: Target, mode: str, pg_bin_dir: str | None,
-          also_reach: tuple[str, ...], record: manifest_mod.Manifest, authenticity: manifest_mod.Authenticity,
-          pinned: dict[str, int], step: Step) -> RestorePlan:
+def _plan(
+    store: LocalStore,
+    backup: Backup,
+    target: Target,
+    mode: str,
+    pg_bin_dir: str | None,
+    also_reach: tuple[str, ...],
+    record: manifest_mod.Manifest,
+    authenticity: manifest_mod.Authenticity,
+    pinned: dict[str, int],
+    step: Step,
+) -> RestorePlan:
     checked = tuple(pinned)
     if backup.runbook_files:
         # signed a moment ago by this process; what it holds came from files nobody signed
         authenticity = manifest_mod.Authenticity(
-            False, f"unauthenticated: made from the runbook files {', '.join(backup.runbook_files)}, which carry no signature")
+            False, f"unauthenticated: made from the runbook files {', '.join(backup.runbook_files)}, which carry no signature"
+        )
     step(f"connecting to {target.display()}")
     warnings: list[str] = list(backup.notes)
     with target.connect(autocommit=True) as conn:
@@ -170,27 +193,33 @@ def _plan(store: LocalStore, backup: Backup, target: Target, mode: str, pg_bin_d
         platform = detect(conn)
         archive_major = record.pg_dump_major
         if server.is_superuser and mode != "schema":
-            warnings.append(f"restoring as {server.current_user}, a superuser: the backup's own functions (CHECK "
-                            "constraints, defaults, index expressions) run with its rights while rows load; the "
-                            "restore refuses to commit if any role gained power over the server meanwhile")
+            warnings.append(
+                f"restoring as {server.current_user}, a superuser: the backup's own functions (CHECK "
+                "constraints, defaults, index expressions) run with its rights while rows load; the "
+                "restore refuses to commit if any role gained power over the server meanwhile"
+            )
         suite = pgtools.pick(
-            pgtools.discover(pg_bin_dir), at_least=max(archive_major, 0), prefer=archive_major or server.major,
-            tools=("pg_restore", "psql"), restrict=True,
+            pgtools.discover(pg_bin_dir),
+            at_least=max(archive_major, 0),
+            prefer=archive_major or server.major,
+            tools=("pg_restore", "psql"),
+            restrict=True,
             purpose=f"restoring a backup made with pg_dump {archive_major}" if archive_major else "this restore",
         )
         if record.platform_data_schemas and mode != "schema" and platform.name != "supabase":
             raise UsageError(
-                f"Backup {backup.id} holds Supabase platform data (auth users, storage rows) but "
-                f"{target.display()} is not a Supabase project",
+                f"Backup {backup.id} holds Supabase platform data (auth users, storage rows) but {target.display()} is not a Supabase project",
                 "restore into a Supabase project (or one made with the same auth/storage schemas)",
             )
         if by_name(record.source_platform).name == "supabase" and platform.name != "supabase" and mode != "data":
             warnings.append("backup comes from a Supabase project; its auth/storage schemas are not part of it")
         if record.format == 1 and mode != "data":
-            warnings.append("this backup was made by an older version of this tool: its roles.sql and "
-                            "platform-additions.sql are SQL text, which is never run; create its roles "
-                            f"({', '.join(record.app_roles) or 'none'}) and the app's triggers and policies on "
-                            "platform tables by hand")
+            warnings.append(
+                "this backup was made by an older version of this tool: its roles.sql and "
+                "platform-additions.sql are SQL text, which is never run; create its roles "
+                f"({', '.join(record.app_roles) or 'none'}) and the app's triggers and policies on "
+                "platform tables by hand"
+            )
         app_present = dbinfo.app_schemas(conn, platform)
         kw: dict = {}
         if mode in ("full", "schema"):
@@ -201,27 +230,41 @@ def _plan(store: LocalStore, backup: Backup, target: Target, mode: str, pg_bin_d
             if backup.runbook_files and found and not record.additions:
                 warnings.append(
                     "the runbook's files carry no triggers or policies on platform tables (supabase db dump leaves "
-                    "auth and storage out), so these will be gone: " + ", ".join(a.label for a in found))
+                    "auth and storage out), so these will be gone: " + ", ".join(a.label for a in found)
+                )
             platform_tables = tuple(_platform_tables(conn, record)) if mode == "full" else ()
             public_objects = dbinfo.schema_objects(conn, "public") if platform.name == "supabase" else None
-            reached = reach.reached_outside(conn, inside=app_present, drop_schemas=app_present,
-                                            drop_objects=public_objects or (), drop_additions=found,
-                                            truncate_tables=platform_tables)
+            reached = reach.reached_outside(
+                conn,
+                inside=app_present,
+                drop_schemas=app_present,
+                drop_objects=public_objects or (),
+                drop_additions=found,
+                truncate_tables=platform_tables,
+            )
             kw["reached"] = check_reach(reached, also_reach, "restore")
             reset = statements.reset_sql(
-                drop_schemas=app_present, publications=pubs, large_objects=los > 0,
+                drop_schemas=app_present,
+                publications=pubs,
+                large_objects=los > 0,
                 public_contents=None if public_objects is None else [dbinfo.drop_sql(o) for o in public_objects],
                 # A trigger whose function is in a schema the reset empties goes with that function
                 # (CASCADE), which needs no ownership of the platform's table; dropping it by name
                 # would (hosted `postgres` does not own auth.users).
                 drop_additions=[a.drop_sql for a in found if a.function_schema not in app_present],
-                platform_tables=platform_tables)
+                platform_tables=platform_tables,
+            )
             # before the drops: an entry for a schema about to be dropped must still resolve
             reset = "\n".join(dbinfo.clear_own_default_privileges_sql(conn, app_present)) + "\n" + reset
-            kw.update(drop_schemas=tuple((s, sum(1 for t in tabs if t[0] == s)) for s in app_present),
-                      drop_publications=pubs, large_objects=los, drop_additions=tuple(a.label for a in found),
-                      platform_tables=platform_tables, reset_sql=reset,
-                      addition_oids=frozenset(a.oid for a in record.additions))
+            kw.update(
+                drop_schemas=tuple((s, sum(1 for t in tabs if t[0] == s)) for s in app_present),
+                drop_publications=pubs,
+                large_objects=los,
+                drop_additions=tuple(a.label for a in found),
+                platform_tables=platform_tables,
+                reset_sql=reset,
+                addition_oids=frozenset(a.oid for a in record.additions),
+            )
             roles_file = record.file("roles")
             if roles_file and roles_file.format == "json":
                 with open(pinned[roles_file.name], "rb", closefd=False) as f:
@@ -233,8 +276,7 @@ def _plan(store: LocalStore, backup: Backup, target: Target, mode: str, pg_bin_d
             truncate = tuple(_tables_to_empty(conn, record))
             los = dbinfo.large_object_count(conn)  # data too: replaced
             partitioned = [(t.schema, t.name) for t in record.tables if t.kind == "partitioned"]
-            kw.update(truncate_tables=truncate, large_objects=los,
-                      reset_sql=statements.truncate_sql(list(truncate), los > 0, partitioned))
+            kw.update(truncate_tables=truncate, large_objects=los, reset_sql=statements.truncate_sql(list(truncate), los > 0, partitioned))
         kw.update(_skips(conn, record, platform, server))
         if mode in ("full", "schema"):
             kw.update(_extensions(conn, record, server))
@@ -244,14 +286,22 @@ def _plan(store: LocalStore, backup: Backup, target: Target, mode: str, pg_bin_d
         if mode in ("full", "data"):
             # partitioned parents are checked through their partitions; matviews are refreshed
             # from the restored rows, so a stale source matview may differ
-            kw["checks"] = tuple((t.schema, t.name, int(t.rows)) for t in record.tables
-                                 if t.rows is not None and t.kind == "table")
+            kw["checks"] = tuple((t.schema, t.name, int(t.rows)) for t in record.tables if t.rows is not None and t.kind == "table")
         return RestorePlan(
-            backup=backup, target=target, mode=mode, server=server, platform=platform, suite=suite,
-            authenticity=authenticity, checked_files=checked, pinned=pinned,
-            pinned_stamps=catalog.stamps(pinned), replica_mode=dbinfo.can_set_replication_role(conn),
+            backup=backup,
+            target=target,
+            mode=mode,
+            server=server,
+            platform=platform,
+            suite=suite,
+            authenticity=authenticity,
+            checked_files=checked,
+            pinned=pinned,
+            pinned_stamps=catalog.stamps(pinned),
+            replica_mode=dbinfo.can_set_replication_role(conn),
             temp_ok=bool(conn.execute("SELECT has_database_privilege(current_database(), 'TEMP')").fetchone()[0]),
-            warnings=tuple(warnings), **kw,
+            warnings=tuple(warnings),
+            **kw,
         )
 
 
@@ -263,8 +313,10 @@ def check_reach(reached: list[reach.Reached], allowed: tuple[str, ...], verb: st
         schemas = sorted({r.schema or "*" for r in outside})
         raise RestoreFailed(
             f"Refusing to {verb}: it would also reach objects outside the app's schemas, nothing was changed: "
-            + "; ".join(r.description for r in outside[:8]) + (" …" if len(outside) > 8 else ""),
-            "move or drop them first, or allow it with --also-reach " + ",".join(schemas))
+            + "; ".join(r.description for r in outside[:8])
+            + (" …" if len(outside) > 8 else ""),
+            "move or drop them first, or allow it with --also-reach " + ",".join(schemas),
+        )
     return tuple(reached)
 
 
@@ -279,9 +331,10 @@ def _extensions(conn: psycopg.Connection, record: manifest_mod.Manifest, server:
     if refused:
         raise UsageError(
             f"The target lacks extensions the backup needs, which {server.current_user} cannot create: "
-            + ", ".join(refused) + "; nothing was changed",
-            "enable them first (Supabase: Dashboard -> Database -> Extensions; elsewhere: CREATE EXTENSION as a "
-            "superuser), then restore again")
+            + ", ".join(refused)
+            + "; nothing was changed",
+            "enable them first (Supabase: Dashboard -> Database -> Extensions; elsewhere: CREATE EXTENSION as a superuser), then restore again",
+        )
     return {"skip_extensions": frozenset(have), "create_extensions": tuple(missing)}
 
 
@@ -296,19 +349,22 @@ def _cron(conn: psycopg.Connection, record: manifest_mod.Manifest, server: dbinf
         raise UsageError(
             f"The backup has pg_cron jobs that run as {', '.join(others)}; only a superuser may schedule jobs for "
             f"another role, and {server.current_user} is not one; nothing was changed",
-            "restore as a superuser, or recreate those jobs by hand after restoring (see the manifest's cron_jobs)")
+            "restore as a superuser, or recreate those jobs by hand after restoring (see the manifest's cron_jobs)",
+        )
     for j in jobs:
         database = server.database if j.database == record.source_database else j.database
         username = server.current_user if j.username == record.source_user else j.username
         if j.name is not None:
-            lines.append(f"PERFORM cron.unschedule(jobid) FROM cron.job WHERE jobname = {sqltext.literal(j.name)}"
-                         f" AND username = {sqltext.literal(username)};")
+            lines.append(
+                f"PERFORM cron.unschedule(jobid) FROM cron.job WHERE jobname = {sqltext.literal(j.name)} AND username = {sqltext.literal(username)};"
+            )
         lines.append(
             # username NULL: the restoring user (pg_cron wants a superuser for any username given)
             f"PERFORM cron.schedule_in_database({sqltext.literal_or_null(j.name)}, {sqltext.literal(j.schedule)},"
             f" {sqltext.literal(j.command)}, {sqltext.literal(database)},"
             f" {'NULL' if username == server.current_user else sqltext.literal(username)},"
-            f" {'true' if j.active else 'false'});")
+            f" {'true' if j.active else 'false'});"
+        )
     sql_text = sqltext.do_block("BEGIN\n" + "\n".join(lines) + "\nEND") + "\n" if lines else ""
     return {"cron_jobs": tuple(j.name or "(unnamed)" for j in jobs), "cron_sql": sql_text}
 
@@ -332,13 +388,14 @@ def _tables_to_empty(conn: psycopg.Connection, record: manifest_mod.Manifest) ->
     present = {(s, t) for s, t, _ in dbinfo.tables(conn, dbinfo.schemas(conn))}
     missing = [t for t in wanted if t not in present]
     if missing:
-        raise UsageError(f"The target has no table {shown(missing, 5)} to load data into",
-                         "restore the schema too (drop --data-only), or restore into the right database")
+        raise UsageError(
+            f"The target has no table {shown(missing, 5)} to load data into",
+            "restore the schema too (drop --data-only), or restore into the right database",
+        )
     return wanted
 
 
-def _skips(conn: psycopg.Connection, record: manifest_mod.Manifest, platform: Platform,
-           server: dbinfo.ServerInfo) -> dict:
+def _skips(conn: psycopg.Connection, record: manifest_mod.Manifest, platform: Platform, server: dbinfo.ServerInfo) -> dict:
     """Archive entries for things the target's platform already owns: its realtime publication,
     its event triggers, default privileges of roles the restoring user cannot act for, and
     comments on extensions it does not own. Restoring them would fail ("already exists",
@@ -373,9 +430,9 @@ def entries(plan: RestorePlan, suite: pgtools.PgSuite, archive: Path) -> list[to
             return False
         managed = lambda s: plan.source_platform.is_managed(s) or plan.platform.is_managed(s)  # noqa: E731
         if e.desc in ("ACL", "DEFAULT ACL", "COMMENT", "SECURITY LABEL") and (
-                (e.schema != "-" and managed(e.schema))
-                or (e.schema == "-" and e.tag_owner.startswith("SCHEMA ")
-                    and managed(e.tag_owner[len("SCHEMA "):].rsplit(" ", 1)[0]))):
+            (e.schema != "-" and managed(e.schema))
+            or (e.schema == "-" and e.tag_owner.startswith("SCHEMA ") and managed(e.tag_owner[len("SCHEMA ") :].rsplit(" ", 1)[0]))
+        ):
             return False  # on an extension's member or a platform schema (pg_cron's `cron`): the platform's
         if e.desc == "EXTENSION" and any(e.names(x) for x in plan.skip_extensions):
             return False

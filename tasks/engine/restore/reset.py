@@ -39,17 +39,27 @@ def plan_reset(target: Target, also_reach: tuple[str, ...] = ()) -> ResetPlan:
         found = additions.find(conn, platform)
         los = dbinfo.large_object_count(conn)
         public_objects = dbinfo.schema_objects(conn, "public") if platform.name == "supabase" else None
-        reached = check_reach(reach.reached_outside(conn, inside=present, drop_schemas=present,
-                                                    drop_objects=public_objects or (), drop_additions=found),
-                              also_reach, "reset")
+        reached = check_reach(
+            reach.reached_outside(conn, inside=present, drop_schemas=present, drop_objects=public_objects or (), drop_additions=found),
+            also_reach,
+            "reset",
+        )
         sql = statements.reset_sql(
-            drop_schemas=present, publications=pubs, large_objects=los > 0,
+            drop_schemas=present,
+            publications=pubs,
+            large_objects=los > 0,
             public_contents=None if public_objects is None else [dbinfo.drop_sql(o) for o in public_objects],
-            drop_additions=[a.drop_sql for a in found])
+            drop_additions=[a.drop_sql for a in found],
+        )
         return ResetPlan(
-            target=target, server=server, platform=platform,
+            target=target,
+            server=server,
+            platform=platform,
             drop_schemas=tuple((s, sum(1 for t in tabs if t[0] == s)) for s in present),
-            drop_publications=pubs, drop_additions=tuple(a.label for a in found), large_objects=los, sql=sql,
+            drop_publications=pubs,
+            drop_additions=tuple(a.label for a in found),
+            large_objects=los,
+            sql=sql,
             reached=reached,
         )
 
@@ -61,5 +71,4 @@ def execute_reset(plan: ResetPlan) -> None:
                 conn.execute("SET LOCAL client_min_messages = warning")
                 conn.execute(plan.sql.encode())
     except psycopg.Error as exc:
-        raise RestoreFailed(f"Reset failed and was rolled back: {' '.join(str(exc).split())}",
-                            "nothing was dropped; check the message") from None
+        raise RestoreFailed(f"Reset failed and was rolled back: {' '.join(str(exc).split())}", "nothing was dropped; check the message") from None

@@ -29,11 +29,15 @@ class Session:
         self.progress = progress
         self.commit_sent = False
         argv = [
-            suite.tool("psql"), "--no-psqlrc", "--quiet", "--no-password",
-            "--set=ON_ERROR_STOP=1", "--set=VERBOSITY=default", f"--dbname={target.conninfo()}",
+            suite.tool("psql"),
+            "--no-psqlrc",
+            "--quiet",
+            "--no-password",
+            "--set=ON_ERROR_STOP=1",
+            "--set=VERBOSITY=default",
+            f"--dbname={target.conninfo()}",
         ]
-        self.proc = pgtools.popen(argv, env=target.tool_env(), stdin=subprocess.PIPE,
-                                  stdout=subprocess.DEVNULL, stderr=errf)
+        self.proc = pgtools.popen(argv, env=target.tool_env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errf)
         self._write(f"\\restrict {self.key}\n".encode())
 
     def _write(self, data: bytes) -> None:
@@ -82,9 +86,10 @@ def run(session_factory: Callable[[IO[bytes]], Session], body: Callable[[Session
             if clean and proc.returncode == 0 and session.commit_sent:
                 return session  # it had committed: complete
             if session.commit_sent and not clean:
-                raise Interrupted("Restore interrupted while psql did not answer; the target holds either its old "
-                                  "or the fully restored contents, never a mix",
-                                  "check the target before going on") from None
+                raise Interrupted(
+                    "Restore interrupted while psql did not answer; the target holds either its old or the fully restored contents, never a mix",
+                    "check the target before going on",
+                ) from None
             raise Interrupted("Restore interrupted; the target is unchanged (the transaction was rolled back)") from None
         except BaseException:
             pgtools.stop(proc)

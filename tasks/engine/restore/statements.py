@@ -9,9 +9,15 @@ from ..sqltext import do_block, ident, literal, qualified
 LO_UNLINK = "SELECT pg_catalog.lo_unlink(oid) FROM pg_catalog.pg_largeobject_metadata;"
 
 
-def reset_sql(*, drop_schemas: Iterable[str], publications: Iterable[str], large_objects: bool,
-              public_contents: Iterable[str] | None, drop_additions: Iterable[str] = (),
-              platform_tables: Iterable[tuple[str, str]] = ()) -> str:
+def reset_sql(
+    *,
+    drop_schemas: Iterable[str],
+    publications: Iterable[str],
+    large_objects: bool,
+    public_contents: Iterable[str] | None,
+    drop_additions: Iterable[str] = (),
+    platform_tables: Iterable[tuple[str, str]] = (),
+) -> str:
     """The runbook's `db reset` for the app's objects only; platform schemas are left alone.
 
     `public_contents`: DROP statements that empty `public` where the platform configured it
@@ -25,9 +31,13 @@ def reset_sql(*, drop_schemas: Iterable[str], publications: Iterable[str], large
         out.extend(public_contents)
     else:
         # pg_dump writes only differences from a default `public`, so recreate exactly that.
-        out += ["DROP SCHEMA IF EXISTS public CASCADE;", "CREATE SCHEMA public;",
-                "ALTER SCHEMA public OWNER TO pg_database_owner;", "GRANT USAGE ON SCHEMA public TO PUBLIC;",
-                "COMMENT ON SCHEMA public IS 'standard public schema';"]
+        out += [
+            "DROP SCHEMA IF EXISTS public CASCADE;",
+            "CREATE SCHEMA public;",
+            "ALTER SCHEMA public OWNER TO pg_database_owner;",
+            "GRANT USAGE ON SCHEMA public TO PUBLIC;",
+            "COMMENT ON SCHEMA public IS 'standard public schema';",
+        ]
     tables = list(platform_tables)
     if tables:
         # CASCADE only reaches what the plan listed: the plan refuses anything else beforehand.
@@ -35,8 +45,7 @@ def reset_sql(*, drop_schemas: Iterable[str], publications: Iterable[str], large
     return "\n".join(out) + "\n"
 
 
-def truncate_sql(tables: list[tuple[str, str]], large_objects: bool,
-                 partitioned: Iterable[tuple[str, str]] = ()) -> str:
+def truncate_sql(tables: list[tuple[str, str]], large_objects: bool, partitioned: Iterable[tuple[str, str]] = ()) -> str:
     out = LO_UNLINK + "\n" if large_objects else ""
     # ONLY before each table: an inheritance child the backup does not list keeps its rows.
     # A partitioned parent cannot be truncated ONLY; it goes whole, its partitions being its rows
@@ -69,7 +78,8 @@ TXN_START = "SELECT pg_catalog.set_config('fortress.restore_txn', pg_catalog.txi
 TXN_EARLY_END = "the restore's transaction was ended early by a statement in the backup"
 TXN_CHECK = do_block(
     "BEGIN IF pg_catalog.current_setting('fortress.restore_txn', true) IS DISTINCT FROM "
-    "pg_catalog.txid_current()::text THEN RAISE EXCEPTION " + literal(TXN_EARLY_END) + "; END IF; END")
+    "pg_catalog.txid_current()::text THEN RAISE EXCEPTION " + literal(TXN_EARLY_END) + "; END IF; END"
+)
 
 
 # Nothing in a restore may hand out power over the server: the roles that are superusers or
@@ -89,8 +99,10 @@ _POWER = (
     "     OR g.rolname IN ('pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files')) s"
 )
 POWER_START = f"SELECT pg_catalog.set_config('fortress.power', ({_POWER}), true);"
-POWER_CHANGED = "the restore would have changed who holds power over the server (superuser, replication, " \
-                "bypassrls, createrole, or membership in such roles)"
+POWER_CHANGED = (
+    "the restore would have changed who holds power over the server (superuser, replication, bypassrls, createrole, or membership in such roles)"
+)
 POWER_CHECK = do_block(
     f"BEGIN IF pg_catalog.current_setting('fortress.power', true) IS DISTINCT FROM ({_POWER}) THEN "
-    f"RAISE EXCEPTION {literal(POWER_CHANGED)}; END IF; END")
+    f"RAISE EXCEPTION {literal(POWER_CHANGED)}; END IF; END"
+)
