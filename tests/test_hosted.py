@@ -410,3 +410,22 @@ def test_missing_extension_the_role_may_create_comes_back(major, request, tmp_pa
 
     assert scalar(target, "SELECT count(*) FROM public.members WHERE email = 'ann@example.COM'") == 1
     assert whole_schema(dst, target) == whole_schema(src, source)
+
+
+# -- the other paths, as `postgres` ---------------------------------------------------------------
+
+
+def test_schema_only_then_data_only_as_postgres(hosted, tmp_path):
+    """The runbook's split restore: schema into a new project, then the rows over it."""
+    project = make_app(hosted, cron=False)
+    before = state(hosted, project)
+    store, b, _ = backup(project, tmp_path)
+    target = hosted.new_project()  # the same cluster: the app's roles exist, as after a first restore
+
+    restore(store, b, target, mode="schema")
+    assert scalar(hosted.admin(target), "SELECT count(*) FROM public.projects") == 0
+    assert whole_schema(hosted, target) == before["schema"]
+
+    restore(store, b, target, mode="data")
+    assert contents(hosted, target) == before["contents"]
+    assert whole_schema(hosted, target) == before["schema"]

@@ -155,7 +155,9 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
         # the data section, plus the large objects' own entries: archives before PostgreSQL 17
         # create large objects in pre-data ("BLOB") and only fill them in the data section
         data_ids = {e.dump_id for e in toc.read(plan.suite, app, ["data"])}
-        _feed(plan, s, app, env, [e for e in chosen if (e.dump_id in data_ids or _is_lo(e)) and not is_acl(e)])
+        # materialized views are data too: refreshed from the reloaded rows (their entries sit in
+        # post-data, after the rows, in pg_restore's order)
+        _feed(plan, s, app, env, [e for e in chosen if (e.dump_id in data_ids or _is_lo(e) or e.desc == "MATERIALIZED VIEW DATA") and not is_acl(e)])
     else:
         # The app's tables are new: their triggers and constraints come only in post-data.
         sections = ["pre-data", "data"] if plan.mode == "full" else ["pre-data"]
