@@ -44,7 +44,7 @@ CREATE TRIGGER line_items_touch BEFORE INSERT ON line_items FOR EACH ROW EXECUTE
 
 
 def load(target, rows: int) -> None:
-    with target.connect(autocommit=True) as conn:
+    with target.connect(autocommit=True, search_path=None) as conn:
         conn.execute(SCHEMA)
         conn.execute("ALTER TABLE line_items DISABLE TRIGGER line_items_touch")
         conn.execute("INSERT INTO projects SELECT g, 'project ' || g, jsonb_build_object('k', g) FROM generate_series(1, 1000) g")
