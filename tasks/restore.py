@@ -87,6 +87,10 @@ def restore(
         f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
         + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
     )
+    if plan.cron_jobs:
+        _ui.err.print(
+            "[yellow]note:[/yellow] " + _ui.escape(f"pg_cron jobs are scheduled on this database now and will run: {'; '.join(plan.cron_jobs)}")
+        )
     if result.login_roles:
         _ui.err.print(
             "[yellow]note:[/yellow] login roles come back without passwords (backups never hold them): "

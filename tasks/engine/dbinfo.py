@@ -390,19 +390,15 @@ def platform_made_roles(conn: psycopg.Connection) -> set[str]:
         if r.strip()
     }
     pg16 = conn.info.server_version >= 160000
-    implicit = (
-        (
-            "(m.member = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = current_user)"
-            " AND m.admin_option AND NOT m.inherit_option AND NOT m.set_option)"
-        )
-        if pg16
-        else "false"
-    )
+    # PostgreSQL 16+ records the membership it gives a role's creator (any CREATEROLE role, the
+    # app's own admins included) as granted by the bootstrap superuser, with ADMIN: that one says
+    # nothing about who made the role.
+    creator = "(m.admin_option AND (SELECT u.rolcreaterole OR u.rolsuper FROM pg_catalog.pg_roles u WHERE u.oid = m.member))" if pg16 else "false"
     made = {
         r[0]
         for r in conn.execute(
             "SELECT g.rolname FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid"
-            " WHERE (m.grantor = 10 AND NOT " + implicit + ") OR m.member = 10"
+            " WHERE (m.grantor = 10 AND NOT " + creator + ") OR m.member = 10"
         )
     }
     return made | {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)", (sorted(reserved),))}

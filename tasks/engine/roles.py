@@ -172,8 +172,18 @@ def read(conn: psycopg.Connection, keep: Iterable[str]) -> RoleSet:
         )
     ]
     # one row per (group, member): PG16+ may hold several grantors' grants of the same membership
-    unique = {(m.role, m.member): m for m in memberships}
+    # (the creator's implicit ADMIN grant, then `grant prisma to postgres`): what they add up to
+    unique: dict[tuple[str, str], Membership] = {}
+    for m in memberships:
+        was = unique.get((m.role, m.member))
+        if was is not None:
+            m = Membership(m.role, m.member, admin=m.admin or was.admin, inherit=_either(m.inherit, was.inherit), set=_either(m.set, was.set))
+        unique[(m.role, m.member)] = m
     return RoleSet(tuple(roles), tuple(unique.values()))
+
+
+def _either(a: bool | None, b: bool | None) -> bool | None:
+    return None if a is None and b is None else bool(a) or bool(b)
 
 
 # --- restore -----------------------------------------------------------------------------
@@ -245,7 +255,12 @@ def plan(backup: RoleSet, target: TargetRoles) -> RolePlan:
         if m.role not in created and m.member not in created:
             continue  # between roles the target already has: their own business
         if m.member == target.current_user:
-            continue  # PG16+ gives a role's creator ADMIN already; granting it to oneself fails
+            if m.role not in created:
+                continue  # the restoring user's own membership in a role it has: not ours to change
+            # e.g. Supabase's Prisma guide (`grant prisma to postgres`): without it the restoring
+            # user may not give the new role its tables. Never with ADMIN: PostgreSQL 16+ gave the
+            # creator that already, and granting it back to oneself is an error.
+            m = Membership(m.role, m.member, admin=False, inherit=m.inherit, set=m.set)
         if m.role in target.superusers or m.role in DANGEROUS_GROUPS:
             refused.append(f"membership of {m.member} in {m.role} (it would give {m.role}'s powers)")
             continue

@@ -68,6 +68,8 @@ def execute_restore(
             + statements.TXN_START
             + "\n"
             + statements.POWER_START
+            + "\n"
+            + statements.ROLES_START
             + f"\nNOTIFY {sqltext.ident(channel)};\n"
         )
         if plan.roles.sql:
@@ -87,6 +89,7 @@ def execute_restore(
         step("checking row counts against the manifest")
         s.sql(statements.check_sql(plan.checks))
         s.sql(statements.POWER_CHECK)
+        s.sql(statements.roles_check([r.name for r in plan.roles.create], [(m.role, m.member) for m in plan.roles.grants], plan.server.current_user))
         s.sql(statements.TXN_CHECK)
         # a file written to (even in place) since its checksum was checked: nothing is committed
         changed = [n for n, st in catalog.stamps(plan.pinned).items() if st != plan.pinned_stamps.get(n)]
@@ -145,6 +148,7 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
     app = catalog.pinned_path(plan.pinned[app_file.name])
     chosen = entries(plan, plan.suite, app)
     is_acl = lambda e: e.desc in ("ACL", "DEFAULT ACL")  # noqa: E731
+    schema_acl = lambda e: e.desc == "ACL" and e.schema == "-" and e.tag_owner.startswith("SCHEMA ")  # noqa: E731
     lo_acl = lambda e: e.desc == "ACL" and e.tag_owner.startswith("LARGE OBJECT ")  # noqa: E731
     if plan.mode == "schema":
         # Large objects are data: like pg_restore --schema-only, create none (archives before
@@ -163,7 +167,13 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
         sections = ["pre-data", "data"] if plan.mode == "full" else ["pre-data"]
         wanted = {e.dump_id for e in toc.read(plan.suite, app, sections)}
         step("loading schema and data" if plan.mode == "full" else "loading schema")
-        _feed(plan, s, app, env, [e for e in chosen if e.dump_id in wanted and not is_acl(e)])
+        pre = [e for e in chosen if e.dump_id in wanted and not is_acl(e)]
+        # Schemas and their privileges first: a table's new owner needs CREATE on its schema
+        # (Supabase's Prisma guide: `grant create on schema public to prisma`), and a
+        # non-superuser may give it the table only then.
+        _feed(plan, s, app, env, [e for e in pre if e.desc == "SCHEMA"])
+        _feed(plan, s, app, env, [e for e in chosen if schema_acl(e)], acl=True)
+        _feed(plan, s, app, env, [e for e in pre if e.desc != "SCHEMA"])
     platform_file = record.file("platform")
     if platform_file and plan.mode in ("full", "data"):
         step("loading platform data")
@@ -176,7 +186,14 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
             s.sql(quiet.end_sql(plan.platform_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
     # Privileges after the rows, as pg_restore itself orders them; large objects' only when
     # this restore created them.
-    _feed(plan, s, app, env, [e for e in chosen if is_acl(e) and (plan.mode != "data" or lo_acl(e))], acl=True)
+    _feed(
+        plan,
+        s,
+        app,
+        env,
+        [e for e in chosen if is_acl(e) and (plan.mode != "data" or lo_acl(e)) and (plan.mode == "data" or not schema_acl(e))],
+        acl=True,
+    )
     if plan.mode != "data":
         step("building indexes, constraints, triggers and policies")
         wanted = {e.dump_id for e in toc.read(plan.suite, app, ["post-data"])}

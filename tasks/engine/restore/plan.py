@@ -194,9 +194,11 @@ def _plan(
         archive_major = record.pg_dump_major
         if server.is_superuser and mode != "schema":
             warnings.append(
-                f"restoring as {server.current_user}, a superuser: the backup's own functions (CHECK "
-                "constraints, defaults, index expressions) run with its rights while rows load; the "
-                "restore refuses to commit if any role gained power over the server meanwhile"
+                f"restoring as {server.current_user}, a superuser: as with pg_restore, the backup's own functions "
+                "(CHECK constraints, generated columns) run with superuser rights while rows load, and could run "
+                "commands on the server; restore only backups of databases whose code you trust, or restore as the "
+                "database's owner. The restore refuses to commit if roles, memberships or their powers changed "
+                "beyond its plan"
             )
         suite = pgtools.pick(
             pgtools.discover(pg_bin_dir),
@@ -339,34 +341,57 @@ def _extensions(conn: psycopg.Connection, record: manifest_mod.Manifest, server:
 
 
 def _cron(conn: psycopg.Connection, record: manifest_mod.Manifest, server: dbinfo.ServerInfo) -> dict:
-    """pg_cron jobs come back through pg_cron's own functions, replacing the target's jobs of the
-    same name. A job of the source's database runs in the target's; one of the source's user runs
-    as the restoring user."""
+    """pg_cron jobs come back through pg_cron's own functions, replacing the target's job of the
+    same name and user (an unnamed one: of the same schedule, command, user and database). A job
+    keeps its user where the target has that role (only a superuser may schedule for another
+    role); a job of the source's user, where the target lacks that role, runs as the restoring
+    user. A job of the source's database runs in the target's."""
     jobs = record.cron_jobs or ()
-    lines = []
-    others = sorted({j.username for j in jobs if j.username != record.source_user} - {server.current_user})
-    if others and not server.is_superuser:
-        raise UsageError(
-            f"The backup has pg_cron jobs that run as {', '.join(others)}; only a superuser may schedule jobs for "
-            f"another role, and {server.current_user} is not one; nothing was changed",
-            "restore as a superuser, or recreate those jobs by hand after restoring (see the manifest's cron_jobs)",
-        )
+    present = dbinfo.existing_roles(conn, sorted({j.username for j in jobs}))
+    lines, shown_jobs, refused = [], [], []
     for j in jobs:
         database = server.database if j.database == record.source_database else j.database
-        username = server.current_user if j.username == record.source_user else j.username
-        if j.name is not None:
+        if j.username in present:
+            username = j.username
+        elif j.username == record.source_user:
+            username = server.current_user
+        else:
+            refused.append(f"{j.name or '(unnamed)'} runs as {j.username}, a role the target lacks")
+            continue
+        as_me = username == server.current_user
+        if not as_me and not server.is_superuser:
+            refused.append(f"{j.name or '(unnamed)'} runs as {username}; only a superuser may schedule jobs for another role")
+            continue
+        lit = sqltext.literal
+        if j.name is None:
+            if not as_me or database != server.database:
+                refused.append(
+                    f"an unnamed job ({j.schedule}) runs as {username} in {database}: pg_cron schedules "
+                    "unnamed jobs only for the current user and database"
+                )
+                continue
             lines.append(
-                f"PERFORM cron.unschedule(jobid) FROM cron.job WHERE jobname = {sqltext.literal(j.name)} AND username = {sqltext.literal(username)};"
+                f"PERFORM cron.unschedule(jobid) FROM cron.job WHERE jobname IS NULL AND schedule = {lit(j.schedule)}"
+                f" AND command = {lit(j.command)} AND username = {lit(username)} AND database = {lit(database)};"
             )
-        lines.append(
-            # username NULL: the restoring user (pg_cron wants a superuser for any username given)
-            f"PERFORM cron.schedule_in_database({sqltext.literal_or_null(j.name)}, {sqltext.literal(j.schedule)},"
-            f" {sqltext.literal(j.command)}, {sqltext.literal(database)},"
-            f" {'NULL' if username == server.current_user else sqltext.literal(username)},"
-            f" {'true' if j.active else 'false'});"
+            scheduled = f"cron.schedule({lit(j.schedule)}, {lit(j.command)})"
+            lines.append(f"PERFORM cron.alter_job({scheduled}, active := false);" if not j.active else f"PERFORM {scheduled};")
+        else:
+            lines.append(f"PERFORM cron.unschedule(jobid) FROM cron.job WHERE jobname = {lit(j.name)} AND username = {lit(username)};")
+            lines.append(
+                # username NULL: the restoring user (pg_cron wants a superuser for any username given)
+                f"PERFORM cron.schedule_in_database({lit(j.name)}, {lit(j.schedule)}, {lit(j.command)},"
+                f" {lit(database)}, {'NULL' if as_me else lit(username)}, {'true' if j.active else 'false'});"
+            )
+        shown_jobs.append(f"{j.name or '(unnamed)'} ({j.schedule}, as {username} in {database}" + ("" if j.active else ", inactive") + ")")
+    if refused:
+        raise UsageError(
+            "The backup's pg_cron jobs cannot all be scheduled here: " + "; ".join(refused) + "; nothing was changed",
+            "restore as a superuser or into a project with those roles, or recreate those jobs by hand afterwards "
+            "(the manifest's cron_jobs lists them)",
         )
     sql_text = sqltext.do_block("BEGIN\n" + "\n".join(lines) + "\nEND") + "\n" if lines else ""
-    return {"cron_jobs": tuple(j.name or "(unnamed)" for j in jobs), "cron_sql": sql_text}
+    return {"cron_jobs": tuple(shown_jobs), "cron_sql": sql_text}
 
 
 def _platform_tables(conn: psycopg.Connection, record: manifest_mod.Manifest) -> list[tuple[str, str]]:

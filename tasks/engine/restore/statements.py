@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from ..sqltext import do_block, ident, literal, qualified
@@ -106,3 +107,25 @@ POWER_CHECK = do_block(
     f"BEGIN IF pg_catalog.current_setting('fortress.power', true) IS DISTINCT FROM ({_POWER}) THEN "
     f"RAISE EXCEPTION {literal(POWER_CHANGED)}; END IF; END"
 )
+
+# Nor may anything create a role or a membership the plan did not list (a CHECK function of the
+# backup's, running as the restoring user, making itself a LOGIN role that reads everything).
+_ROLES_NOW = (
+    "SELECT pg_catalog.jsonb_build_array('r', r.rolname) AS x FROM pg_catalog.pg_roles r"
+    " UNION ALL SELECT pg_catalog.jsonb_build_array('m', g.rolname, u.rolname) FROM pg_catalog.pg_auth_members m"
+    " JOIN pg_catalog.pg_roles g ON g.oid = m.roleid JOIN pg_catalog.pg_roles u ON u.oid = m.member"
+)
+ROLES_START = f"SELECT pg_catalog.set_config('fortress.roles', (SELECT coalesce(pg_catalog.jsonb_agg(x), '[]') FROM ({_ROLES_NOW}) s)::text, true);"
+ROLES_CHANGED = "the restore would have created roles or memberships its plan does not list"
+
+
+def roles_check(created: list[str], grants: list[tuple[str, str]], current_user: str) -> str:
+    planned = [["r", r] for r in created] + [["m", g, m] for g, m in grants]
+    planned += [["m", r, current_user] for r in created]  # PostgreSQL 16+: the creator's own membership
+    return do_block(
+        "DECLARE extra jsonb; BEGIN\n"
+        f"SELECT pg_catalog.jsonb_agg(x) INTO extra FROM (SELECT x FROM ({_ROLES_NOW}) n"
+        " EXCEPT SELECT x FROM pg_catalog.jsonb_array_elements(pg_catalog.current_setting('fortress.roles', true)::jsonb) s(x)"
+        f" EXCEPT SELECT x FROM pg_catalog.jsonb_array_elements({literal(json.dumps(planned))}::jsonb) p(x)) d;\n"
+        f"IF extra IS NOT NULL THEN RAISE EXCEPTION {literal(ROLES_CHANGED + ': %')}, extra; END IF;\nEND"
+    )
