@@ -466,7 +466,7 @@ def test_data_only_into_a_database_without_the_tables(world, invoke_cli):
 
     assert res.returncode == ExitCode.USAGE, res.stderr
     line = error_line(res)
-    assert "The target has no table app.items" in line
+    assert "The target has no table to load the backup's rows into: app.items" in line
     assert "restore the schema too" in line.lower()
     assert state(bare) == before
     world.unchanged()

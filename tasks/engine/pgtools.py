@@ -242,3 +242,17 @@ def run(argv: Sequence[str], *, env: dict[str, str], stdout=None, input: bytes |
 
 def which(name: str) -> str | None:
     return shutil.which(name)
+
+
+def psql_argv(suite: PgSuite, conninfo: str, *extra: str) -> list[str]:
+    """psql as the tool runs it: no psqlrc, quiet, never a password prompt, stop on the first error."""
+    return [
+        suite.tool("psql"),
+        "--no-psqlrc",
+        "--quiet",
+        "--no-password",
+        "--set=ON_ERROR_STOP=1",
+        "--set=VERBOSITY=default",
+        *extra,
+        f"--dbname={conninfo}",
+    ]

@@ -770,18 +770,7 @@ def _load(files: list[RunbookFile], box: _Sandbox, key: bytes, token: bytes) -> 
     suite = box.cluster.suite
     parts, segments = _stream(files, key, token)
     target = box.loader_target()
-    argv = [
-        suite.tool("psql"),
-        "--no-psqlrc",
-        "--quiet",
-        "--no-password",
-        "--set=ON_ERROR_STOP=1",
-        "--set=VERBOSITY=default",
-        "--single-transaction",
-        f"--output={os.devnull}",
-        "--file=-",
-        f"--dbname={target.conninfo()}",
-    ]
+    argv = pgtools.psql_argv(suite, target.conninfo(), "--single-transaction", f"--output={os.devnull}", "--file=-")
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         proc = pgtools.popen(argv, env=target.tool_env(), stdin=subprocess.PIPE, stdout=out, stderr=err)
         try:

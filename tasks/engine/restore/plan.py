@@ -398,25 +398,32 @@ def _platform_tables(conn: psycopg.Connection, record: manifest_mod.Manifest) ->
     """Platform tables whose rows the backup carries (auth.users, storage.objects, ...): emptied
     first so a restore over the same project replaces its users instead of duplicating them."""
     wanted = [(t.schema, t.name) for t in record.tables if t.section == "platform" and t.kind == "table"]
-    present = {(s, t) for s, t, _ in dbinfo.tables(conn, sorted({w[0] for w in wanted}))}
-    missing = [t for t in wanted if t not in present]
-    if missing:
-        raise UsageError(
-            f"The target lacks platform tables the backup has data for: {shown(missing, 5)}",
-            "restore into a Supabase project of the same or a newer platform version",
-        )
-    return wanted
+    return _present(
+        conn,
+        wanted,
+        sorted({w[0] for w in wanted}),
+        "The target lacks platform tables the backup has data for",
+        "restore into a Supabase project of the same or a newer platform version",
+    )
 
 
 def _tables_to_empty(conn: psycopg.Connection, record: manifest_mod.Manifest) -> list[tuple[str, str]]:
     wanted = [(t.schema, t.name) for t in record.tables if t.kind == "table"]
-    present = {(s, t) for s, t, _ in dbinfo.tables(conn, dbinfo.schemas(conn))}
+    return _present(
+        conn,
+        wanted,
+        dbinfo.schemas(conn),
+        "The target has no table to load these rows into",
+        "restore the schema too (drop --data-only), or restore into the right database",
+    )
+
+
+def _present(conn: psycopg.Connection, wanted: list[tuple[str, str]], schemas: list[str], what: str, hint: str):
+    """`wanted`, when the target has every one of those tables; else refused, naming them."""
+    present = {(s, t) for s, t, _ in dbinfo.tables(conn, schemas)}
     missing = [t for t in wanted if t not in present]
     if missing:
-        raise UsageError(
-            f"The target has no table {shown(missing, 5)} to load data into",
-            "restore the schema too (drop --data-only), or restore into the right database",
-        )
+        raise UsageError(f"{what}: {shown(missing, 5)}", hint)
     return wanted
 
 

@@ -28,15 +28,7 @@ class Session:
         self.sent = 0
         self.progress = progress
         self.commit_sent = False
-        argv = [
-            suite.tool("psql"),
-            "--no-psqlrc",
-            "--quiet",
-            "--no-password",
-            "--set=ON_ERROR_STOP=1",
-            "--set=VERBOSITY=default",
-            f"--dbname={target.conninfo()}",
-        ]
+        argv = pgtools.psql_argv(suite, target.conninfo())
         self.proc = pgtools.popen(argv, env=target.tool_env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errf)
         self._write(f"\\restrict {self.key}\n".encode())
 
