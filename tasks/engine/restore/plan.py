@@ -413,7 +413,7 @@ def _tables_to_empty(conn: psycopg.Connection, record: manifest_mod.Manifest) ->
         conn,
         wanted,
         dbinfo.schemas(conn),
-        "The target has no table to load these rows into",
+        "The target has no table to load the backup's rows into",
         "restore the schema too (drop --data-only), or restore into the right database",
     )
 
