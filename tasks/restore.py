@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from invoke import task
 
 from . import _ui
 from .engine import catalog
 from .engine.conn import Target
-from .engine.errors import ConfigError, Declined, UsageError
+from .engine.dump import undo_point
+from .engine.errors import ConfigError, Declined, Interrupted, RestoreFailed, UsageError
 from .engine.manifest import signing_key
 from .engine.restore import execute_reset, execute_restore, plan_reset, plan_restore, source
 from .engine.storage import LocalStore
@@ -37,13 +40,26 @@ def _target(settings, target_url):
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
         "also_reach": "SCHEMA[,SCHEMA...]: allow the reset to also drop or empty objects in these schemas outside "
         "the app's (the plan lists them). Without it such a restore is refused.",
+        "undo": "Take an undo point first: a backup of the target as it is, which `invoke restore --id` puts back (default on; --no-undo skips it).",
+        "confirm_target": "With --yes on a protected target (PROTECTED_TARGETS): the target database's name, as a person would type it.",
         "allow_unsigned": "Restore a backup whose manifest is not signed with this machine's key "
         "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
     },
 )
 @_ui.guarded
 def restore(
-    c, date=None, id=None, target=None, yes=False, schema_only=False, data_only=False, backup_dir=None, allow_unsigned=False, also_reach=None
+    c,
+    date=None,
+    id=None,
+    target=None,
+    yes=False,
+    schema_only=False,
+    data_only=False,
+    backup_dir=None,
+    allow_unsigned=False,
+    also_reach=None,
+    undo=True,
+    confirm_target=None,
 ):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
     if schema_only and data_only:
@@ -53,24 +69,27 @@ def restore(
     mode = "schema" if schema_only else "data" if data_only else None
     backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full")
     tgt = _target(settings, target)
+    protected = _protected(settings, tgt, yes, confirm_target)
     if backup.legacy and yes and not allow_unsigned:
         # refused before the files are even loaded into a throwaway database
         raise Declined(
             f"The runbook files {', '.join(backup.legacy_files)} carry no signature; nothing was changed",
             "restore them only if you trust where they came from: add --allow-unsigned",
         )
-    with store.lock(), source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (store, backup):
+    key = signing_key(settings.signing_key, create=undo)
+    with store.lock(), source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (plan_store, backup):
         plan = plan_restore(
-            store,
+            plan_store,
             backup,
             tgt,
             mode=mode,
             pg_bin_dir=settings.pg_bin_dir,
             step=_ui.step,
-            signing_key=signing_key(settings.signing_key, create=False),
+            signing_key=key,
             also_reach=_schemas(also_reach),
         )
-        _ui.show_plan(plan.summary_rows(), "Restore plan")
+        rows = plan.summary_rows() + [_undo_row(undo, plan.target_size)] + ([("protected", "yes (PROTECTED_TARGETS)")] if protected else [])
+        _ui.show_plan(rows, "Restore plan")
         for w in plan.warnings:
             _ui.warn(w)
         if not plan.authenticity.ok and not allow_unsigned:
@@ -81,12 +100,14 @@ def restore(
                 )
             _ui.warn(f"this backup is {plan.authenticity.text}: restore it only if you trust where it came from")
         _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
-        with _ui.Activity("restoring") as activity:
-            result = execute_restore(plan, store, step=activity.step, progress=activity.progress)
+        point = _undo_point(undo, tgt, store, f"restoring {backup.id} into {tgt.display()}", settings, key)
+        with _ui.Activity("restoring") as activity, _undo_kept_only_if_needed(point, store):
+            result = execute_restore(plan, plan_store, step=activity.step, progress=activity.progress)
     _ui.out.print(
         f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
         + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
     )
+    _undo_said(point, target)
     if plan.cron_jobs:
         _ui.err.print(
             "[yellow]note:[/yellow] " + _ui.escape(f"pg_cron jobs are scheduled on this database now and will run: {'; '.join(plan.cron_jobs)}")
@@ -99,19 +120,66 @@ def restore(
         )
 
 
+def _protected(settings, tgt: Target, yes: bool, confirm_target: str | None) -> bool:
+    """A protected target (PROTECTED_TARGETS) is never changed on --yes alone."""
+    if not any(tgt.is_named_by(spec) for spec in settings.protected_targets):
+        return False
+    if yes and confirm_target != tgt.dbname:
+        raise Declined(
+            f"{tgt.display()} is a protected target (PROTECTED_TARGETS) and --yes alone does not change it; nothing was changed",
+            f"pass --confirm-target {tgt.dbname} as well, or run it in a terminal and type the name",
+        )
+    return True
+
+
+def _undo_row(undo: bool, size: int) -> tuple[str, str]:
+    if undo:
+        return ("undo point", f"a backup of the target first (its database is {_ui.human_size(size)} now); --no-undo skips it")
+    return ("undo point", "none (--no-undo): the target's current contents will not be kept")
+
+
+def _undo_point(undo: bool, tgt: Target, store: LocalStore, before: str, settings, key):
+    if not undo:
+        return None
+    with _ui.Activity("taking an undo point") as activity:
+        return undo_point(tgt, store, before=before, pg_bin_dir=settings.pg_bin_dir, step=activity.step, signing_key=key)
+
+
+@contextmanager
+def _undo_kept_only_if_needed(point, store: LocalStore):
+    """A restore that failed and rolled back left the target as it was: its undo point is a copy
+    of nothing new, and goes. Any other outcome keeps it (above all one that is not unchanged)."""
+    try:
+        yield
+    except (RestoreFailed, Interrupted) as exc:
+        if point is not None and ("is unchanged" in exc.message or "target is unchanged" in exc.message):
+            store.delete(point.backup_id)
+        raise
+
+
+def _undo_said(point, target_flag: str | None) -> None:
+    if point is not None:
+        where = " --target URL" if target_flag else ""
+        _ui.out.print(f"undo point {point.backup_id}; to put the target back: invoke restore --id {point.backup_id}{where}")
+
+
 @task(
     help={
         "target": "Database to reset (default: DATABASE_URL).",
         "yes": "Confirm without a prompt (for scripts and CI).",
         "also_reach": "SCHEMA[,SCHEMA...]: allow the reset to also drop or empty objects in these schemas outside "
         "the app's (the plan lists them). Without it such a reset is refused.",
+        "undo": "Take an undo point first: a backup of the target as it is (default on; --no-undo skips it).",
+        "confirm_target": "With --yes on a protected target (PROTECTED_TARGETS): the target database's name.",
+        "backup_dir": "Where the undo point goes (default: BACKUP_DIR or .backups).",
     },
 )
 @_ui.guarded
-def reset(c, target=None, yes=False, also_reach=None):
+def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=None, backup_dir=None):
     """Drop the app's schemas, publications and large objects (the runbook's db reset), guarded."""
-    settings = _ui.settings_from()
+    settings = _ui.settings_from(backup_dir=backup_dir)
     tgt = _target(settings, target)
+    protected = _protected(settings, tgt, yes, confirm_target)
     plan = plan_reset(tgt, _schemas(also_reach))
     rows = [("target", f"{tgt.display()}  (PostgreSQL {plan.server.version}, {plan.platform.name})")]
     rows += [("will drop", f"schema {s} ({n} tables)") for s, n in plan.drop_schemas]
@@ -121,7 +189,15 @@ def reset(c, target=None, yes=False, also_reach=None):
     if plan.large_objects:
         rows.append(("will drop", f"{plan.large_objects} large objects"))
     rows.append(("keeps", "platform schemas, their data (auth users, storage rows) and roles" if plan.platform.name == "supabase" else "roles"))
+    rows.append(_undo_row(undo, plan.target_size))
+    if protected:
+        rows.append(("protected", "yes (PROTECTED_TARGETS)"))
     _ui.show_plan(rows, "Reset plan")
     _ui.confirm_by_name(tgt.dbname, f"drop every app object in database '{tgt.dbname}' on {tgt.host}", yes=yes)
-    execute_reset(plan)
+    store = LocalStore(settings.backup_dir)
+    with store.lock():
+        point = _undo_point(undo, tgt, store, f"resetting {tgt.display()}", settings, signing_key(settings.signing_key, create=True))
+        with _undo_kept_only_if_needed(point, store):
+            execute_reset(plan)
     _ui.out.print(f"reset {tgt.display()}: dropped {len(plan.drop_schemas)} schemas; public recreated empty")
+    _undo_said(point, target)

@@ -139,6 +139,20 @@ class Target:
     def user(self) -> str | None:
         return self.params.get("user")
 
+    def is_named_by(self, spec: str) -> bool:
+        """Whether `spec` (a URL or conninfo: same host, port and database; or a Supabase project
+        ref: its direct host or its pooler user) names this target. For PROTECTED_TARGETS."""
+        spec = spec.strip()
+        if "://" in spec or "=" in spec:
+            try:
+                params = {k: str(v) for k, v in conninfo_to_dict(spec).items() if v is not None}
+            except psycopg.ProgrammingError:
+                return False
+            other = Target(params={**params, "dbname": params.get("dbname") or params.get("user") or "postgres"})
+            return (other.host.lower(), other.port, other.dbname) == (self.host.lower(), self.port, self.dbname)
+        ref = spec.lower()
+        return self.host.lower() == f"db.{ref}.supabase.co" or (self.user or "").lower().endswith(f".{ref}")
+
     def display(self) -> str:
         """What a person sees: postgresql://user@host:port/db, never the password."""
         user = f"{self.user}@" if self.user else ""

@@ -402,3 +402,7 @@ def platform_made_roles(conn: psycopg.Connection) -> set[str]:
         )
     }
     return made | {r[0] for r in conn.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolname = ANY(%s)", (sorted(reserved),))}
+
+
+def database_size(conn: psycopg.Connection) -> int:
+    return int(conn.execute("SELECT pg_catalog.pg_database_size(pg_catalog.current_database())").fetchone()[0])

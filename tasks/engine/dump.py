@@ -16,6 +16,7 @@ before indexes and constraints), select entries, and later run in parallel.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -131,6 +132,7 @@ def create_backup(
     step: Step = lambda msg: None,
     signing_key: manifest_mod.SigningKey | None = None,
     origin: dict[str, Any] | None = None,
+    locked: bool = False,
 ) -> BackupResult:
     """`origin`: recorded in the manifest (signed with it) when the backup was made from
     something other than a live database (the runbook's files, loaded in a sandbox)."""
@@ -140,7 +142,7 @@ def create_backup(
     created_dir = store.ensure()
     # Ignored before the first byte of a backup lands, so it can never be committed by accident.
     gitignore = ensure_gitignore(store.root, Path.cwd())
-    with store.lock():
+    with contextlib.nullcontext() if locked else store.lock():
         result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin)
     result.created_dir, result.gitignore_updated = created_dir, gitignore
     return result
@@ -311,3 +313,29 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> B
         conn.close()
     step(f"backup {backup_id} complete")
     return BackupResult(backup_id, store.root / backup_id, manifest, False, False)
+
+
+def undo_point(
+    target: Target,
+    store: LocalStore,
+    *,
+    before: str,
+    pg_bin_dir: str | None = None,
+    step: Step = lambda msg: None,
+    signing_key: manifest_mod.SigningKey | None = None,
+) -> BackupResult:
+    """A full backup of `target` taken right before a restore or reset changes it, labelled and
+    recorded as that change's undo point; `invoke restore --id ID` puts the target back. The
+    caller holds the backup folder's lock."""
+    label = f"undo point: before {before}"
+    return create_backup(
+        target,
+        store,
+        kind="full",
+        label=label,
+        pg_bin_dir=pg_bin_dir,
+        step=step,
+        signing_key=signing_key,
+        origin={"undo_for": before},
+        locked=True,
+    )

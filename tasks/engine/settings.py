@@ -28,6 +28,7 @@ PASSWORD_VARS = ("PGPASSWORD", "SUPABASE_DB_PASSWORD")
 BACKUP_DIR_VARS = ("BACKUP_DIR",)
 PG_BIN_VARS = ("PG_BIN_DIR",)
 SIGNING_KEY_VARS = ("BACKUP_SIGNING_KEY",)
+PROTECTED_VARS = ("PROTECTED_TARGETS",)
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Settings:
     backup_dir: Path
     pg_bin_dir: str | None
     signing_key: str | None = None  # secret: never shown
+    protected_targets: tuple[str, ...] = ()  # URLs (host, port, database) or Supabase project refs
     # setting name -> where its value came from ("flag --x", "environment VAR", ".env VAR", "default")
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -48,6 +50,7 @@ class Settings:
             ("backup_dir", str(self.backup_dir)),
             ("pg_bin_dir", self.pg_bin_dir or "(search PATH and standard folders)"),
             ("signing_key", "****" if self.signing_key else "(this user's key file)"),
+            ("protected_targets", ", ".join(redact_url(t) for t in self.protected_targets) or "(none)"),
         ]
         return [(name, value, self.sources.get(name, "default")) for name, value in rows]
 
@@ -134,6 +137,7 @@ def load_settings(
     backup_dir = _pick("backup_dir", flags.get("backup_dir"), "backup-dir", BACKUP_DIR_VARS, environ, dotenv, sources)
     pg_bin = _pick("pg_bin_dir", flags.get("pg_bin_dir"), "pg-bin-dir", PG_BIN_VARS, environ, dotenv, sources)
     signing = _pick("signing_key", None, None, SIGNING_KEY_VARS, environ, dotenv, sources)
+    protected = _pick("protected_targets", None, None, PROTECTED_VARS, environ, dotenv, sources)
     if url is not None and not url.strip():
         raise ConfigError("DATABASE_URL is empty", "set it to postgresql://USER@HOST:5432/DBNAME")
     return Settings(
@@ -142,5 +146,6 @@ def load_settings(
         backup_dir=Path(backup_dir or DEFAULT_BACKUP_DIR).expanduser(),
         pg_bin_dir=pg_bin,
         signing_key=signing,
+        protected_targets=tuple(t.strip() for t in (protected or "").split(",") if t.strip()),
         sources=sources,
     )

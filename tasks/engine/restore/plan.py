@@ -56,6 +56,7 @@ class RestorePlan:
     skip_acl_roles: frozenset[str] = frozenset()
     skip_extension_comments: bool = False
     reached: tuple[reach.Reached, ...] = ()  # outside the app's schemas, allowed by --also-reach
+    target_size: int = 0  # the target database's size now: what an undo point costs, about
     # where the backup was made: privileges, default privileges and comments in its platform's
     # schemas (an extension's functions in `extensions`, the platform's defaults) are the
     # platform's, never replayed. Platform schema names are plain, so the TOC's text (which
@@ -285,6 +286,7 @@ def _plan(
         if mode in ("full", "data") and record.cron_jobs:
             kw.update(_cron(conn, record, server))
         kw["source_platform"] = by_name(record.source_platform)
+        kw["target_size"] = dbinfo.database_size(conn)
         if mode in ("full", "data"):
             # partitioned parents are checked through their partitions; matviews are refreshed
             # from the restored rows, so a stale source matview may differ

@@ -25,6 +25,7 @@ class ResetPlan:
     large_objects: int
     sql: str
     reached: tuple[reach.Reached, ...] = ()
+    target_size: int = 0
 
 
 def plan_reset(target: Target, also_reach: tuple[str, ...] = ()) -> ResetPlan:
@@ -61,6 +62,7 @@ def plan_reset(target: Target, also_reach: tuple[str, ...] = ()) -> ResetPlan:
             large_objects=los,
             sql=sql,
             reached=reached,
+            target_size=dbinfo.database_size(conn),
         )
 
 
@@ -71,4 +73,7 @@ def execute_reset(plan: ResetPlan) -> None:
                 conn.execute("SET LOCAL client_min_messages = warning")
                 conn.execute(plan.sql.encode())
     except psycopg.Error as exc:
-        raise RestoreFailed(f"Reset failed and was rolled back: {' '.join(str(exc).split())}", "nothing was dropped; check the message") from None
+        raise RestoreFailed(
+            f"Reset failed and was rolled back, {plan.target.dbname} is unchanged: {' '.join(str(exc).split())}",
+            "nothing was dropped; check the message",
+        ) from None
