@@ -37,18 +37,29 @@ def _target(settings, target_url):
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
         "also_reach": "SCHEMA[,SCHEMA...]: allow the reset to also drop or empty objects in these schemas outside "
         "the app's (the plan lists them). Without it such a restore is refused.",
+        "lock_timeout": "How long the restore waits for a table lock before it rolls back, e.g. 30s (default: LOCK_TIMEOUT or 30s).",
         "allow_unsigned": "Restore a backup whose manifest is not signed with this machine's key "
         "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
     },
 )
 @_ui.guarded
 def restore(
-    c, date=None, id=None, target=None, yes=False, schema_only=False, data_only=False, backup_dir=None, allow_unsigned=False, also_reach=None
+    c,
+    date=None,
+    id=None,
+    target=None,
+    yes=False,
+    schema_only=False,
+    data_only=False,
+    backup_dir=None,
+    allow_unsigned=False,
+    also_reach=None,
+    lock_timeout=None,
 ):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
-    settings = _ui.settings_from(backup_dir=backup_dir)
+    settings = _ui.settings_from(backup_dir=backup_dir, lock_timeout=lock_timeout)
     store = LocalStore(settings.backup_dir)
     mode = "schema" if schema_only else "data" if data_only else None
     backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full")
@@ -82,7 +93,7 @@ def restore(
             _ui.warn(f"this backup is {plan.authenticity.text}: restore it only if you trust where it came from")
         _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
         with _ui.Activity("restoring") as activity:
-            result = execute_restore(plan, store, step=activity.step, progress=activity.progress)
+            result = execute_restore(plan, store, step=activity.step, progress=activity.progress, lock_timeout_ms=settings.lock_timeout_ms)
     _ui.out.print(
         f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
         + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
