@@ -168,9 +168,9 @@ class Blocker:
 
 # the sessions holding (or queued before) a lock that psql's session waits for
 _BLOCKERS_SQL = """
-SELECT b.pid, pg_catalog.coalesce(pg_catalog.nullif(b.application_name, ''), b.usename::text, 'unknown'),
-       pg_catalog.coalesce(b.state, 'unknown'),
-       pg_catalog.to_char(pg_catalog.timezone('UTC', pg_catalog.coalesce(b.xact_start, b.state_change, b.backend_start)),
+SELECT b.pid, COALESCE(NULLIF(b.application_name, ''), b.usename::text, 'unknown'),
+       COALESCE(b.state, 'unknown'),
+       pg_catalog.to_char(pg_catalog.timezone('UTC', COALESCE(b.xact_start, b.state_change, b.backend_start)),
                           'YYYY-MM-DD HH24:MI:SS "UTC"')
 FROM pg_catalog.pg_stat_activity w
 CROSS JOIN LATERAL pg_catalog.unnest(pg_catalog.pg_blocking_pids(w.pid)) AS x(pid)
