@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -128,28 +131,72 @@ def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=N
         raise Declined("Not confirmed; nothing was changed", None)
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where Ctrl-C's KeyboardInterrupt would be, so the same
+    clean-up runs: child tools stopped, psql's transaction rolled back, staging removed."""
+
+
+# handled like Ctrl-C; the exit code is 128 + the signal's number, as a shell reports it
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _stop_signals_interrupt() -> Iterator[list[int]]:
+    """While a task runs, SIGTERM and SIGHUP raise `Stopped` in the main thread; the list
+    yielded holds the signal that arrived (the engine turns KeyboardInterrupt into its own
+    Interrupted error, so the code is decided here, from what was received)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if not received:
+            received.append(signum)
+            raise Stopped()
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
 def guarded(fn: Callable) -> Callable:
-    """Engine errors -> one line on stderr + documented exit code; Ctrl-C -> 130."""
+    """Engine errors -> one line on stderr + documented exit code; Ctrl-C -> 130, SIGTERM ->
+    143, SIGHUP -> 129 (each handled as Ctrl-C is)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except BackupError as exc:
-            raise Exit(f"error: {exc}", code=exc.exit_code) from None
-        except OSError as exc:
-            where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-            raise Exit(
-                f"error: {exc.strerror or exc.__class__.__name__}{where}. Check the path, its permissions and the free disk space; nothing was kept.",
-                code=ExitCode.FAILED,
-            ) from None
-        except (ToolError, psycopg.Error) as exc:
-            text = " ".join(str(exc).split())
-            raise Exit(f"error: {text}. Nothing was changed; fix the cause and run this again.", code=ExitCode.FAILED) from None
-        except KeyboardInterrupt:
-            raise Exit("error: interrupted; nothing was changed", code=ExitCode.INTERRUPTED) from None
+        with _stop_signals_interrupt() as received:
+            try:
+                return _run(fn, args, kwargs)
+            except Exit as exc:
+                if received and exc.code == ExitCode.INTERRUPTED:
+                    name = signal.Signals(received[0]).name
+                    raise Exit(str(exc.message).replace("interrupted", f"interrupted by {name}", 1), code=128 + received[0]) from None
+                raise
 
     return wrapper
+
+
+def _run(fn: Callable, args: Any, kwargs: Any) -> Any:
+    try:
+        return fn(*args, **kwargs)
+    except BackupError as exc:
+        raise Exit(f"error: {exc}", code=exc.exit_code) from None
+    except OSError as exc:
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        raise Exit(
+            f"error: {exc.strerror or exc.__class__.__name__}{where}. Check the path, its permissions and the free disk space; nothing was kept.",
+            code=ExitCode.FAILED,
+        ) from None
+    except (ToolError, psycopg.Error) as exc:
+        text = " ".join(str(exc).split())
+        raise Exit(f"error: {text}. Nothing was changed; fix the cause and run this again.", code=ExitCode.FAILED) from None
+    except KeyboardInterrupt:
+        raise Exit("error: interrupted; nothing was changed", code=ExitCode.INTERRUPTED) from None
 
 
 def human_size(n: int) -> str:

@@ -19,14 +19,15 @@ from .engine.storage import LocalStore
         "label": "A note stored with the backup and shown by `invoke list`, e.g. 'before v2.3 deploy'.",
         "url": "Database to back up (default: DATABASE_URL or SUPABASE_DB_URL).",
         "backup_dir": "Folder for backups (default: BACKUP_DIR or .backups).",
+        "lock_timeout": "How long pg_dump waits for a table lock before the backup stops, e.g. 30s (default: LOCK_TIMEOUT or 30s).",
     }
 )
 @_ui.guarded
-def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_dir=None):
+def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_dir=None, lock_timeout=None):
     """Back up the database: roles, schema and data, checksummed, into BACKUP_DIR/<UTC time>/."""
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
-    settings = _ui.settings_from(url=url, backup_dir=backup_dir)
+    settings = _ui.settings_from(url=url, backup_dir=backup_dir, lock_timeout=lock_timeout)
     if not settings.database_url:
         raise ConfigError("No database configured", "set DATABASE_URL in .env or the environment, or pass --url")
     target = Target.from_url(settings.database_url, settings.password)
@@ -39,7 +40,16 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
             "backups needs the same key, as BACKUP_SIGNING_KEY or in that file)"
         )
     with _ui.Activity("backing up") as activity:
-        result = create_backup(target, store, kind=kind, label=label, pg_bin_dir=settings.pg_bin_dir, step=activity.step, signing_key=key)
+        result = create_backup(
+            target,
+            store,
+            kind=kind,
+            label=label,
+            pg_bin_dir=settings.pg_bin_dir,
+            step=activity.step,
+            signing_key=key,
+            lock_timeout_ms=settings.lock_timeout_ms,
+        )
     if result.created_dir:
         _ui.step(f"created {store.root} (mode 0700)")
     if result.gitignore_updated:

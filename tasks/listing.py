@@ -22,6 +22,7 @@ def list_(c, backup_dir=None, verify=False):
     """List backups: id, date, kind, size, label and checksum status."""
     settings = _ui.settings_from(backup_dir=backup_dir)
     store = LocalStore(settings.backup_dir)
+    store.tidy()  # what killed runs left
     backups, problems = catalog.all_backups(store)
     rows = []
     damaged = 0
@@ -50,8 +51,8 @@ def list_(c, backup_dir=None, verify=False):
         _ui.err.print(f"[yellow]warning:[/yellow] {p}")
     for leftover in store.stale_staging():
         _ui.err.print(
-            f"[yellow]warning:[/yellow] {leftover} is what a killed backup left behind "
-            "(never listed or restored); delete it when no backup is running"
+            f"[yellow]warning:[/yellow] {leftover} is being written by a backup or restore running now, "
+            "or is a killed run's that this user may not remove (never listed or restored)"
         )
     if verify and (damaged or problems):
         bad = damaged + len(problems)

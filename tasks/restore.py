@@ -42,6 +42,7 @@ def _target(settings, target_url):
         "the app's (the plan lists them). Without it such a restore is refused.",
         "undo": "Take an undo point first: a backup of the target as it is, which `invoke restore --id` puts back (default on; --no-undo skips it).",
         "confirm_target": "With --yes on a protected target (PROTECTED_TARGETS): the target database's name, as a person would type it.",
+        "lock_timeout": "How long the restore waits for a table lock before it rolls back, e.g. 30s (default: LOCK_TIMEOUT or 30s).",
         "allow_unsigned": "Restore a backup whose manifest is not signed with this machine's key "
         "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
     },
@@ -60,11 +61,12 @@ def restore(
     also_reach=None,
     undo=True,
     confirm_target=None,
+    lock_timeout=None,
 ):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
-    settings = _ui.settings_from(backup_dir=backup_dir)
+    settings = _ui.settings_from(backup_dir=backup_dir, lock_timeout=lock_timeout)
     store = LocalStore(settings.backup_dir)
     mode = "schema" if schema_only else "data" if data_only else None
     backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full")
@@ -102,7 +104,7 @@ def restore(
         _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
         point = _undo_point(undo, tgt, store, f"restoring {backup.id} into {tgt.display()}", settings, key)
         with _ui.Activity("restoring") as activity, _undo_kept_only_if_needed(point, store):
-            result = execute_restore(plan, plan_store, step=activity.step, progress=activity.progress)
+            result = execute_restore(plan, plan_store, step=activity.step, progress=activity.progress, lock_timeout_ms=settings.lock_timeout_ms)
     _ui.out.print(
         f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
         + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
@@ -142,7 +144,15 @@ def _undo_point(undo: bool, tgt: Target, store: LocalStore, before: str, setting
     if not undo:
         return None
     with _ui.Activity("taking an undo point") as activity:
-        return undo_point(tgt, store, before=before, pg_bin_dir=settings.pg_bin_dir, step=activity.step, signing_key=key)
+        return undo_point(
+            tgt,
+            store,
+            before=before,
+            pg_bin_dir=settings.pg_bin_dir,
+            step=activity.step,
+            signing_key=key,
+            lock_timeout_ms=settings.lock_timeout_ms,
+        )
 
 
 @contextmanager

@@ -151,13 +151,17 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.05, what: str
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+# psql's server session during a restore (its application_name; a LIKE pattern)
+RESTORE_PSQL = "fortress-restore-%"
+
+
 def lock_waiters(admin: Target, dbname: str, application: str) -> list[int]:
-    """Server sessions of `application` on `dbname` that are waiting for a lock."""
+    """Server sessions of `application` (a LIKE pattern) on `dbname` that are waiting for a lock."""
     with admin.connect(autocommit=True) as conn:
         return [
             r[0]
             for r in conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s AND wait_event_type = 'Lock'", (dbname, application)
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name LIKE %s AND wait_event_type = 'Lock'", (dbname, application)
             )
         ]
 

@@ -15,6 +15,8 @@ import shlex
 import signal
 import stat
 import subprocess
+import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import pytest
 from tasks.engine.errors import ExitCode
 from tests.conftest import PASSWORD
 from tests.fixtures_cli import (
+    RESTORE_PSQL,
     SOURCE_SQL,
     TARGET_SQL,
     assert_no_secret,
@@ -159,14 +162,14 @@ def test_ctrl_c_during_backup_keeps_nothing(dbs15, project, invoke_cli):
         holder.close()
 
 
-def _interrupt_while(proc, blocked, *, what: str, running: str):
+def _interrupt_while(proc, blocked, *, what: str, running: str, sig: int = signal.SIGINT):
     """Wait until `blocked()` says the tool is stuck on our lock, then press Ctrl-C (SIGINT to
-    invoke, as a terminal does) and return how invoke finished."""
+    invoke, as a terminal does; or send `sig`, as CI does on a cancel) and return how invoke finished."""
     try:
         wait_for(lambda: blocked() or proc.poll() is not None, what=what)
         assert proc.poll() is None, proc.communicate()
         assert processes_mentioning(running), f"the tool ({running}) should be running now"
-        os.kill(proc.pid, signal.SIGINT)
+        os.kill(proc.pid, sig)
         return _finished(proc, timeout=30)
     finally:
         if proc.poll() is None:
@@ -189,7 +192,7 @@ def test_ctrl_c_during_restore_changes_nothing(dbs15, project, invoke_cli):
         proc = start_invoke(["restore", "--id", backup_id, "--yes"], cwd=project, env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
         psql_marker = f"dbname={target.dbname}"
         res = _interrupt_while(
-            proc, lambda: lock_waiters(admin, target.dbname, "psql"), what="the restore's DROP SCHEMA to wait for the lock", running=psql_marker
+            proc, lambda: lock_waiters(admin, target.dbname, RESTORE_PSQL), what="the restore's DROP SCHEMA to wait for the lock", running=psql_marker
         )
 
         assert res.returncode == ExitCode.INTERRUPTED, res.stdout + res.stderr
@@ -199,7 +202,7 @@ def test_ctrl_c_during_restore_changes_nothing(dbs15, project, invoke_cli):
         assert processes_mentioning(str(bdir)) == [], "pg_restore outlived the interrupted restore"
         # nor does its server session linger in the lock queue, where its ACCESS EXCLUSIVE request
         # would hold up every other client of the table until the holder ends
-        wait_for(lambda: not sessions(admin, target.dbname, "psql"), timeout=10, what="the interrupted restore's server session to end")
+        wait_for(lambda: not sessions(admin, target.dbname, RESTORE_PSQL), timeout=10, what="the interrupted restore's server session to end")
         with target.connect() as other_reader:
             other_reader.execute("SET lock_timeout = '3s'")
             assert other_reader.execute("SELECT count(*) FROM precious.ledger").fetchone()[0] == 60
@@ -334,3 +337,191 @@ def test_throwaway_servers_get_none_of_our_secrets(monkeypatch):
         weird = 'we"ird db'
         cluster.create_database(weird)
         cluster.drop_database(weird)
+
+
+# --- issue 8: no hangs behind locks; SIGTERM, SIGHUP and SIGKILL leave nothing behind ---------
+
+
+def test_restore_blocked_by_a_lock_rolls_back_within_the_timeout_naming_the_blocker(dbs15, project, invoke_cli):
+    dbs = dbs15
+    source = seeded(dbs, "src", SOURCE_SQL)
+    target = seeded(dbs, "dst", TARGET_SQL)
+    bdir = project / "backups"
+    backup_id = engine_backup(source, bdir)
+    before = state(target)
+
+    holder = target.connect()
+    try:
+        holder.execute("SET application_name = 'nightly-report'")
+        holder.execute("LOCK TABLE precious.ledger IN ACCESS SHARE MODE")  # a reader, mid-transaction
+        started = time.monotonic()
+        res = invoke_cli(
+            "restore", "--id", backup_id, "--yes", env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir), "LOCK_TIMEOUT": "2s"}, timeout=60
+        )
+        took = time.monotonic() - started
+        assert res.returncode == ExitCode.RESTORE_FAILED, res.stdout + res.stderr
+        line = error_line(res)
+        assert f"pid {holder.info.backend_pid} (nightly-report, idle in transaction since " in line, line
+        assert "waited 2 s (LOCK_TIMEOUT)" in line and "unchanged" in line and "pg_terminate_backend" in line, line
+        # the status named the blocker while waiting
+        assert f"waiting for a lock held by pid {holder.info.backend_pid} (nightly-report" in res.stderr, res.stderr
+        assert took < 25, f"the restore took {took:.0f} s"
+        # the holder is unharmed and no session of the restore is left queued before it
+        assert holder.execute("SELECT count(*) FROM precious.ledger").fetchone()[0] == 60
+        holder.commit()
+    finally:
+        holder.close()
+    assert state(target) == before
+
+
+def test_backup_behind_an_access_exclusive_lock_stops_with_a_clear_message(dbs15, project, invoke_cli):
+    dbs = dbs15
+    admin = dbs.cluster.target()
+    source = seeded(dbs, "src", SOURCE_SQL)
+    bdir = project / "backups"
+    holder = source.connect()
+    try:
+        holder.execute("LOCK TABLE app.items IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        res = invoke_cli("backup", env={"DATABASE_URL": dbs.url(source), "BACKUP_DIR": str(bdir), "LOCK_TIMEOUT": "2s"}, timeout=60)
+        took = time.monotonic() - started
+    finally:
+        holder.rollback()
+        holder.close()
+    assert res.returncode == ExitCode.FAILED, res.stdout + res.stderr
+    line = error_line(res)
+    assert "waited 2 s (LOCK_TIMEOUT) for a table lock" in line and "nothing was kept" in line, line
+    assert took < 25, f"the backup took {took:.0f} s"
+    assert [p.name for p in bdir.iterdir() if p.name != ".lock"] == []
+    assert processes_mentioning(str(bdir)) == []
+    wait_for(lambda: not sessions(admin, source.dbname, "pg_dump"), timeout=10, what="pg_dump's server session to end")
+
+
+def test_sigterm_during_backup_keeps_nothing(dbs15, project):
+    dbs = dbs15
+    admin = dbs.cluster.target()
+    source = seeded(dbs, "src", SOURCE_SQL)
+    bdir = project / "backups"
+    holder = source.connect()
+    try:
+        holder.execute("LOCK TABLE app.items IN ACCESS EXCLUSIVE MODE")
+        proc = start_invoke(["backup"], cwd=project, env={"DATABASE_URL": dbs.url(source), "BACKUP_DIR": str(bdir)})
+        res = _interrupt_while(
+            proc, lambda: lock_waiters(admin, source.dbname, "pg_dump"), what="pg_dump to wait", running=str(bdir), sig=signal.SIGTERM
+        )
+    finally:
+        holder.rollback()
+        holder.close()
+    assert res.returncode == 143, res.stdout + res.stderr
+    assert "interrupted by SIGTERM" in error_line(res)
+    assert processes_mentioning(str(bdir)) == [], "a pg_dump outlived the stopped backup"
+    assert [p.name for p in bdir.iterdir() if p.name != ".lock"] == []  # no .tmp-* staging
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_or_sighup_during_a_blocked_restore_changes_nothing(dbs15, project, sig):
+    dbs = dbs15
+    admin = dbs.cluster.target()
+    source = seeded(dbs, "src", SOURCE_SQL)
+    target = seeded(dbs, "dst", TARGET_SQL)
+    bdir = project / "backups"
+    backup_id = engine_backup(source, bdir)
+    before = state(target)
+    holder = target.connect()
+    try:
+        holder.execute("LOCK TABLE precious.ledger IN ACCESS SHARE MODE")
+        proc = start_invoke(["restore", "--id", backup_id, "--yes"], cwd=project, env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
+        marker = f"dbname={target.dbname}"
+        res = _interrupt_while(proc, lambda: lock_waiters(admin, target.dbname, RESTORE_PSQL), what="the restore to wait", running=marker, sig=sig)
+        assert res.returncode == 128 + sig, res.stdout + res.stderr
+        line = error_line(res)
+        assert f"interrupted by {signal.Signals(sig).name}" in line and "unchanged" in line, line
+        assert processes_mentioning(marker) == [], "psql outlived the stopped restore"
+        wait_for(lambda: not sessions(admin, target.dbname, RESTORE_PSQL), timeout=10, what="the restore's server session to end")
+        holder.commit()  # the blocker ends: nothing may go on and commit now
+        time.sleep(1)
+    finally:
+        holder.close()
+    assert state(target) == before
+
+
+def test_sigkill_during_a_restore_leaves_no_orphan_and_nothing_committed(dbs15, project, invoke_cli):
+    """The tool itself is killed (no clean-up of ours runs): its psql must neither go on to a
+    COMMIT when the blocker ends nor keep its queued lock; the next run removes the leftovers."""
+    dbs = dbs15
+    admin = dbs.cluster.target()
+    source = seeded(dbs, "src", SOURCE_SQL)
+    target = seeded(dbs, "dst", TARGET_SQL)
+    bdir = project / "backups"
+    backup_id = engine_backup(source, bdir)
+    before = state(target)
+    holder = target.connect()
+    try:
+        holder.execute("LOCK TABLE precious.ledger IN ACCESS SHARE MODE")
+        env = {"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)}
+        proc = start_invoke(["restore", "--id", backup_id, "--yes"], cwd=project, env=env)
+        marker = f"dbname={target.dbname}"
+        try:
+            wait_for(lambda: lock_waiters(admin, target.dbname, RESTORE_PSQL) or proc.poll() is not None, what="the restore to wait")
+            assert proc.poll() is None, proc.communicate()
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        wait_for(lambda: not processes_mentioning(marker) and not processes_mentioning(str(bdir)), timeout=2, what="psql and pg_restore to die")
+        wait_for(lambda: not sessions(admin, target.dbname, RESTORE_PSQL), timeout=10, what="the restore's server session to end")
+        holder.commit()
+        time.sleep(1)
+    finally:
+        holder.close()
+    assert state(target) == before
+    leftovers = lambda: list(Path(tempfile.gettempdir()).glob(f"fortress-{proc.pid}-*.list"))  # noqa: E731
+    listing = invoke_cli("list", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert leftovers() == []
+
+
+def test_sigkill_during_backup_the_next_list_removes_the_staging_folder(dbs15, project, invoke_cli):
+    dbs = dbs15
+    admin = dbs.cluster.target()
+    source = seeded(dbs, "src", SOURCE_SQL)
+    bdir = project / "backups"
+    env = {"DATABASE_URL": dbs.url(source), "BACKUP_DIR": str(bdir)}
+    holder = source.connect()
+    try:
+        holder.execute("LOCK TABLE app.items IN ACCESS EXCLUSIVE MODE")
+        proc = start_invoke(["backup"], cwd=project, env=env)
+        try:
+            wait_for(lambda: lock_waiters(admin, source.dbname, "pg_dump") or proc.poll() is not None, what="pg_dump to wait")
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        wait_for(lambda: not processes_mentioning(str(bdir)), timeout=2, what="pg_dump to die with the tool")
+    finally:
+        holder.rollback()
+        holder.close()
+    assert list(bdir.glob(".tmp-*")), "the killed backup should have left its staging folder"
+    listing = invoke_cli("list", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert list(bdir.glob(".tmp-*")) == []
+
+
+def test_list_keeps_a_staging_folder_while_another_run_holds_the_lock(project, invoke_cli):
+    from filelock import FileLock
+
+    bdir = project / "backups"
+    bdir.mkdir(mode=0o700)
+    live = bdir / ".tmp-2026-11-30T120000Z-abc"
+    live.mkdir()
+    (live / "app.dump").write_bytes(b"being written")
+    with FileLock(str(bdir / ".lock")):
+        res = invoke_cli("list", env={"BACKUP_DIR": str(bdir)})
+        assert res.returncode == 0, res.stderr
+        assert live.is_dir() and "being written by a backup or restore running now" in res.stderr
+    res = invoke_cli("list", env={"BACKUP_DIR": str(bdir)})
+    assert res.returncode == 0 and not live.exists(), res.stderr

@@ -79,9 +79,19 @@ def _write_private(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _explain_tool_error(exc: pgtools.ToolError, target: Target) -> BackupError:
+def _lock_timeout_error(target: Target, lock_timeout_ms: int, detail: str) -> BackupError:
+    return BackupError(
+        f"The backup of {target.dbname} waited {lock_timeout_ms / 1000:g} s (LOCK_TIMEOUT) for a table lock another session holds "
+        f"(an ACCESS EXCLUSIVE lock: a migration, VACUUM FULL, LOCK TABLE) and stopped; nothing was kept ({detail})",
+        "find the session with pg_blocking_pids / pg_stat_activity, let it finish, then run the backup again (or raise LOCK_TIMEOUT)",
+    )
+
+
+def _explain_tool_error(exc: pgtools.ToolError, target: Target, lock_timeout_ms: int = 0) -> BackupError:
     text = exc.stderr_tail
     low = text.lower()
+    if "lock timeout" in low or "could not obtain lock" in low:
+        return _lock_timeout_error(target, lock_timeout_ms, text)
     if "server version mismatch" in low:
         return ToolsMissing(f"{exc.tool} is older than the server: {text}", "install a newer PostgreSQL client, or set PG_BIN_DIR")
     if "password authentication failed" in low or "connection to server" in low:
@@ -109,13 +119,16 @@ def compression(suite: pgtools.PgSuite) -> str:
     return "1"
 
 
-def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: str) -> list[str]:
+def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: str, lock_timeout_ms: int) -> list[str]:
     return [
         suite.tool("pg_dump"),
         "--format=custom",
         f"--compress={compression(suite)}",
         f"--file={out}",
         f"--snapshot={snapshot}",
+        # pg_dump locks every table it dumps (ACCESS SHARE) before reading any: behind an
+        # ACCESS EXCLUSIVE lock it would wait silently, without end
+        f"--lock-wait-timeout={lock_timeout_ms}ms",
         "--no-password",
         f"--dbname={target.conninfo()}",
     ]
@@ -133,6 +146,7 @@ def create_backup(
     signing_key: manifest_mod.SigningKey | None = None,
     origin: dict[str, Any] | None = None,
     locked: bool = False,
+    lock_timeout_ms: int = 30_000,
 ) -> BackupResult:
     """`origin`: recorded in the manifest (signed with it) when the backup was made from
     something other than a live database (the runbook's files, loaded in a sandbox)."""
@@ -143,12 +157,12 @@ def create_backup(
     # Ignored before the first byte of a backup lands, so it can never be committed by accident.
     gitignore = ensure_gitignore(store.root, Path.cwd())
     with contextlib.nullcontext() if locked else store.lock():
-        result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin)
+        result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms)
     result.created_dir, result.gitignore_updated = created_dir, gitignore
     return result
 
 
-def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> BackupResult:
+def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms) -> BackupResult:
     started = dt.datetime.now(dt.UTC)
     step(f"connecting to {target.display()}")
     conn = target.connect(autocommit=True)
@@ -162,9 +176,10 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> B
         app_schemas = dbinfo.app_schemas(conn, platform)
         managed_present = [s for s in dbinfo.schemas(conn) if platform.is_managed(s)]
         data_schemas = [s for s in platform.data_schemas if s in managed_present]
-        # The counting session must not be cut short by the role's own limits (pg_dump resets its).
+        # The counting session must not be cut short by the role's own limits (pg_dump resets its);
+        # but it waits for a table lock no longer than pg_dump does.
         conn.execute("SET statement_timeout = 0")
-        conn.execute("SET lock_timeout = 0")
+        conn.execute(f"SET lock_timeout = {int(lock_timeout_ms)}")
         conn.execute("SET idle_in_transaction_session_timeout = 0")
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
@@ -187,7 +202,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> B
                 _write_private(folder / "roles.json", role_set.to_json().encode())
                 files.append({"name": "roles.json", "role": "roles", "format": "json"})
 
-            app_args = _pg_dump_args(suite, target, folder / "app.dump", snapshot)
+            app_args = _pg_dump_args(suite, target, folder / "app.dump", snapshot, lock_timeout_ms)
             app_args.append("--large-objects" if suite.major >= 16 else "--blobs")
             if kind == "schema":
                 app_args.append("--schema-only")
@@ -210,13 +225,16 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> B
                     for name in dbinfo.filtered_config_tables(conn):
                         counts.pop(name, None)
                     proc.wait()
+                except psycopg.errors.LockNotAvailable:
+                    pgtools.stop(proc)
+                    raise _lock_timeout_error(target, lock_timeout_ms, "counting rows") from None
                 except BaseException:
                     pgtools.stop(proc)
                     raise
                 errf.seek(0)
                 err = errf.read()
             if proc.returncode != 0:
-                raise _explain_tool_error(pgtools.ToolError("pg_dump", proc.returncode, pgtools.tail(err)), target)
+                raise _explain_tool_error(pgtools.ToolError("pg_dump", proc.returncode, pgtools.tail(err)), target, lock_timeout_ms)
             files.append({"name": "app.dump", "role": "app", "format": "custom"})
 
             added: list[additions.Addition] = []
@@ -224,23 +242,23 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin) -> B
                 added = additions.find(conn, platform)
                 if added:
                     step("dumping the platform tables the app added triggers or policies to (schema only)")
-                    args = _pg_dump_args(suite, target, folder / "platform-schema.dump", snapshot) + ["--schema-only"]
+                    args = _pg_dump_args(suite, target, folder / "platform-schema.dump", snapshot, lock_timeout_ms) + ["--schema-only"]
                     args += [f"--table={sqltext.pattern(s, t)}" for s, t in sorted({(a.schema, a.table) for a in added})]
                     try:
                         pgtools.run(args, env=env, stdout=subprocess.DEVNULL)
                     except pgtools.ToolError as exc:
-                        raise _explain_tool_error(exc, target) from None
+                        raise _explain_tool_error(exc, target, lock_timeout_ms) from None
                     files.append({"name": "platform-schema.dump", "role": "platform-schema", "format": "custom"})
 
             if kind in ("full", "data") and data_schemas:
                 step(f"dumping platform data: {', '.join(data_schemas)}")
-                args = _pg_dump_args(suite, target, folder / "platform.dump", snapshot) + ["--data-only"]
+                args = _pg_dump_args(suite, target, folder / "platform.dump", snapshot, lock_timeout_ms) + ["--data-only"]
                 args += [f"--schema={s}" for s in data_schemas]
                 args += [f"--exclude-table={t}" for t in platform.excluded_data_tables]
                 try:
                     pgtools.run(args, env=env, stdout=subprocess.DEVNULL)
                 except pgtools.ToolError as exc:
-                    raise _explain_tool_error(exc, target) from None
+                    raise _explain_tool_error(exc, target, lock_timeout_ms) from None
                 files.append({"name": "platform.dump", "role": "platform", "format": "custom"})
             acl_roles = dbinfo.default_acl_roles(conn) if kind != "data" else []
             exts = dbinfo.extensions(conn)
@@ -323,6 +341,7 @@ def undo_point(
     pg_bin_dir: str | None = None,
     step: Step = lambda msg: None,
     signing_key: manifest_mod.SigningKey | None = None,
+    lock_timeout_ms: int = 30_000,
 ) -> BackupResult:
     """A full backup of `target` taken right before a restore or reset changes it, labelled and
     recorded as that change's undo point; `invoke restore --id ID` puts the target back. The
@@ -338,4 +357,5 @@ def undo_point(
         signing_key=signing_key,
         origin={"undo_for": before},
         locked=True,
+        lock_timeout_ms=lock_timeout_ms,
     )

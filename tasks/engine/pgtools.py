@@ -10,13 +10,15 @@ enough; when none is, the error names the version to install.
 
 from __future__ import annotations
 
+import ctypes
 import glob
 import os
 import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Iterable, Sequence
+import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -178,9 +180,47 @@ class ToolError(Exception):
         self.stderr_tail = stderr_tail
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl():
+    """libc's prctl, looked up once here: the child runs only an already-loaded function."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn: SIGINT reaches the tool when we die, however (SIGKILL included). SIGINT,
+    not SIGKILL: psql answers it by cancelling its running statement on the server (so its
+    queued lock goes too) and, reading a script, by exiting without sending anything more; an
+    orphan can never go on to a COMMIT sitting in its input. pg_dump cancels its queries and
+    exits. If we died between fork and prctl, the child exits at once."""
+    prctl = _prctl
+    if prctl is None:
+        return None
+
+    def child() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return child
+
+
 def popen(argv: Sequence[str], *, env: dict[str, str], **kwargs) -> subprocess.Popen:
     """Start a tool in its own session so a terminal's Ctrl-C reaches only us; we then stop it
-    deliberately (and, for psql, before any COMMIT is sent)."""
+    deliberately (and, for psql, before any COMMIT is sent). On Linux the tool gets SIGINT when
+    this process dies, even by SIGKILL (`_die_with_parent`)."""
+    preexec = _die_with_parent(os.getpid())
+    if preexec is not None:
+        kwargs.setdefault("preexec_fn", preexec)
     # archives the restore pinned (catalog.pin) are passed as /dev/fd/N: keep those open in the child
     fds = tuple(int(m.group(1)) for a in argv if (m := _PINNED.fullmatch(str(a))))
     if fds:

@@ -29,6 +29,21 @@ BACKUP_DIR_VARS = ("BACKUP_DIR",)
 PG_BIN_VARS = ("PG_BIN_DIR",)
 SIGNING_KEY_VARS = ("BACKUP_SIGNING_KEY",)
 PROTECTED_VARS = ("PROTECTED_TARGETS",)
+LOCK_TIMEOUT_VARS = ("LOCK_TIMEOUT",)
+DEFAULT_LOCK_TIMEOUT = "30s"
+
+_DURATION_RE = re.compile(r"^(\d+)\s*(ms|s|min|h)?$")
+_UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
+
+
+def parse_duration(text: str) -> int:
+    """A PostgreSQL-style duration (`30s`, `500ms`, `2min`, `1h`, or bare milliseconds) in
+    milliseconds; zero or anything else is a ConfigError (no wait may be unbounded)."""
+    m = _DURATION_RE.match(text.strip())
+    ms = int(m.group(1)) * _UNIT_MS[m.group(2) or "ms"] if m else 0
+    if ms <= 0:
+        raise ConfigError(f"LOCK_TIMEOUT {text!r} is not a positive duration", "use for example 30s, 500ms or 2min")
+    return ms
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,8 @@ class Settings:
     pg_bin_dir: str | None
     signing_key: str | None = None  # secret: never shown
     protected_targets: tuple[str, ...] = ()  # URLs (host, port, database) or Supabase project refs
+    # how long DDL of a restore, and pg_dump, wait for a table lock: a PostgreSQL duration ("30s")
+    lock_timeout: str = DEFAULT_LOCK_TIMEOUT
     # setting name -> where its value came from ("flag --x", "environment VAR", ".env VAR", "default")
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -51,8 +68,13 @@ class Settings:
             ("pg_bin_dir", self.pg_bin_dir or "(search PATH and standard folders)"),
             ("signing_key", "****" if self.signing_key else "(this user's key file)"),
             ("protected_targets", ", ".join(redact_url(t) for t in self.protected_targets) or "(none)"),
+            ("lock_timeout", self.lock_timeout),
         ]
         return [(name, value, self.sources.get(name, "default")) for name, value in rows]
+
+    @property
+    def lock_timeout_ms(self) -> int:
+        return parse_duration(self.lock_timeout)
 
 
 def read_dotenv(cwd: Path | None = None) -> dict[str, str]:
@@ -138,6 +160,9 @@ def load_settings(
     pg_bin = _pick("pg_bin_dir", flags.get("pg_bin_dir"), "pg-bin-dir", PG_BIN_VARS, environ, dotenv, sources)
     signing = _pick("signing_key", None, None, SIGNING_KEY_VARS, environ, dotenv, sources)
     protected = _pick("protected_targets", None, None, PROTECTED_VARS, environ, dotenv, sources)
+    lock_timeout = _pick("lock_timeout", flags.get("lock_timeout"), "lock-timeout", LOCK_TIMEOUT_VARS, environ, dotenv, sources)
+    lock_timeout = (lock_timeout or DEFAULT_LOCK_TIMEOUT).strip()
+    parse_duration(lock_timeout)
     if url is not None and not url.strip():
         raise ConfigError("DATABASE_URL is empty", "set it to postgresql://USER@HOST:5432/DBNAME")
     return Settings(
@@ -147,5 +172,6 @@ def load_settings(
         pg_bin_dir=pg_bin,
         signing_key=signing,
         protected_targets=tuple(t.strip() for t in (protected or "").split(",") if t.strip()),
+        lock_timeout=lock_timeout,
         sources=sources,
     )

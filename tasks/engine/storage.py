@@ -87,9 +87,39 @@ class LocalStore:
         except Timeout:
             raise Busy(f"Another backup, restore or prune is using {self.root}", "wait for it to finish, then run this again") from None
         try:
+            # holding the lock, no other run is writing here: what a staging folder holds now
+            # is a killed run's
+            from .toc import remove_orphan_lists
+
+            remove_orphan_lists()
+            self._remove_leftovers()
             yield
         finally:
             guard.release()
+
+    def tidy(self) -> None:
+        """Remove what killed runs left (staging folders, temporary files), unless another run
+        holds the folder's lock right now: then its staging folder may be live and stays."""
+        from filelock import FileLock, Timeout
+
+        from .toc import remove_orphan_lists
+
+        remove_orphan_lists()
+        if not self.stale_staging():
+            return
+        guard = FileLock(str(self.root / ".lock"), mode=0o600)
+        try:
+            guard.acquire(timeout=0)
+        except (Timeout, OSError):  # busy, or a folder we may not write to
+            return
+        try:
+            self._remove_leftovers()
+        finally:
+            guard.release()
+
+    def _remove_leftovers(self) -> None:
+        for path in self.stale_staging():
+            shutil.rmtree(path, ignore_errors=True)
 
     def exists(self, backup_id: str) -> bool:
         return (self.root / backup_id).exists()

@@ -87,9 +87,39 @@ def _read(suite: pgtools.PgSuite, archive: str, size: int, mtime: int, inode: in
     return tuple(parse(listing))
 
 
+_LIST_PREFIX = "fortress-"
+
+
 def write_list(entries: Iterable[Entry], folder: Path | None = None) -> Path:
-    f = tempfile.NamedTemporaryFile("w", suffix=".list", delete=False, dir=folder)
+    """A pg_restore --use-list file; named with our pid, so a later run can tell the files of
+    a killed run (`remove_orphan_lists`)."""
+    f = tempfile.NamedTemporaryFile("w", prefix=f"{_LIST_PREFIX}{os.getpid()}-", suffix=".list", delete=False, dir=folder)
     with f:
         for e in entries:
             f.write(e.line + "\n")
     return Path(f.name)
+
+
+def remove_orphan_lists(folder: Path | None = None) -> None:
+    """Delete list files (`write_list`) of processes that no longer run: a killed restore's."""
+    root = Path(folder or tempfile.gettempdir())
+    try:
+        candidates = list(root.glob(f"{_LIST_PREFIX}*.list"))
+    except OSError:
+        return
+    for path in candidates:
+        pid = path.name[len(_LIST_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running (or a pid we may not signal: someone's, alive)
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        try:
+            if path.stat().st_uid == os.getuid():
+                path.unlink()
+        except OSError:
+            pass

@@ -9,7 +9,8 @@ What pg_restore writes *outside* every entry is fixed text of its own, and only 
 checked and adapted (`guarded`): the preamble must be exactly pg_restore's (comments,
 `\\restrict KEY`, BEGIN and the fixed SET lines); its `BEGIN;` is dropped (the restore's own
 transaction is open), and `SET transaction_timeout` too where the server predates it
-(PostgreSQL 17 added it); the trailer must be exactly `COMMIT;` + comments + `\\unrestrict KEY`,
+(PostgreSQL 17 added it); its `SET lock_timeout = 0;` becomes the restore's LOCK_TIMEOUT;
+the trailer must be exactly `COMMIT;` + comments + `\\unrestrict KEY`,
 and its COMMIT is dropped. Everything between passes through untouched, COPY data included.
 
 Privileges for servers before 17 are the one place SQL from the archive is changed: MAINTAIN
@@ -25,7 +26,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from .. import pgtools, toc
+from .. import pgtools, sqltext, toc
 from ..errors import IntegrityError, RestoreFailed
 
 CHUNK = 1 << 20
@@ -56,8 +57,10 @@ def _refuse(what: str) -> IntegrityError:
     )
 
 
-def guarded(chunks: Iterable[bytes], key: str, target_major: int) -> Iterator[bytes]:
-    """pg_restore's output with its own preamble and trailer checked and adapted (see module doc)."""
+def guarded(chunks: Iterable[bytes], key: str, target_major: int, lock_timeout: str | None = None) -> Iterator[bytes]:
+    """pg_restore's output with its own preamble and trailer checked and adapted (see module doc).
+    `lock_timeout`: what pg_restore's `SET lock_timeout = 0;` becomes (the restore's setting, so
+    no entry waits for a lock without end)."""
     it = iter(chunks)
     head = b""
     for chunk in it:
@@ -68,7 +71,7 @@ def guarded(chunks: Iterable[bytes], key: str, target_major: int) -> Iterator[by
     if end < 0:
         raise _refuse("no preamble")
     preamble, body = head[: end + len(b"\nSET row_security = off;\n")], head[end + len(b"\nSET row_security = off;\n") :]
-    yield _preamble(preamble, key, target_major)
+    yield _preamble(preamble, key, target_major, lock_timeout)
     held = body
     for chunk in it:
         held += chunk
@@ -79,7 +82,7 @@ def guarded(chunks: Iterable[bytes], key: str, target_major: int) -> Iterator[by
     yield _trailer(held, key)
 
 
-def _preamble(text: bytes, key: str, target_major: int) -> bytes:
+def _preamble(text: bytes, key: str, target_major: int, lock_timeout: str | None = None) -> bytes:
     out: list[bytes] = []
     restricted = begun = False
     expected = list(_PREAMBLE_LINES)
@@ -99,6 +102,8 @@ def _preamble(text: bytes, key: str, target_major: int) -> bytes:
             expected.pop(0)
             if line == b"SET transaction_timeout = 0;" and target_major < 17:
                 continue
+            if line == b"SET lock_timeout = 0;" and lock_timeout is not None:
+                line = f"SET lock_timeout = {sqltext.literal(lock_timeout)};".encode()
             out.append(line)
         else:
             raise _refuse(f"an unexpected preamble line ({line[:60]!r})")

@@ -18,6 +18,7 @@ COMMIT                  written only if every step succeeded
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,23 +48,34 @@ def _is_lo(e: toc.Entry) -> bool:
 
 
 def execute_restore(
-    plan: RestorePlan, store: LocalStore, *, step: Step = lambda m: None, progress: Callable[[int], None] | None = None
+    plan: RestorePlan,
+    store: LocalStore,
+    *,
+    step: Step = lambda m: None,
+    progress: Callable[[int], None] | None = None,
+    lock_timeout_ms: int = 30_000,
 ) -> RestoreResult:
+    """`lock_timeout_ms`: how long any statement of the restore waits for a lock before the
+    restore rolls back (a queued ACCESS EXCLUSIVE request holds up every reader of its table)."""
     backup = plan.backup
     if backup.legacy:
         raise UsageError("Runbook files are restored through a backup made from them in a sandbox", "use `invoke restore`, which does that first")
     env = plan.target.tool_env()
+    channel = "fortress_restore_" + sqltext.restrict_key()[:16]
+    appname = "fortress-restore-" + channel[-16:]
+    timeout = f"{lock_timeout_ms}ms"
 
     def factory(errf: IO[bytes]) -> Session:
-        return Session(plan.suite, plan.target, errf, progress)
-
-    channel = "fortress_restore_" + sqltext.restrict_key()[:16]
+        session = Session(plan.suite, plan.target, errf, progress, application_name=appname)
+        session.lock_timeout = timeout  # also what pg_restore's `SET lock_timeout = 0` becomes
+        return session
 
     def body(s: Session) -> None:
         # No query of ours may resolve a name through the database's own search_path (its owner
         # could put a `count()` of theirs first); pg_restore's scripts set theirs per entry.
         s.sql(
             "SELECT pg_catalog.set_config('search_path', '', false);\n"
+            f"SET lock_timeout = {sqltext.literal(timeout)};\n"
             "SET client_min_messages = warning;\nSET standard_conforming_strings = on;\nBEGIN;\n"
             + statements.TXN_START
             + "\n"
@@ -103,16 +115,26 @@ def execute_restore(
     # A NOTIFY is delivered only when its transaction commits: one that arrives although the
     # restore failed means something in the backup committed part of it (COMMIT in an entry).
     try:
-        return _execute(plan, step, factory, body, channel)
+        return _execute(plan, step, factory, body, channel, appname, lock_timeout_ms)
     finally:
         catalog.unpin(plan.pinned)
 
 
-def _execute(plan: RestorePlan, step: Step, factory: Callable[[IO[bytes]], Session], body: Callable[[Session], None], channel: str) -> RestoreResult:
+def _execute(
+    plan: RestorePlan,
+    step: Step,
+    factory: Callable[[IO[bytes]], Session],
+    body: Callable[[Session], None],
+    channel: str,
+    appname: str,
+    lock_timeout_ms: int,
+) -> RestoreResult:
     with plan.target.connect(autocommit=True) as monitor:
         monitor.execute(f"LISTEN {sqltext.ident(channel)}")
+        watch = BlockerWatch(monitor, appname, step)
         try:
-            session = run(factory, body, plan.target.dbname)
+            with watch:
+                session = run(factory, body, plan.target.dbname)
         except (RestoreFailed, Interrupted) as exc:
             committed = any(True for _ in monitor.notifies(timeout=1.0, stop_after=1))
             if "restore check failed" in exc.message and not committed:
@@ -127,8 +149,91 @@ def _execute(plan: RestorePlan, step: Step, factory: Callable[[IO[bytes]], Sessi
                     "early: the target is NOT unchanged, part of the restore was committed",
                     "restore a trusted backup now (see `invoke list`); this one was changed by someone",
                 ) from None
+            if isinstance(exc, RestoreFailed) and "lock timeout" in exc.message:
+                raise _lock_timeout(plan.target.dbname, lock_timeout_ms, watch.seen) from None
             raise
     return RestoreResult(plan.backup.id, plan.target.display(), len(plan.checks), session.sent, plan.login_roles)
+
+
+@dataclass(frozen=True)
+class Blocker:
+    pid: int
+    application: str
+    state: str
+    since: str
+
+    def describe(self) -> str:
+        return f"pid {self.pid} ({self.application}, {self.state} since {self.since})"
+
+
+# the sessions holding (or queued before) a lock that psql's session waits for
+_BLOCKERS_SQL = """
+SELECT b.pid, COALESCE(NULLIF(b.application_name, ''), b.usename::text, 'unknown'),
+       COALESCE(b.state, 'unknown'),
+       pg_catalog.to_char(pg_catalog.timezone('UTC', COALESCE(b.xact_start, b.state_change, b.backend_start)),
+                          'YYYY-MM-DD HH24:MI:SS "UTC"')
+FROM pg_catalog.pg_stat_activity w
+CROSS JOIN LATERAL pg_catalog.unnest(pg_catalog.pg_blocking_pids(w.pid)) AS x(pid)
+JOIN pg_catalog.pg_stat_activity b ON b.pid = x.pid
+WHERE w.application_name = %s
+ORDER BY 1
+"""
+
+
+class BlockerWatch:
+    """While the restore runs, a thread asks the monitor connection every `interval` seconds
+    which sessions block psql's (found by its application_name) and reports each new set
+    through `step`; `seen` keeps the last non-empty set for the lock-timeout message."""
+
+    def __init__(self, conn, appname: str, step: Step, interval: float = 0.25):
+        self.conn, self.appname, self.step, self.interval = conn, appname, step, interval
+        self.seen: list[Blocker] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="restore-blocker-watch", daemon=True)
+
+    def __enter__(self) -> BlockerWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        shown: list[Blocker] = []
+        while not self._stop.wait(self.interval):
+            try:
+                rows = self.conn.execute(_BLOCKERS_SQL, (self.appname,)).fetchall()
+            except Exception:  # advisory only: the restore itself decides
+                return
+            now = [Blocker(int(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+            if now:
+                self.seen = now
+            if now and [b.pid for b in now] != [b.pid for b in shown]:
+                self.step("waiting for a lock held by " + ", ".join(b.describe() for b in now))
+            shown = now
+
+
+def _seconds(ms: int) -> str:
+    return f"{ms / 1000:g} s"
+
+
+def _lock_timeout(dbname: str, lock_timeout_ms: int, blockers: list[Blocker]) -> RestoreFailed:
+    if not blockers:
+        return RestoreFailed(
+            f"Restore of {dbname} waited {_seconds(lock_timeout_ms)} (LOCK_TIMEOUT) for a lock another session holds and was rolled back; "
+            f"{dbname} is unchanged",
+            "find the session in pg_stat_activity (pg_blocking_pids), wait for it to end or end it with "
+            "pg_terminate_backend(pid), then restore again",
+        )
+    pids = ", ".join(str(b.pid) for b in blockers)
+    return RestoreFailed(
+        f"Restore of {dbname} waited {_seconds(lock_timeout_ms)} (LOCK_TIMEOUT) for a lock held by "
+        + ", ".join(b.describe() for b in blockers)
+        + f" and was rolled back; {dbname} is unchanged",
+        f"wait for {'that session' if len(blockers) == 1 else 'those sessions'} to end, or end "
+        f"{'it' if len(blockers) == 1 else 'them'} with SELECT pg_terminate_backend(pid) for pid {pids}; then restore again",
+    )
 
 
 def _feed(plan: RestorePlan, s: Session, archive_path: Path, env: dict[str, str], chosen: list[toc.Entry], acl: bool = False) -> None:
@@ -137,7 +242,7 @@ def _feed(plan: RestorePlan, s: Session, archive_path: Path, env: dict[str, str]
     chunks = archive.stream(plan.suite, archive_path, env, chosen, s.key, Path(os.path.realpath(archive_path)).name)
     if acl and plan.server.major < 17 and plan.suite.major >= 17:
         chunks = archive.without_maintain(chunks, s.key)
-    s.script(archive.guarded(chunks, s.key, plan.server.major))
+    s.script(archive.guarded(chunks, s.key, plan.server.major, s.lock_timeout))
 
 
 def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, str], step: Step) -> None:

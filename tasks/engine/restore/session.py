@@ -23,13 +23,20 @@ Progress = Callable[[int], None]
 
 
 class Session:
-    def __init__(self, suite: pgtools.PgSuite, target: Target, errf: IO[bytes], progress: Progress | None = None):
+    def __init__(
+        self, suite: pgtools.PgSuite, target: Target, errf: IO[bytes], progress: Progress | None = None, application_name: str | None = None
+    ):
+        """`application_name`: psql's server session is found by it (pg_stat_activity)."""
         self.key = sqltext.restrict_key()
         self.sent = 0
         self.progress = progress
         self.commit_sent = False
+        self.lock_timeout: str | None = None  # pg_restore scripts' `SET lock_timeout` (execute.py)
         argv = pgtools.psql_argv(suite, target.conninfo())
-        self.proc = pgtools.popen(argv, env=target.tool_env(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errf)
+        env = target.tool_env()
+        if application_name:
+            env["PGAPPNAME"] = application_name
+        self.proc = pgtools.popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errf)
         self._write(f"\\restrict {self.key}\n".encode())
 
     def _write(self, data: bytes) -> None:
