@@ -17,20 +17,26 @@ def _schemas(text: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (text or "").split(",") if s.strip())
 
 
-def _target(settings, target_url):
-    url = target_url or settings.database_url
+def _target(settings):
+    url = settings.target_url or settings.database_url
     if not url:
-        raise ConfigError("No restore target", "pass --target URL or set DATABASE_URL")
-    # A --target URL carries its own password (or uses ~/.pgpass); the environment's password
-    # belongs to DATABASE_URL and is only reused for it.
-    return Target.from_url(url, settings.password if not target_url else None)
+        raise ConfigError("No restore target", "pass --target URL, or set TARGET_DATABASE_URL or DATABASE_URL")
+    # A target URL (--target, TARGET_DATABASE_URL) carries its own password, else PGPASSWORD (or
+    # ~/.pgpass); SUPABASE_DB_PASSWORD belongs to DATABASE_URL and is only reused for it. libpq's
+    # PG* variables fill in what the URL lacks, once, for every connection and tool of the run.
+    tgt = Target.from_url(url, settings.password if not settings.target_url else None, settings.pg_env)
+    if tgt.resolved_from:
+        _ui.step(f"target {tgt.display()}: {tgt.resolution()} (the URL does not say)")
+    return tgt
 
 
 @task(
     help={
         "date": "UTC date of the backup to restore, YYYY-MM-DD; the newest complete one of that day.",
         "id": "Exact backup id (see `invoke list`), instead of --date.",
-        "target": "Database to restore into (default: DATABASE_URL). Its app schemas are replaced.",
+        "target": "Database to restore into (default: TARGET_DATABASE_URL, then DATABASE_URL). Its app schemas are replaced. "
+        "Prefer TARGET_DATABASE_URL for a URL with a password: argv is visible to every user.",
+        "any_source": "Let --date pick a backup made from another database than the target (by default only the target's own).",
         "yes": "Confirm without a prompt (for scripts and CI). Without a terminal and without --yes, restore refuses.",
         "schema_only": "Restore roles and schema only; the target's tables end up empty.",
         "data_only": "Restore rows only, into the tables that already exist in the target.",
@@ -43,23 +49,34 @@ def _target(settings, target_url):
 )
 @_ui.guarded
 def restore(
-    c, date=None, id=None, target=None, yes=False, schema_only=False, data_only=False, backup_dir=None, allow_unsigned=False, also_reach=None
+    c,
+    date=None,
+    id=None,
+    target=None,
+    yes=False,
+    schema_only=False,
+    data_only=False,
+    backup_dir=None,
+    allow_unsigned=False,
+    also_reach=None,
+    any_source=False,
 ):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
-    settings = _ui.settings_from(backup_dir=backup_dir)
+    settings = _ui.settings_from(backup_dir=backup_dir, target=target)
     store = LocalStore(settings.backup_dir)
     mode = "schema" if schema_only else "data" if data_only else None
-    backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full")
-    tgt = _target(settings, target)
+    tgt = _target(settings)
+    key = catalog.source_key(tgt.host, tgt.port, tgt.dbname, tgt.user)
+    backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full", target=key, any_source=any_source)
     if backup.legacy and yes and not allow_unsigned:
         # refused before the files are even loaded into a throwaway database
         raise Declined(
             f"The runbook files {', '.join(backup.legacy_files)} carry no signature; nothing was changed",
             "restore them only if you trust where they came from: add --allow-unsigned",
         )
-    with store.lock(), source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (store, backup):
+    with store.lock(reading=True, step=_ui.step), source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (store, backup):
         plan = plan_restore(
             store,
             backup,
@@ -101,7 +118,7 @@ def restore(
 
 @task(
     help={
-        "target": "Database to reset (default: DATABASE_URL).",
+        "target": "Database to reset (default: TARGET_DATABASE_URL, then DATABASE_URL).",
         "yes": "Confirm without a prompt (for scripts and CI).",
         "also_reach": "SCHEMA[,SCHEMA...]: allow the reset to also drop or empty objects in these schemas outside "
         "the app's (the plan lists them). Without it such a reset is refused.",
@@ -110,8 +127,8 @@ def restore(
 @_ui.guarded
 def reset(c, target=None, yes=False, also_reach=None):
     """Drop the app's schemas, publications and large objects (the runbook's db reset), guarded."""
-    settings = _ui.settings_from()
-    tgt = _target(settings, target)
+    settings = _ui.settings_from(target=target)
+    tgt = _target(settings)
     plan = plan_reset(tgt, _schemas(also_reach))
     rows = [("target", f"{tgt.display()}  (PostgreSQL {plan.server.version}, {plan.platform.name})")]
     rows += [("will drop", f"schema {s} ({n} tables)") for s, n in plan.drop_schemas]

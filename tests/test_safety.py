@@ -229,7 +229,7 @@ def test_two_backups_in_the_same_second_get_distinct_ids(dbs15, project, invoke_
     listed = [ln for ln in listing.stdout.splitlines() if "2026-11-25T120000Z" in ln]
     assert len(listed) == 2 and all("ok" in ln for ln in listed), listing.stdout
     # --date picks the newer of the two, and it is the one with the extra row
-    res = invoke_cli("restore", "--date", "2026-11-25", "--yes", env=env)
+    res = invoke_cli("restore", "--date", "2026-11-25", "--any-source", "--yes", env=env)
     assert res.returncode == 0, res.stderr
     assert f"restored {second_id} " in res.stdout
     assert scalar(target, "SELECT count(*) FROM app.items") == 301

@@ -17,13 +17,14 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from .conn import redact_url
+from .conn import ENV_VARS, redact_url
 from .errors import ConfigError
 
 DEFAULT_BACKUP_DIR = ".backups"
 
 # (setting, accepted variable names in order of preference)
 URL_VARS = ("DATABASE_URL", "SUPABASE_DB_URL")
+TARGET_URL_VARS = ("TARGET_DATABASE_URL",)
 PASSWORD_VARS = ("PGPASSWORD", "SUPABASE_DB_PASSWORD")
 BACKUP_DIR_VARS = ("BACKUP_DIR",)
 PG_BIN_VARS = ("PG_BIN_DIR",)
@@ -37,6 +38,10 @@ class Settings:
     backup_dir: Path
     pg_bin_dir: str | None
     signing_key: str | None = None  # secret: never shown
+    target_url: str | None = None  # restore/reset target (--target, TARGET_DATABASE_URL); may hold its password
+    # libpq's variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, ...): environment, then .env. What a
+    # URL lacks, these fill in, once (Target.from_url), for every connection of the run.
+    pg_env: Mapping[str, str] = field(default_factory=dict)
     # setting name -> where its value came from ("flag --x", "environment VAR", ".env VAR", "default")
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -44,6 +49,7 @@ class Settings:
         """(name, shown value, source) rows; secrets redacted, suitable for printing."""
         rows = [
             ("database_url", redact_url(self.database_url) if self.database_url else "(not set)"),
+            ("target_url", redact_url(self.target_url) if self.target_url else "(not set: restore and reset use database_url)"),
             ("password", "****" if self.password else "(not set)"),
             ("backup_dir", str(self.backup_dir)),
             ("pg_bin_dir", self.pg_bin_dir or "(search PATH and standard folders)"),
@@ -134,6 +140,13 @@ def load_settings(
     backup_dir = _pick("backup_dir", flags.get("backup_dir"), "backup-dir", BACKUP_DIR_VARS, environ, dotenv, sources)
     pg_bin = _pick("pg_bin_dir", flags.get("pg_bin_dir"), "pg-bin-dir", PG_BIN_VARS, environ, dotenv, sources)
     signing = _pick("signing_key", None, None, SIGNING_KEY_VARS, environ, dotenv, sources)
+    target_url = _pick("target_url", flags.get("target"), "target", TARGET_URL_VARS, environ, dotenv, sources)
+    pg_env: dict[str, str] = {}
+    for var in ENV_VARS:
+        for mapping in (environ, dotenv):
+            if mapping.get(var):
+                pg_env[var] = mapping[var]
+                break
     if url is not None and not url.strip():
         raise ConfigError("DATABASE_URL is empty", "set it to postgresql://USER@HOST:5432/DBNAME")
     return Settings(
@@ -142,5 +155,7 @@ def load_settings(
         backup_dir=Path(backup_dir or DEFAULT_BACKUP_DIR).expanduser(),
         pg_bin_dir=pg_bin,
         signing_key=signing,
+        target_url=target_url.strip() if target_url and target_url.strip() else None,
+        pg_env=pg_env,
         sources=sources,
     )
