@@ -30,7 +30,7 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
     settings = _ui.settings_from(url=url, backup_dir=backup_dir, lock_timeout=lock_timeout)
     if not settings.database_url:
         raise ConfigError("No database configured", "set DATABASE_URL in .env or the environment, or pass --url")
-    target = Target.from_url(settings.database_url, settings.password)
+    target = Target.from_url(settings.database_url, settings.password, settings.pg_env)
     kind = "schema" if schema_only else "data" if data_only else "full"
     store = LocalStore(settings.backup_dir)
     key = signing_key(settings.signing_key, create=True)

@@ -6,8 +6,20 @@ from invoke import task
 
 from . import _ui
 from .engine import catalog
+from .engine.conn import redact_url
 from .engine.errors import IntegrityError
 from .engine.storage import LocalStore
+
+
+def _source(b: catalog.Backup) -> str:
+    """Where a backup was made, as a URL without secrets (what `restore --date` matches)."""
+    if b.legacy:
+        return "unknown (runbook file)"
+    if b.runbook_files:
+        return "runbook files " + ", ".join(b.runbook_files)
+    src = b.manifest.get("source")
+    url = src.get("url") if isinstance(src, dict) else None
+    return redact_url(str(url)) if url else "unknown"
 
 
 @task(
@@ -19,7 +31,7 @@ from .engine.storage import LocalStore
 )
 @_ui.guarded
 def list_(c, backup_dir=None, verify=False):
-    """List backups: id, date, kind, size, label and checksum status."""
+    """List backups: id, date, kind, size, source database, label and checksum status."""
     settings = _ui.settings_from(backup_dir=backup_dir)
     store = LocalStore(settings.backup_dir)
     store.tidy()  # what killed runs left
@@ -39,11 +51,11 @@ def list_(c, backup_dir=None, verify=False):
         else:
             n = len(b.files())
             status = f"{n} file{'s' if n != 1 else ''} recorded"
-        rows.append((b.id, b.date.isoformat(), b.kind, _ui.human_size(b.size(store)), b.label, status))
+        rows.append((b.id, b.date.isoformat(), b.kind, _ui.human_size(b.size(store)), _source(b), b.label, status))
     if not rows:
         _ui.out.print(f"no backups in {store.describe()} yet; run `invoke backup`")
     else:
-        t = _ui.table(f"Backups in {store.describe()}", ["id", "date (UTC)", "kind", "size", "label", "checksums"], rows)
+        t = _ui.table(f"Backups in {store.describe()}", ["id", "date (UTC)", "kind", "size", "source", "label", "checksums"], rows)
         for col in t.columns[:2]:  # the id is what `restore --id` takes, with its date: always whole
             col.no_wrap = True
         _ui.out.print(t)

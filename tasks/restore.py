@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 
 from invoke import task
@@ -20,20 +21,26 @@ def _schemas(text: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (text or "").split(",") if s.strip())
 
 
-def _target(settings, target_url):
-    url = target_url or settings.database_url
+def _target(settings):
+    url = settings.target_url or settings.database_url
     if not url:
-        raise ConfigError("No restore target", "pass --target URL or set DATABASE_URL")
-    # A --target URL carries its own password (or uses ~/.pgpass); the environment's password
-    # belongs to DATABASE_URL and is only reused for it.
-    return Target.from_url(url, settings.password if not target_url else None)
+        raise ConfigError("No restore target", "pass --target URL, or set TARGET_DATABASE_URL or DATABASE_URL")
+    # A target URL (--target, TARGET_DATABASE_URL) carries its own password, else PGPASSWORD (or
+    # ~/.pgpass); SUPABASE_DB_PASSWORD belongs to DATABASE_URL and is only reused for it. libpq's
+    # PG* variables fill in what the URL lacks, once, for every connection and tool of the run.
+    tgt = Target.from_url(url, settings.password if not settings.target_url else None, settings.pg_env)
+    if tgt.resolved_from:
+        _ui.step(f"target {tgt.display()}: {tgt.resolution()} (the URL does not say)")
+    return tgt
 
 
 @task(
     help={
         "date": "UTC date of the backup to restore, YYYY-MM-DD; the newest complete one of that day.",
         "id": "Exact backup id (see `invoke list`), instead of --date.",
-        "target": "Database to restore into (default: DATABASE_URL). Its app schemas are replaced.",
+        "target": "Database to restore into (default: TARGET_DATABASE_URL, then DATABASE_URL). Its app schemas are replaced. "
+        "Prefer TARGET_DATABASE_URL for a URL with a password: argv is visible to every user.",
+        "any_source": "Let --date pick a backup made from another database than the target (by default only the target's own).",
         "yes": "Confirm without a prompt (for scripts and CI). Without a terminal and without --yes, restore refuses.",
         "schema_only": "Restore roles and schema only; the target's tables end up empty.",
         "data_only": "Restore rows only, into the tables that already exist in the target.",
@@ -62,16 +69,21 @@ def restore(
     undo=True,
     confirm_target=None,
     lock_timeout=None,
+    any_source=False,
 ):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
-    settings = _ui.settings_from(backup_dir=backup_dir, lock_timeout=lock_timeout)
+    settings = _ui.settings_from(backup_dir=backup_dir, lock_timeout=lock_timeout, target=target)
     store = LocalStore(settings.backup_dir)
     mode = "schema" if schema_only else "data" if data_only else None
-    backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full")
-    tgt = _target(settings, target)
+    tgt = _target(settings)
     protected = _protected(settings, tgt, yes, confirm_target)
+    src = catalog.source_key(tgt.host, tgt.port, tgt.dbname, tgt.user)
+    backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full", target=src, any_source=any_source)
+    if undo and store.root.is_dir() and not os.access(store.root, os.W_OK):
+        _ui.warn(f"{store.root} is read-only: no undo point can be kept there (pass --no-undo to say so)")
+        undo = False
     if backup.legacy and yes and not allow_unsigned:
         # refused before the files are even loaded into a throwaway database
         raise Declined(
@@ -79,7 +91,10 @@ def restore(
             "restore them only if you trust where they came from: add --allow-unsigned",
         )
     key = signing_key(settings.signing_key, create=undo)
-    with store.lock(), source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (plan_store, backup):
+    with (
+        store.lock(reading=True, step=_ui.step),
+        source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (plan_store, backup),
+    ):
         plan = plan_restore(
             plan_store,
             backup,
@@ -175,7 +190,7 @@ def _undo_said(point, target_flag: str | None) -> None:
 
 @task(
     help={
-        "target": "Database to reset (default: DATABASE_URL).",
+        "target": "Database to reset (default: TARGET_DATABASE_URL, then DATABASE_URL).",
         "yes": "Confirm without a prompt (for scripts and CI).",
         "also_reach": "SCHEMA[,SCHEMA...]: allow the reset to also drop or empty objects in these schemas outside "
         "the app's (the plan lists them). Without it such a reset is refused.",
@@ -187,8 +202,8 @@ def _undo_said(point, target_flag: str | None) -> None:
 @_ui.guarded
 def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=None, backup_dir=None):
     """Drop the app's schemas, publications and large objects (the runbook's db reset), guarded."""
-    settings = _ui.settings_from(backup_dir=backup_dir)
-    tgt = _target(settings, target)
+    settings = _ui.settings_from(backup_dir=backup_dir, target=target)
+    tgt = _target(settings)
     protected = _protected(settings, tgt, yes, confirm_target)
     plan = plan_reset(tgt, _schemas(also_reach))
     rows = [("target", f"{tgt.display()}  (PostgreSQL {plan.server.version}, {plan.platform.name})")]

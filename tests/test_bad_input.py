@@ -310,7 +310,7 @@ def test_missing_file_refuses(world, invoke_cli):
     (world.bdir / world.id / "app.dump").unlink()
     world.files = tree(world.bdir)
 
-    res = invoke_cli("restore", "--date", world.id[:10], "--yes", env=world.env)
+    res = invoke_cli("restore", "--date", world.id[:10], "--any-source", "--yes", env=world.env)
 
     assert res.returncode == ExitCode.INTEGRITY, res.stderr
     assert error_line(res).lower() == (

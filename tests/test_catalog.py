@@ -332,6 +332,7 @@ def test_settings_precedence_flag_environment_dotenv_default():
     assert (s.database_url, s.password, s.backup_dir, s.pg_bin_dir) == (None, None, Path(".backups"), None)
     assert set(s.sources.values()) == {"default"}
     assert {row[2] for row in s.describe()} == {"default"}
+    assert [row[2] for row in s.describe()] == ["default"] * 6
 
 
 def test_supabase_variable_names_are_accepted():
@@ -535,3 +536,142 @@ def test_date_passing_over_a_damaged_newer_backup_says_so(tmp_path):
     chosen = catalog.resolve(store, date="2026-11-24")
     assert chosen.id == "2026-11-24T010000Z"
     assert any("2026-11-24T020000Z" in n and "damaged" in n for n in chosen.notes)
+
+
+# --- which database a backup came from (restore --date picks only the target's own) -----------------
+
+
+def sourced(root: Path, backup_id: str, url: str, database: str | None = None) -> Path:
+    """A backup whose manifest records its source as `invoke backup` does."""
+    folder = make_backup(root, backup_id)
+    m = json.loads((folder / catalog.MANIFEST).read_text())
+    t = Target.from_url(url, environ={})
+    m["source"] = {"url": t.display(), "host": t.host, "port": t.port, "database": database or t.dbname, "user": "postgres"}
+    (folder / catalog.MANIFEST).unlink()
+    catalog.write_manifest(folder, m)
+    return folder
+
+
+def key(url: str) -> catalog.SourceKey:
+    t = Target.from_url(url, environ={})
+    return catalog.source_key(t.host, t.port, t.dbname, t.user)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("postgresql://u@db.example.com:5432/app", "postgresql://other@DB.example.com/app", True),  # user and case do not matter
+        ("postgresql://u@db.example.com:5432/app", "postgresql://u@db.example.com:5432/app_staging", False),
+        ("postgresql://u@db.example.com:5432/app", "postgresql://u@db.example.com:5433/app", False),
+        ("postgresql://u@db.example.com:5432/app", "postgresql://u@db2.example.com:5432/app", False),
+        ("postgresql://u@localhost:5432/app", "postgresql://u@127.0.0.1:5432/app", True),  # this machine, however named
+        ("host=/var/run/postgresql dbname=app", "postgresql://u@localhost/app", True),
+        # Supabase: the direct host and the session pooler reach the same project
+        (
+            "postgresql://postgres@db.abcdefghijklmnopqrst.supabase.co:5432/postgres",
+            "postgresql://postgres.abcdefghijklmnopqrst@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
+            True,
+        ),
+        (
+            "postgresql://postgres@db.abcdefghijklmnopqrst.supabase.co:5432/postgres",
+            "postgresql://postgres.zyxwvutsrqponmlkjihg@aws-0-eu-central-1.pooler.supabase.com:5432/postgres",
+            False,
+        ),
+    ],
+)
+def test_source_key_matches_the_same_database_only(a, b, same):
+    assert key(a).matches(key(b)) is same
+    assert key(b).matches(key(a)) is same
+
+
+def test_supabase_ref_from_the_direct_host_or_the_pooler_user():
+    assert catalog.supabase_ref("db.abcdefghijklmnopqrst.supabase.co", "postgres") == "abcdefghijklmnopqrst"
+    assert catalog.supabase_ref("aws-0-us-east-1.pooler.supabase.com", "postgres.abcdefghijklmnopqrst") == "abcdefghijklmnopqrst"
+    assert catalog.supabase_ref("db.example.com", "postgres.abcdefghijklmnopqrst") is None  # not Supabase
+    assert catalog.supabase_ref("aws-0-us-east-1.pooler.supabase.com", "postgres") is None
+
+
+def test_date_picks_only_the_targets_own_backups(store):
+    prod, staging = "postgresql://u@db.example.com:5432/app", "postgresql://u@db.example.com:5432/app_staging"
+    sourced(store.root, "2026-11-30T080000Z", prod)
+    sourced(store.root, "2026-11-30T090000Z", staging)  # newer, but of another database
+    assert catalog.resolve(store, date="2026-11-30", target=key(prod)).id == "2026-11-30T080000Z"
+    assert catalog.resolve(store, date="2026-11-30", target=key(staging)).id == "2026-11-30T090000Z"
+    # --any-source: the newest of the day, whatever its source; the plan then warns
+    picked = catalog.resolve(store, date="2026-11-30", target=key(prod), any_source=True)
+    assert picked.id == "2026-11-30T090000Z"
+    warning = catalog.source_mismatch(picked, key(prod))
+    assert warning == "source mismatch: this backup was made from db.example.com:5432/app_staging, not from the target db.example.com:5432/app"
+    assert catalog.source_mismatch(catalog.resolve(store, backup_id="2026-11-30T080000Z"), key(prod)) is None
+
+
+def test_date_with_backups_only_of_another_source_names_them_and_the_flag(store):
+    sourced(store.root, "2026-11-30T090000Z", "postgresql://u@db.example.com:5432/app_staging")
+    with pytest.raises(NotFound) as info:
+        catalog.resolve(store, date="2026-11-30", target=key("postgresql://u@db.example.com:5432/app"))
+    assert info.value.message == (
+        "No backup of db.example.com:5432/app from 2026-11-30; that day has backups only of db.example.com:5432/app_staging"
+    )
+    assert "--any-source" in info.value.hint and "--id 2026-11-30T090000Z" in info.value.hint
+    # --id is exact, whatever the source
+    assert catalog.resolve(store, backup_id="2026-11-30T090000Z").id == "2026-11-30T090000Z"
+
+
+def test_backups_of_unknown_source_are_not_refused(store):
+    runbook_file(store.root, "dump-2026-11-30.sql")
+    make_backup(store.root, "2026-11-29T080000Z")  # a manifest without a source
+    target = key("postgresql://u@db.example.com:5432/app")
+    assert catalog.resolve(store, date="2026-11-30", target=target).id == "dump-2026-11-30.sql"
+    picked = catalog.resolve(store, date="2026-11-29", target=target)
+    assert picked.id == "2026-11-29T080000Z" and catalog.source_mismatch(picked, target) is None
+
+
+# --- one connection target: what the URL lacks, libpq's variables fill in, once -----------------------------
+
+
+def test_pg_variables_fill_in_what_the_url_lacks_and_are_shown():
+    env = {"PGPORT": "57002", "PGUSER": "envuser", "PGHOST": "elsewhere", "PGDATABASE": "envdb"}
+    t = Target.from_url("postgresql://app@db.example.com/fortress", environ=env)
+    # the URL wins where it speaks; PGPORT fills the port it lacks, for psycopg and the tools alike
+    assert t.params == {"host": "db.example.com", "port": "57002", "user": "app", "dbname": "fortress"}
+    assert t.display() == "postgresql://app@db.example.com:57002/fortress"
+    assert "port=57002" in t.conninfo() and t.resolution() == "port from PGPORT"
+    assert "PGPORT" not in t.tool_env({"PGPORT": "1"})  # the tools get it through argv only
+    # without any variable the port is still explicit: 5432, as shown
+    bare = Target.from_url("postgresql://app@db.example.com/fortress", environ={})
+    assert bare.params["port"] == "5432" and bare.resolved_from == {}
+    # a URL with nothing but a host takes user and database from the environment
+    t = Target.from_url("postgresql://db.example.com", environ=env)
+    assert (t.user, t.dbname, t.port) == ("envuser", "envdb", "57002")
+
+
+def test_password_comes_from_the_url_then_the_given_one_then_pgpassword():
+    env = {"PGPASSWORD": "from-pgpassword"}
+    assert Target.from_url("postgresql://app@db/x", environ=env).password == "from-pgpassword"
+    assert Target.from_url("postgresql://app@db/x", "given", environ=env).password == "given"
+    assert Target.from_url(f"postgresql://app:{quote(PASSWORD, safe='')}@db/x", "given", environ=env).password == PASSWORD
+    assert Target.from_url("postgresql://app@db/x", environ=env).tool_env({})["PGPASSWORD"] == "from-pgpassword"
+
+
+def test_target_database_url_setting_and_pg_variables_flag_environment_dotenv():
+    url = f"postgresql://app:{quote(PASSWORD, safe='')}@db.example.com/app"
+    s = load_settings({}, {"TARGET_DATABASE_URL": url, "PGPORT": "6000"}, {"PGPORT": "7000", "PGUSER": "dotenvuser"})
+    assert s.target_url == url and s.sources["target_url"] == "environment TARGET_DATABASE_URL"
+    assert s.pg_env == {"PGPORT": "6000", "PGUSER": "dotenvuser"}
+    assert load_settings({"target": "postgresql://x@h/d"}, {"TARGET_DATABASE_URL": url}, {}).sources["target_url"] == "flag --target"
+    assert load_settings({}, {}, {"TARGET_DATABASE_URL": url}).sources["target_url"] == ".env TARGET_DATABASE_URL"
+    shown = repr(s.describe())
+    assert "app:****@db.example.com/app" in shown and PASSWORD not in shown and quote(PASSWORD, safe="") not in shown
+
+
+# --- read-only media ----------------------------------------------------------------------------------------
+
+
+def test_lock_on_a_folder_that_cannot_be_written_is_skipped_and_said(store, monkeypatch):
+    make_backup(store.root, "2026-11-30T080000Z")
+    said: list[str] = []
+    monkeypatch.setattr(LocalStore, "writable", lambda self: False)
+    with store.lock(reading=True, step=said.append):
+        pass
+    assert said == [f"{store.root} is read-only: reading it without the folder's lock (nothing can change it)"]
+    assert not (store.root / ".lock").exists()

@@ -275,9 +275,22 @@ def test_restore_round_trip_with_dotenv_and_target(dbs, invoke_cli, project, log
     assert "existing roles as they are" in note and login_role in note
     assert "without passwords" not in note
 
-    # --target another database: its old contents are replaced by the backup's
+    # --target another database: --date picks only backups of that database, and says why not
+    other_before = state(other)
     res = invoke_cli("restore", "--date", today_utc(), "--yes", "--target", dbs.url(other))
+    assert res.returncode == ExitCode.NOT_FOUND, res.stderr
+    line = flat(res.stderr)
+    assert f"No backup of localhost:{dbs.cluster.port}/{other.dbname} from {today_utc()}" in line, line
+    assert f"that day has backups only of localhost:{dbs.cluster.port}/{source.dbname}" in line and "--any-source" in line, line
+    assert state(other) == other_before
+    # --any-source: the newest backup of the day from any database, the mismatch a warning of its own
+    res = invoke_cli("restore", "--date", today_utc(), "--any-source", "--yes", "--target", dbs.url(other))
     assert res.returncode == 0, res.stderr
+    warning = [flat(ln) for ln in res.stderr.splitlines() if "source mismatch" in ln]
+    assert warning == [
+        f"warning: source mismatch: this backup was made from localhost:{dbs.cluster.port}/{source.dbname}, "
+        f"not from the target localhost:{dbs.cluster.port}/{other.dbname}"
+    ], res.stderr
     assert f"/{other.dbname} in " in flat(res.stdout) and "s; 5 tables match the manifest's row counts" in flat(res.stdout)
     assert state(other) == before
     assert scalar(other, "SELECT count(*) FROM pg_namespace WHERE nspname = 'old_stuff'") == 0
@@ -286,6 +299,18 @@ def test_restore_round_trip_with_dotenv_and_target(dbs, invoke_cli, project, log
     assert scalar(other, f"SELECT rolcanlogin FROM pg_roles WHERE rolname = '{login_role}'")
     for text in (res.stdout, res.stderr, (project / ".backups" / backup_id / "roles.json").read_text()):
         assert "never-in-a-backup" not in text and PASSWORD not in text
+
+    # a backup of the target itself, made the same day, is what --date then picks, without a warning;
+    # `list` shows each backup's source
+    res = invoke_cli("backup", "--label", "other's own", env={"DATABASE_URL": dbs.url(other)})
+    assert res.returncode == 0, res.stderr
+    own_id = re.match(r"backup (\S+):", res.stdout).group(1)
+    listed = {r["id"]: r for r in table_rows(invoke_cli("list", env={"COLUMNS": "300"}).stdout)}
+    assert squash(listed[backup_id]["source"]) == squash(f"postgresql://postgres@127.0.0.1:{dbs.cluster.port}/{source.dbname}")
+    assert squash(listed[own_id]["source"]) == squash(f"postgresql://postgres@127.0.0.1:{dbs.cluster.port}/{other.dbname}")
+    res = invoke_cli("restore", "--date", today_utc(), "--yes", "--target", dbs.url(other))
+    assert res.returncode == 0, res.stderr
+    assert f"restored {own_id} into" in flat(res.stdout) and "source mismatch" not in res.stderr
 
 
 def test_config_shows_sources_and_never_the_password(invoke_cli, project):
@@ -467,7 +492,7 @@ def test_restore_in_a_terminal_asks_for_the_database_name(dbs17, invoke_cli, pro
     env = {"DATABASE_URL": dbs17.url(source)}
     assert invoke_cli("backup", env=env).returncode == 0
     before, expected = state(target), state(source)
-    args = ["restore", "--date", today_utc(), "--target", dbs17.url(target)]
+    args = ["restore", "--date", today_utc(), "--any-source", "--target", dbs17.url(target)]
 
     child, log = spawn_invoke(args, cwd=project, env=env)
     assert answer_prompt(child, target.dbname, source.dbname) == ExitCode.DECLINED, "".join(log)

@@ -7,6 +7,7 @@ that `exec` the real binaries, to see the argv every tool was started with.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -19,6 +20,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -232,7 +234,7 @@ def test_two_backups_in_the_same_second_get_distinct_ids(dbs15, project, invoke_
     listed = [ln for ln in listing.stdout.splitlines() if "2026-11-25T120000Z" in ln]
     assert len(listed) == 2 and all("ok" in ln for ln in listed), listing.stdout
     # --date picks the newer of the two, and it is the one with the extra row
-    res = invoke_cli("restore", "--date", "2026-11-25", "--yes", env=env)
+    res = invoke_cli("restore", "--date", "2026-11-25", "--any-source", "--yes", env=env)
     assert res.returncode == 0, res.stderr
     assert f"restored {second_id} " in res.stdout
     assert scalar(target, "SELECT count(*) FROM app.items") == 301
@@ -525,3 +527,81 @@ def test_list_keeps_a_staging_folder_while_another_run_holds_the_lock(project, i
         assert live.is_dir() and "being written by a backup or restore running now" in res.stderr
     res = invoke_cli("list", env={"BACKUP_DIR": str(bdir)})
     assert res.returncode == 0 and not live.exists(), res.stderr
+
+
+def test_pgport_and_target_database_url_make_one_target_for_every_connection(dbs, project, invoke_cli):
+    """A URL without a port and PGPORT in the environment: the planning connection (libpq reads
+    PGPORT) and psql (whose environment has no PG* variables) once went to two servers. PGPORT
+    now fills in the port the URL lacks, once, for both, and the plan shows it. The target and
+    its password come from TARGET_DATABASE_URL: nothing secret in argv."""
+    cluster = dbs.cluster
+    source = seeded(dbs, "src", SOURCE_SQL)
+    target = seeded(dbs, "dst", TARGET_SQL)
+    bdir = project / "backups"
+    backup_id = engine_backup(source, bdir)
+    log, bindir = project / "argv.log", project / "pgbin"
+    _wrappers(bindir, cluster.suite.bindir, log)
+    no_port = f"postgresql://postgres:{quote(PASSWORD, safe='')}@127.0.0.1/{target.dbname}"
+    env = {"TARGET_DATABASE_URL": no_port, "PGPORT": str(cluster.port), "BACKUP_DIR": str(bdir), "PG_BIN_DIR": str(bindir), "COLUMNS": "300"}
+
+    res = invoke_cli("restore", "--id", backup_id, "--yes", env=env)
+
+    assert res.returncode == 0, res.stderr
+    shown = " ".join(res.stderr.split())
+    assert f"target postgresql://postgres@127.0.0.1:{cluster.port}/{target.dbname}: port from PGPORT (the URL does not say)" in shown
+    assert f"postgresql://postgres@127.0.0.1:{cluster.port}/{target.dbname} (PostgreSQL" in shown  # the plan's target row
+    assert f"restored {backup_id} into postgresql://postgres@127.0.0.1:{cluster.port}/{target.dbname}" in " ".join(res.stdout.split())
+    src = fingerprints(source)
+    assert {k: v for k, v in fingerprints(target).items() if k in src} == src
+    calls = [ln for ln in log.read_text().splitlines() if " --version\t" not in ln]
+    connecting = [ln for ln in calls if "dbname=" in ln]
+    assert connecting and all(f"port={cluster.port}" in ln and ln.endswith("PGPASSWORD=set") for ln in connecting), calls
+    for ln in calls:
+        assert_no_secret(ln)
+    assert_no_secret(res.stdout, res.stderr)
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """The folder as read-only media: a read-only bind mount as root (for whom chmod stops
+    nothing), chmod -R a-w otherwise."""
+    if os.geteuid() != 0:
+        subprocess.run(["chmod", "-R", "a-w", str(folder)], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["chmod", "-R", "u+w", str(folder)], check=True)
+        return
+    if subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_restore_list_and_verify_from_a_read_only_folder(dbs15, project, invoke_cli):
+    dbs = dbs15
+    source = seeded(dbs, "src", SOURCE_SQL)
+    target = seeded(dbs, "dst", TARGET_SQL)
+    bdir = project / "backups"
+    backup_id = engine_backup(source, bdir)
+    (bdir / ".lock").unlink(missing_ok=True)
+    files = tree(bdir)
+    env = {"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir), "COLUMNS": "300"}
+
+    with read_only(bdir):
+        with pytest.raises(OSError):
+            (bdir / "probe").write_text("")
+        listing = invoke_cli("list", "--verify", env=env)
+        res = invoke_cli("restore", "--date", backup_id[:10], "--any-source", "--yes", env=env)
+        assert tree(bdir) == files
+
+    assert listing.returncode == 0, listing.stderr
+    assert [ln for ln in listing.stdout.splitlines() if backup_id in ln and " ok " in f"{ln} "], listing.stdout
+    assert res.returncode == 0, res.stderr
+    assert f"{bdir} is read-only: reading it without the folder's lock (nothing can change it)" in " ".join(res.stderr.split())
+    assert f"restored {backup_id} " in res.stdout
+    src = fingerprints(source)
+    assert {k: v for k, v in fingerprints(target).items() if k in src} == src

@@ -98,7 +98,7 @@ def test_cli_round_trip_of_a_supabase_project(supa15_a, project, invoke_cli, req
     assert PASSWORD not in json.dumps(manifest)
 
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    done = invoke_cli("restore", "--date", today, "--target", supa15_b.url(target), "--yes", env=env)
+    done = invoke_cli("restore", "--date", today, "--any-source", "--target", supa15_b.url(target), "--yes", env=env)
     assert done.returncode == 0, done.stderr
     assert "fortress_reporter" in done.stderr and "without passwords" in done.stderr
     assert "tables match the manifest" in done.stdout

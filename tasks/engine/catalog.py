@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import manifest as manifest_mod
 from .errors import IntegrityError, NotFound, UsageError
@@ -49,6 +50,81 @@ def parse_date(text: str) -> dt.date:
         raise UsageError(f"--date {text!r} is not a date", "use YYYY-MM-DD, for example --date 2026-11-24") from None
 
 
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "local socket", ""})
+_DIRECT_REF_RE = re.compile(r"^db\.([a-z0-9]{20})\.supabase\.(?:co|red)$")
+_POOLER_USER_RE = re.compile(r"^[^.]+\.([a-z0-9]{20})$")
+
+
+def supabase_ref(host: str, user: str | None) -> str | None:
+    """The Supabase project a connection reaches: the direct host `db.<ref>.supabase.co`, or a
+    pooler host (`*.pooler.supabase.com`) with the user `postgres.<ref>`; None elsewhere."""
+    host = (host or "").lower()
+    m = _DIRECT_REF_RE.match(host)
+    if m:
+        return m.group(1)
+    if host.endswith((".supabase.com", ".supabase.co", ".supabase.red")):
+        m = _POOLER_USER_RE.match(user or "")
+        if m:
+            return m.group(1)
+    return None
+
+
+@dataclass(frozen=True)
+class SourceKey:
+    """Which database a backup came from (or a restore goes to), as far as `--date` cares: the
+    same Supabase project, else the same host, port and database name. Local names of this
+    machine (localhost, 127.0.0.1, ::1, a socket) count as one host."""
+
+    host: str
+    port: str
+    database: str
+    ref: str | None = None
+
+    def matches(self, other: SourceKey) -> bool:
+        if self.ref or other.ref:
+            return self.ref == other.ref and self.database == other.database
+        return (self.host, self.port, self.database) == (other.host, other.port, other.database)
+
+    def describe(self) -> str:
+        if self.ref:
+            return f"Supabase project {self.ref}" + (f" (database {self.database})" if self.database != "postgres" else "")
+        return f"{self.host}:{self.port}/{self.database}"
+
+
+def source_key(host: str, port: str | int | None, database: str, user: str | None = None) -> SourceKey:
+    """Pure: the key of a connection's host, port, database name and user."""
+    ref = supabase_ref(host, user)
+    h = (host or "").lower()
+    h = "localhost" if h in _LOCAL_HOSTS or h.startswith("/") else h
+    return SourceKey(host=h, port=str(port or "5432"), database=database, ref=ref)
+
+
+def backup_source(backup: Backup) -> SourceKey | None:
+    """Where a backup was made, from its manifest; None when unknown (runbook files, or a
+    backup made from them in a throwaway database)."""
+    if backup.legacy or backup.runbook_files:
+        return None
+    src = backup.manifest.get("source")
+    if not isinstance(src, dict):
+        return None
+    url = str(src.get("url") or "")
+    parts = urlsplit(url) if "://" in url else None
+    host = str(src.get("host") or (parts.hostname if parts else "") or "")
+    database = str(src.get("database") or (parts.path.lstrip("/") if parts else "") or "")
+    if not host or not database:
+        return None
+    user = parts.username if parts else None
+    return source_key(host, src.get("port") or (parts.port if parts else None), database, user or str(src.get("user") or ""))
+
+
+def source_mismatch(backup: Backup, target: SourceKey) -> str | None:
+    """A line for the plan when the backup was made from another database than the target."""
+    src = backup_source(backup)
+    if src is None or src.matches(target):
+        return None
+    return f"source mismatch: this backup was made from {src.describe()}, not from the target {target.describe()}"
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -69,6 +145,11 @@ class Backup:
     notes: list[str] = field(default_factory=list)  # what a person should know about this pick
     runbook_files: list[str] = field(default_factory=list)  # made from these runbook files (in a sandbox)
     manifest_bytes: bytes | None = None  # exactly what was parsed: what the signature must cover
+
+    @property
+    def undo_point(self) -> bool:
+        origin = self.manifest.get("origin")
+        return isinstance(origin, dict) and bool(origin.get("undo_for"))
 
     @cached_property
     def record(self) -> manifest_mod.Manifest:
@@ -184,11 +265,21 @@ def all_backups(store: LocalStore) -> tuple[list[Backup], list[str]]:
     return sorted(legacy, key=lambda b: b.date) + backups, problems
 
 
-def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None = None, mode: str = "full") -> Backup:
+def resolve(
+    store: LocalStore,
+    *,
+    date: str | None = None,
+    backup_id: str | None = None,
+    mode: str = "full",
+    target: SourceKey | None = None,
+    any_source: bool = False,
+) -> Backup:
     """The backup a restore means: `--id` exactly, else the newest complete one of `--date`
     that holds what the restore needs (a full backup, or one of the `mode` asked for), our own
     backups before the runbook's hand-made files of that date. A plain restore never picks a
-    schema-only or data-only backup just because it is newer."""
+    schema-only or data-only backup just because it is newer. Given the `target`, `--date` only
+    considers backups made from that database (or of unknown source: runbook files), unless
+    `any_source`."""
     if backup_id and date:
         raise UsageError("--id and --date both given", "pass only one of them")
     if backup_id:
@@ -200,7 +291,18 @@ def resolve(store: LocalStore, *, date: str | None = None, backup_id: str | None
         raise UsageError("Which backup? No --date or --id given", "pass --date YYYY-MM-DD (see `invoke list`)")
     day = parse_date(date)
     backups, _ = all_backups(store)
-    of_day = [b for b in backups if b.date == day]
+    # undo points are restored by --id (the restore that made one says which), never picked by a date
+    of_day = [b for b in backups if b.date == day and not b.undo_point]
+    if target is not None and not any_source:
+        elsewhere = [b for b in of_day if (src := backup_source(b)) is not None and not src.matches(target)]
+        skipped = {b.id for b in elsewhere}
+        of_day = [b for b in of_day if b.id not in skipped]
+        if elsewhere and not of_day:
+            others = sorted({src.describe() for b in elsewhere if (src := backup_source(b)) is not None})
+            raise NotFound(
+                f"No backup of {target.describe()} from {day.isoformat()}; that day has backups only of {', '.join(others)}",
+                f"to restore one of those into this target pass --any-source (or --id {elsewhere[-1].id}); see `invoke list`",
+            )
     # A runbook dump-DATE.sql is one plain script: it cannot be split into schema or data.
     fits = [b for b in of_day if b.kind == mode or (b.kind == "full" and (mode == "full" or not (b.legacy and len(b.legacy_files) == 1)))]
     ours = [b for b in fits if not b.legacy]

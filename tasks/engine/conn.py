@@ -42,6 +42,25 @@ _LIBPQ_ENV = (
 
 _SECRET_PARAMS = ("sslpassword",)
 
+# What libpq would take from the environment where the URL is silent. A Target resolves these
+# once, into explicit parameters: psycopg (whose libpq reads the process environment) and the
+# tools (whose environment is rebuilt without them) then connect to the same server as the same
+# user, and what is shown is what is used.
+_ENV_PARAMS = (
+    ("PGHOST", "host"),
+    ("PGHOSTADDR", "hostaddr"),
+    ("PGPORT", "port"),
+    ("PGUSER", "user"),
+    ("PGDATABASE", "dbname"),
+    ("PGSERVICE", "service"),
+    ("PGOPTIONS", "options"),
+    ("PGSSLMODE", "sslmode"),
+    ("PGTARGETSESSIONATTRS", "target_session_attrs"),
+    ("PGAPPNAME", "application_name"),
+    ("PGCONNECT_TIMEOUT", "connect_timeout"),
+)
+ENV_VARS = tuple(var for var, _ in _ENV_PARAMS) + ("PGPASSWORD",)
+
 
 @lru_cache(maxsize=8)
 def _remove(path: str) -> None:
@@ -80,9 +99,14 @@ class Target:
     # Other secrets a conninfo may carry (the passphrase of an encrypted client key). Like the
     # password they never go into argv; tools read them from a private service file.
     secrets: Mapping[str, str] = field(default_factory=dict)
+    # parameter -> the variable it was filled in from (the URL lacked it), to show
+    resolved_from: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_url(cls, url: str, password: str | None = None) -> Target:
+    def from_url(cls, url: str, password: str | None = None, environ: Mapping[str, str] | None = None) -> Target:
+        """Parse the URL; what it lacks, libpq's variables fill in (`environ`: the process
+        environment by default, or the settings' environment-then-.env view), once. The password:
+        the URL's, else `password`, else PGPASSWORD."""
         if not url or not url.strip():
             raise ConfigError("No database URL given", "set DATABASE_URL in .env or pass --url")
         try:
@@ -102,9 +126,21 @@ class Target:
             )
         url_password = params.pop("password", None)
         secrets = {k: params.pop(k) for k in _SECRET_PARAMS if k in params}
+        env = os.environ if environ is None else environ
+        resolved: dict[str, str] = {}
+        for var, key in _ENV_PARAMS:
+            value = env.get(var)
+            if not params.get(key) and value:
+                params[key] = value
+                resolved[key] = var
         if not params.get("dbname"):
             params["dbname"] = params.get("user") or "postgres"
-        target = cls(params=params, password=url_password if url_password else password, secrets=secrets)
+        if not params.get("port") and not params.get("service"):
+            params["port"] = "5432"  # explicit: the tools' libpq and psycopg's may have other defaults
+        if not url_password and not password and env.get("PGPASSWORD"):
+            password = env["PGPASSWORD"]
+            resolved["password"] = "PGPASSWORD"
+        target = cls(params=params, password=url_password if url_password else password, secrets=secrets, resolved_from=resolved)
         target.check_session_mode()
         return target
 
@@ -121,7 +157,11 @@ class Target:
             )
 
     def with_dbname(self, dbname: str) -> Target:
-        return Target(params={**self.params, "dbname": dbname}, password=self.password, secrets=self.secrets)
+        return Target(params={**self.params, "dbname": dbname}, password=self.password, secrets=self.secrets, resolved_from=self.resolved_from)
+
+    def resolution(self) -> str:
+        """What the environment filled in, for a step line: 'port from PGPORT, user from PGUSER'."""
+        return ", ".join(f"{k} from {v}" for k, v in self.resolved_from.items())
 
     @property
     def dbname(self) -> str:

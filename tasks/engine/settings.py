@@ -17,13 +17,14 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from .conn import redact_url
+from .conn import ENV_VARS, redact_url
 from .errors import ConfigError
 
 DEFAULT_BACKUP_DIR = ".backups"
 
 # (setting, accepted variable names in order of preference)
 URL_VARS = ("DATABASE_URL", "SUPABASE_DB_URL")
+TARGET_URL_VARS = ("TARGET_DATABASE_URL",)
 PASSWORD_VARS = ("PGPASSWORD", "SUPABASE_DB_PASSWORD")
 BACKUP_DIR_VARS = ("BACKUP_DIR",)
 PG_BIN_VARS = ("PG_BIN_DIR",)
@@ -56,6 +57,10 @@ class Settings:
     protected_targets: tuple[str, ...] = ()  # URLs (host, port, database) or Supabase project refs
     # how long DDL of a restore, and pg_dump, wait for a table lock: a PostgreSQL duration ("30s")
     lock_timeout: str = DEFAULT_LOCK_TIMEOUT
+    target_url: str | None = None  # restore/reset target (--target, TARGET_DATABASE_URL); may hold its password
+    # libpq's variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, ...): environment, then .env. What a
+    # URL lacks, these fill in, once (Target.from_url), for every connection of the run.
+    pg_env: Mapping[str, str] = field(default_factory=dict)
     # setting name -> where its value came from ("flag --x", "environment VAR", ".env VAR", "default")
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -63,6 +68,7 @@ class Settings:
         """(name, shown value, source) rows; secrets redacted, suitable for printing."""
         rows = [
             ("database_url", redact_url(self.database_url) if self.database_url else "(not set)"),
+            ("target_url", redact_url(self.target_url) if self.target_url else "(not set: restore and reset use database_url)"),
             ("password", "****" if self.password else "(not set)"),
             ("backup_dir", str(self.backup_dir)),
             ("pg_bin_dir", self.pg_bin_dir or "(search PATH and standard folders)"),
@@ -163,6 +169,13 @@ def load_settings(
     lock_timeout = _pick("lock_timeout", flags.get("lock_timeout"), "lock-timeout", LOCK_TIMEOUT_VARS, environ, dotenv, sources)
     lock_timeout = (lock_timeout or DEFAULT_LOCK_TIMEOUT).strip()
     parse_duration(lock_timeout)
+    target_url = _pick("target_url", flags.get("target"), "target", TARGET_URL_VARS, environ, dotenv, sources)
+    pg_env: dict[str, str] = {}
+    for var in ENV_VARS:
+        for mapping in (environ, dotenv):
+            if mapping.get(var):
+                pg_env[var] = mapping[var]
+                break
     if url is not None and not url.strip():
         raise ConfigError("DATABASE_URL is empty", "set it to postgresql://USER@HOST:5432/DBNAME")
     return Settings(
@@ -173,5 +186,7 @@ def load_settings(
         signing_key=signing,
         protected_targets=tuple(t.strip() for t in (protected or "").split(",") if t.strip()),
         lock_timeout=lock_timeout,
+        target_url=target_url.strip() if target_url and target_url.strip() else None,
+        pg_env=pg_env,
         sources=sources,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -75,11 +75,22 @@ class LocalStore:
     def local_path(self, backup_id: str, name: str) -> Path:
         return self.root / backup_id / name if backup_id else self.root / name
 
+    def writable(self) -> bool:
+        """False for a folder this process cannot write (read-only media, a mounted archive)."""
+        return os.access(self.root, os.W_OK)
+
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """One writer per backup folder: backup, restore and prune hold this lock."""
+    def lock(self, *, reading: bool = False, step: Callable[[str], None] | None = None) -> Iterator[None]:
+        """One writer per backup folder: backup, restore and prune hold this lock. A reader
+        (`reading`: restore) of a folder it cannot write skips it, and says so through `step`:
+        a read-only folder cannot change under it, and has no room for the lock file."""
         from filelock import FileLock, Timeout
 
+        if reading and self.root.is_dir() and not self.writable():
+            if step:
+                step(f"{self.root} is read-only: reading it without the folder's lock (nothing can change it)")
+            yield
+            return
         self.ensure()
         guard = FileLock(str(self.root / ".lock"), mode=0o600)
         try:

@@ -189,6 +189,9 @@ def _plan(
         )
     step(f"connecting to {target.display()}")
     warnings: list[str] = list(backup.notes)
+    mismatch = catalog.source_mismatch(backup, catalog.source_key(target.host, target.port, target.dbname, target.user))
+    if mismatch:
+        warnings.append(mismatch)
     with target.connect(autocommit=True) as conn:
         server = dbinfo.server_info(conn)
         platform = detect(conn)
