@@ -152,7 +152,7 @@ def test_every_flag_of_every_task_has_help(invoke_cli, name):
     helps: dict[str, str] = {}
     current = None
     for line in options.splitlines():
-        m = re.match(r"^  (?:-\w(?: \w+)?, )?--([\w-]+)(?:=\w+)?(?:\s+(.*))?$", line)
+        m = re.match(r"^  (?:-\w(?: \w+)?, )?--(?:\[no-\])?([\w-]+)(?:=\w+)?(?:\s+(.*))?$", line)
         if m:
             current = m.group(1)
             helps[current] = (m.group(2) or "").strip()
