@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import os
+import shlex
 from contextlib import contextmanager
 
 from invoke import task
 
 from . import _ui
-from .engine import catalog
+from .engine import catalog, dbinfo
 from .engine.conn import Target
 from .engine.dump import undo_point
-from .engine.errors import ConfigError, Declined, Interrupted, RestoreFailed, UsageError
+from .engine.errors import BackupError, ConfigError, Declined, Interrupted, RestoreFailed, UsageError
 from .engine.manifest import signing_key
 from .engine.restore import execute_reset, execute_restore, plan_reset, plan_restore, source
 from .engine.storage import LocalStore
@@ -77,8 +78,7 @@ def restore(
     settings = _ui.settings_from(backup_dir=backup_dir, lock_timeout=lock_timeout, target=target)
     store = LocalStore(settings.backup_dir)
     mode = "schema" if schema_only else "data" if data_only else None
-    tgt = _target(settings)
-    protected = _protected(settings, tgt, yes, confirm_target)
+    tgt, protected = _resolved_target(settings, yes, confirm_target)
     src = catalog.source_key(tgt.host, tgt.port, tgt.dbname, tgt.user)
     backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full", target=src, any_source=any_source)
     if undo and store.root.is_dir() and not os.access(store.root, os.W_OK):
@@ -90,51 +90,83 @@ def restore(
             f"The runbook files {', '.join(backup.legacy_files)} carry no signature; nothing was changed",
             "restore them only if you trust where they came from: add --allow-unsigned",
         )
-    key = signing_key(settings.signing_key, create=undo)
-    with (
-        store.lock(reading=True, step=_ui.step),
-        source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (plan_store, backup),
-    ):
-        plan = plan_restore(
-            plan_store,
-            backup,
-            tgt,
-            mode=mode,
-            pg_bin_dir=settings.pg_bin_dir,
-            step=_ui.step,
-            signing_key=key,
-            also_reach=_schemas(also_reach),
+    done: list = []  # the restore's result once it has committed
+    try:
+        key = signing_key(settings.signing_key, create=undo)
+        with (
+            store.lock(reading=True, step=_ui.step),
+            source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (plan_store, backup),
+        ):
+            plan = plan_restore(
+                plan_store,
+                backup,
+                tgt,
+                mode=mode,
+                pg_bin_dir=settings.pg_bin_dir,
+                step=_ui.step,
+                signing_key=key,
+                also_reach=_schemas(also_reach),
+            )
+            rows = plan.summary_rows() + [_undo_row(undo, plan.target_size)] + ([("protected", "yes (PROTECTED_TARGETS)")] if protected else [])
+            _ui.show_plan(rows, "Restore plan")
+            for w in plan.warnings:
+                _ui.warn(w)
+            if not plan.authenticity.ok and not allow_unsigned:
+                if yes:
+                    raise Declined(
+                        f"Backup {backup.id} is {plan.authenticity.text}; nothing was changed",
+                        "restore it only if you trust where it came from: add --allow-unsigned, "
+                        "or set BACKUP_SIGNING_KEY to the key it was made with",
+                    )
+                _ui.warn(f"this backup is {plan.authenticity.text}: restore it only if you trust where it came from")
+            _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
+            point = _undo_point(undo, tgt, store, f"restoring {backup.id} into {tgt.display()}", settings, key)
+            with _ui.Activity("restoring") as activity, _undo_kept_only_if_needed(point, store):
+                result = execute_restore(plan, plan_store, step=activity.step, progress=activity.progress, lock_timeout_ms=settings.lock_timeout_ms)
+                done.append(result)
+        _ui.out.print(
+            f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
+            + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
         )
-        rows = plan.summary_rows() + [_undo_row(undo, plan.target_size)] + ([("protected", "yes (PROTECTED_TARGETS)")] if protected else [])
-        _ui.show_plan(rows, "Restore plan")
-        for w in plan.warnings:
-            _ui.warn(w)
-        if not plan.authenticity.ok and not allow_unsigned:
-            if yes:
-                raise Declined(
-                    f"Backup {backup.id} is {plan.authenticity.text}; nothing was changed",
-                    "restore it only if you trust where it came from: add --allow-unsigned, or set BACKUP_SIGNING_KEY to the key it was made with",
-                )
-            _ui.warn(f"this backup is {plan.authenticity.text}: restore it only if you trust where it came from")
-        _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
-        point = _undo_point(undo, tgt, store, f"restoring {backup.id} into {tgt.display()}", settings, key)
-        with _ui.Activity("restoring") as activity, _undo_kept_only_if_needed(point, store):
-            result = execute_restore(plan, plan_store, step=activity.step, progress=activity.progress, lock_timeout_ms=settings.lock_timeout_ms)
-    _ui.out.print(
-        f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
-        + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
-    )
-    _undo_said(point, target)
-    if plan.cron_jobs:
-        _ui.err.print(
-            "[yellow]note:[/yellow] " + _ui.escape(f"pg_cron jobs are scheduled on this database now and will run: {'; '.join(plan.cron_jobs)}")
-        )
-    if result.login_roles:
-        _ui.err.print(
-            "[yellow]note:[/yellow] login roles come back without passwords (backups never hold them): "
-            + ", ".join(result.login_roles)
-            + ". Set them with ALTER ROLE name PASSWORD '...'."
-        )
+        _undo_said(point, tgt, settings, backup_dir)
+        if plan.cron_jobs:
+            _ui.err.print(
+                "[yellow]note:[/yellow] " + _ui.escape(f"pg_cron jobs are scheduled on this database now and will run: {'; '.join(plan.cron_jobs)}")
+            )
+        if plan.roles.create:
+            names = ", ".join(r.name for r in plan.roles.create)
+            _ui.err.print(
+                "[yellow]note:[/yellow] "
+                + _ui.escape(f"roles created by this restore: {names}. Roles are server-wide: an undo leaves them (DROP ROLE if unwanted).")
+            )
+        if result.login_roles:
+            _ui.err.print(
+                "[yellow]note:[/yellow] login roles come back without passwords (backups never hold them): "
+                + ", ".join(result.login_roles)
+                + ". Set them with ALTER ROLE name PASSWORD '...'."
+            )
+    except KeyboardInterrupt:
+        if not done:
+            raise
+        # Ctrl-C, SIGTERM or SIGHUP after COMMIT: say what is true
+        raise Interrupted(
+            f"the restore of {done[0].backup_id} into {done[0].target} had completed when it was interrupted",
+            "the target holds the backup now" + (f"; its undo point is {point.backup_id}" if point is not None else ""),
+            target_unchanged=False,
+        ) from None
+
+
+def _resolved_target(settings, yes: bool, confirm_target: str | None) -> tuple[Target, bool]:
+    """The target as every connection and tool of this run will reach it, and whether it is
+    protected: checked on the URL as given (before any connection), and again on what a first
+    connection found (a service file may name another host or port)."""
+    given = _target(settings)
+    protected = _protected(settings, given, yes, confirm_target)
+    tgt = given.resolved()
+    if tgt is not given:
+        _ui.step(f"target {tgt.display()}: {tgt.resolution()}")
+        protected = _protected(settings, tgt, yes, confirm_target) or protected
+    return tgt, protected
 
 
 def _protected(settings, tgt: Target, yes: bool, confirm_target: str | None) -> bool:
@@ -158,16 +190,32 @@ def _undo_row(undo: bool, size: int) -> tuple[str, str]:
 def _undo_point(undo: bool, tgt: Target, store: LocalStore, before: str, settings, key):
     if not undo:
         return None
-    with _ui.Activity("taking an undo point") as activity:
-        return undo_point(
-            tgt,
-            store,
-            before=before,
-            pg_bin_dir=settings.pg_bin_dir,
-            step=activity.step,
-            signing_key=key,
-            lock_timeout_ms=settings.lock_timeout_ms,
-        )
+    try:
+        with _ui.Activity("taking an undo point") as activity:
+            return _take_undo_point(tgt, store, before, settings, key, activity)
+    except BackupError as exc:
+        if isinstance(exc, RestoreFailed | Interrupted):
+            raise
+        holders = ""
+        if "lock" in exc.message.lower():
+            with tgt.connect(autocommit=True) as conn:
+                holders = "; held by: " + (", ".join(dbinfo.lock_holders(conn)) or "a session that has ended since")
+        raise RestoreFailed(
+            f"Could not take the undo point of {tgt.display()}, so nothing was changed: {exc.message}{holders}",
+            "fix the cause and run this again, or pass --no-undo to go on without an undo point",
+        ) from None
+
+
+def _take_undo_point(tgt: Target, store: LocalStore, before: str, settings, key, activity):
+    return undo_point(
+        tgt,
+        store,
+        before=before,
+        pg_bin_dir=settings.pg_bin_dir,
+        step=activity.step,
+        signing_key=key,
+        lock_timeout_ms=settings.lock_timeout_ms,
+    )
 
 
 @contextmanager
@@ -177,15 +225,22 @@ def _undo_kept_only_if_needed(point, store: LocalStore):
     try:
         yield
     except (RestoreFailed, Interrupted) as exc:
-        if point is not None and ("is unchanged" in exc.message or "target is unchanged" in exc.message):
+        if point is not None and exc.target_unchanged:
             store.delete(point.backup_id)
         raise
 
 
-def _undo_said(point, target_flag: str | None) -> None:
-    if point is not None:
-        where = " --target URL" if target_flag else ""
-        _ui.out.print(f"undo point {point.backup_id}; to put the target back: invoke restore --id {point.backup_id}{where}")
+def _undo_said(point, tgt: Target, settings, backup_dir_flag: str | None) -> None:
+    """The one command that puts the target back, as it must be typed here."""
+    if point is None:
+        return
+    cmd = f"invoke restore --id {point.backup_id}"
+    if backup_dir_flag:
+        cmd += f" --backup-dir {shlex.quote(str(backup_dir_flag))}"
+    if settings.target_url or (settings.database_url and not tgt.is_named_by(settings.database_url)):
+        # the password stays where it was (the URL given, TARGET_DATABASE_URL, PGPASSWORD, ~/.pgpass)
+        cmd += f" --target {shlex.quote(tgt.display())}"
+    _ui.out.print(f"undo point {point.backup_id}; to put the target back: {cmd}")
 
 
 @task(
@@ -203,8 +258,7 @@ def _undo_said(point, target_flag: str | None) -> None:
 def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=None, backup_dir=None):
     """Drop the app's schemas, publications and large objects (the runbook's db reset), guarded."""
     settings = _ui.settings_from(backup_dir=backup_dir, target=target)
-    tgt = _target(settings)
-    protected = _protected(settings, tgt, yes, confirm_target)
+    tgt, protected = _resolved_target(settings, yes, confirm_target)
     plan = plan_reset(tgt, _schemas(also_reach))
     rows = [("target", f"{tgt.display()}  (PostgreSQL {plan.server.version}, {plan.platform.name})")]
     rows += [("will drop", f"schema {s} ({n} tables)") for s, n in plan.drop_schemas]
@@ -223,6 +277,6 @@ def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=
     with store.lock():
         point = _undo_point(undo, tgt, store, f"resetting {tgt.display()}", settings, signing_key(settings.signing_key, create=True))
         with _undo_kept_only_if_needed(point, store):
-            execute_reset(plan)
+            execute_reset(plan, settings.lock_timeout_ms)
     _ui.out.print(f"reset {tgt.display()}: dropped {len(plan.drop_schemas)} schemas; public recreated empty")
-    _undo_said(point, target)
+    _undo_said(point, tgt, settings, backup_dir)

@@ -214,7 +214,7 @@ def test_the_printed_undo_command_after_target_says_the_word_url(dbs15, project,
     assert not printed.endswith("--target URL"), f"printed: {printed!r}"
 
 
-def test_undo_after_a_restore_keeps_the_roles_the_wrong_backup_created(dbs15, project, invoke_cli):
+def test_a_restore_says_which_roles_it_created_and_that_an_undo_leaves_them(dbs15, project, invoke_cli):
     """The restore creates the backup's missing roles (with their memberships); the undo point
     restore leaves them: after `invoke restore --id UNDO` the server has a role it did not have
     before the mistaken restore. Not 'back to where they were'."""
@@ -233,10 +233,12 @@ def test_undo_after_a_restore_keeps_the_roles_the_wrong_backup_created(dbs15, pr
     try:
         res = invoke_cli("restore", "--id", backup_id, "--yes", env=env)
         assert res.returncode == 0, res.stderr
+        # Roles are server-wide (other databases may use them by now): an undo does not drop them,
+        # and the restore says which it created and that an undo leaves them.
+        said = " ".join(res.stderr.split())
+        assert f"roles created by this restore: {role}" in said and "an undo leaves them" in said, said
         undo = invoke_cli(*_undo_command(res).split()[1:], "--yes", "--no-undo", env=env)
         assert undo.returncode == 0, undo.stderr
-        left = scalar(admin, f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'")
-        assert left == 0, f"role {role} created by the undone restore is still on the server after the undo"
     finally:
         for db in (target,):
             try:

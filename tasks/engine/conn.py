@@ -180,18 +180,38 @@ class Target:
         return self.params.get("user")
 
     def is_named_by(self, spec: str) -> bool:
-        """Whether `spec` (a URL or conninfo: same host, port and database; or a Supabase project
-        ref: its direct host or its pooler user) names this target. For PROTECTED_TARGETS."""
+        """Whether `spec` (a URL or conninfo, or a Supabase project ref) names this target, the way
+        `--date` matches sources: this machine's local names are one host; a Supabase project is
+        the same through its direct host or its pooler. For PROTECTED_TARGETS."""
+        from .catalog import source_key  # catalog does not import conn: no cycle
+
         spec = spec.strip()
-        if "://" in spec or "=" in spec:
-            try:
-                params = {k: str(v) for k, v in conninfo_to_dict(spec).items() if v is not None}
-            except psycopg.ProgrammingError:
-                return False
-            other = Target(params={**params, "dbname": params.get("dbname") or params.get("user") or "postgres"})
-            return (other.host.lower(), other.port, other.dbname) == (self.host.lower(), self.port, self.dbname)
-        ref = spec.lower()
-        return self.host.lower() == f"db.{ref}.supabase.co" or (self.user or "").lower().endswith(f".{ref}")
+        mine = source_key(self.host, self.port, self.dbname, self.user)
+        if "://" not in spec and "=" not in spec:
+            return bool(spec) and mine.ref == spec.lower()
+        try:
+            params = {k: str(v) for k, v in conninfo_to_dict(spec).items() if v is not None}
+        except psycopg.ProgrammingError:
+            return False
+        other = Target(params={**params, "dbname": (params.get("dbname") or params.get("user") or "postgres").rstrip("/")})
+        return source_key(other.host, other.port, other.dbname, other.user).matches(mine)
+
+    def resolved(self) -> Target:
+        """This target with host, port, user and database as a first connection really found
+        them (a service file, libpq's defaults): every tool then uses exactly those, and the
+        plan shows them."""
+        with self.connect(search_path=None) as conn:
+            info = conn.info
+            found = {"host": info.host, "port": str(info.port), "user": info.user, "dbname": info.dbname}
+        params = {k: v for k, v in self.params.items() if k != "service"}
+        changed = {k: v for k, v in found.items() if v and params.get(k) != v}
+        if not changed and "service" not in self.params:
+            return self
+        params.update({k: v for k, v in found.items() if v})
+        note = dict(self.resolved_from)
+        for k in changed:
+            note.setdefault(k, "the connection (service file or libpq default)")
+        return Target(params=params, password=self.password, secrets=self.secrets, resolved_from=note)
 
     def display(self) -> str:
         """What a person sees: postgresql://user@host:port/db, never the password."""

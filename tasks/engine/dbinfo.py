@@ -406,3 +406,17 @@ def platform_made_roles(conn: psycopg.Connection) -> set[str]:
 
 def database_size(conn: psycopg.Connection) -> int:
     return int(conn.execute("SELECT pg_catalog.pg_database_size(pg_catalog.current_database())").fetchone()[0])
+
+
+def lock_holders(conn: psycopg.Connection) -> list[str]:
+    """The other sessions of this database that hold table locks now, for a message that names
+    them: "pid 4711 (psql, idle in transaction since 10:42:01)"."""
+    rows = conn.execute(
+        "SELECT DISTINCT a.pid, coalesce(nullif(a.application_name, ''), 'no application name'), coalesce(a.state, '?'),"
+        " pg_catalog.to_char(coalesce(a.xact_start, a.query_start), 'HH24:MI:SS')"
+        " FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.granted AND l.locktype = 'relation' AND l.pid <> pg_catalog.pg_backend_pid()"
+        "   AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+        " ORDER BY 1"
+    ).fetchall()
+    return [f"pid {pid} ({app}, {state}" + (f" since {since})" if since else ")") for pid, app, state, since in rows]

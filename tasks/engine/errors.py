@@ -26,10 +26,13 @@ class BackupError(Exception):
 
     exit_code = ExitCode.FAILED
 
-    def __init__(self, message: str, hint: str | None = None):
+    def __init__(self, message: str, hint: str | None = None, *, target_unchanged: bool = True):
         super().__init__(message)
         self.message = message.rstrip(". ")
         self.hint = hint
+        # False only where a restore may have changed its target after all (a COMMIT from the
+        # backup, or psql not answering after COMMIT was sent): its undo point must stay
+        self.target_unchanged = target_unchanged
 
     def __str__(self) -> str:
         line = self.message + "."

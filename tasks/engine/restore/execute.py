@@ -148,6 +148,7 @@ def _execute(
                     f"Restore of {plan.target.dbname} failed after a statement in the backup ended its transaction "
                     "early: the target is NOT unchanged, part of the restore was committed",
                     "restore a trusted backup now (see `invoke list`); this one was changed by someone",
+                    target_unchanged=False,
                 ) from None
             if isinstance(exc, RestoreFailed) and "lock timeout" in exc.message:
                 raise _lock_timeout(plan.target.dbname, lock_timeout_ms, watch.seen) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import psycopg
+import psycopg.errors
 
 from .. import additions, dbinfo, reach
 from ..conn import Target
@@ -66,12 +67,22 @@ def plan_reset(target: Target, also_reach: tuple[str, ...] = ()) -> ResetPlan:
         )
 
 
-def execute_reset(plan: ResetPlan) -> None:
+def execute_reset(plan: ResetPlan, lock_timeout_ms: int = 30_000) -> None:
     try:
         with plan.target.connect() as conn:
             with conn.transaction():
                 conn.execute("SET LOCAL client_min_messages = warning")
+                # never queue silently in front of the app's readers: give up, name who holds the lock
+                conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")
                 conn.execute(plan.sql.encode())
+    except psycopg.errors.LockNotAvailable:
+        with plan.target.connect(autocommit=True) as conn:
+            holders = dbinfo.lock_holders(conn)
+        raise RestoreFailed(
+            f"Reset waited {lock_timeout_ms / 1000:g} s for a table lock and was rolled back, {plan.target.dbname} is unchanged; "
+            f"held by: {', '.join(holders) or 'a session that has ended since'}",
+            "let that session finish (or end it with pg_terminate_backend(pid)), then run the reset again; LOCK_TIMEOUT sets how long to wait",
+        ) from None
     except psycopg.Error as exc:
         raise RestoreFailed(
             f"Reset failed and was rolled back, {plan.target.dbname} is unchanged: {' '.join(str(exc).split())}",

@@ -88,6 +88,7 @@ def run(session_factory: Callable[[IO[bytes]], Session], body: Callable[[Session
                 raise Interrupted(
                     "Restore interrupted while psql did not answer; the target holds either its old or the fully restored contents, never a mix",
                     "check the target before going on",
+                    target_unchanged=False,
                 ) from None
             raise Interrupted("Restore interrupted; the target is unchanged (the transaction was rolled back)") from None
         except BaseException:
