@@ -554,7 +554,8 @@ def test_pgport_and_target_database_url_make_one_target_for_every_connection(dbs
     src = fingerprints(source)
     assert {k: v for k, v in fingerprints(target).items() if k in src} == src
     calls = [ln for ln in log.read_text().splitlines() if " --version\t" not in ln]
-    connecting = [ln for ln in calls if "dbname=" in ln]
+    # what connects to a server (pg_dump's zstd probe names a socket that does not exist)
+    connecting = [ln for ln in calls if "dbname=" in ln and "nonexistent-fortress-probe" not in ln]
     assert connecting and all(f"port={cluster.port}" in ln and ln.endswith("PGPASSWORD=set") for ln in connecting), calls
     for ln in calls:
         assert_no_secret(ln)
