@@ -192,7 +192,15 @@ def _undo_point(undo: bool, tgt: Target, store: LocalStore, before: str, setting
         return None
     try:
         with _ui.Activity("taking an undo point") as activity:
-            return _take_undo_point(tgt, store, before, settings, key, activity)
+            return undo_point(
+                tgt,
+                store,
+                before=before,
+                pg_bin_dir=settings.pg_bin_dir,
+                step=activity.step,
+                signing_key=key,
+                lock_timeout_ms=settings.lock_timeout_ms,
+            )
     except BackupError as exc:
         if isinstance(exc, RestoreFailed | Interrupted):
             raise
@@ -204,18 +212,6 @@ def _undo_point(undo: bool, tgt: Target, store: LocalStore, before: str, setting
             f"Could not take the undo point of {tgt.display()}, so nothing was changed: {exc.message}{holders}",
             "fix the cause and run this again, or pass --no-undo to go on without an undo point",
         ) from None
-
-
-def _take_undo_point(tgt: Target, store: LocalStore, before: str, settings, key, activity):
-    return undo_point(
-        tgt,
-        store,
-        before=before,
-        pg_bin_dir=settings.pg_bin_dir,
-        step=activity.step,
-        signing_key=key,
-        lock_timeout_ms=settings.lock_timeout_ms,
-    )
 
 
 @contextmanager

@@ -200,14 +200,14 @@ class Target:
         """This target with host, port, user and database as a first connection really found
         them (a service file, libpq's defaults): every tool then uses exactly those, and the
         plan shows them."""
-        with self.connect(search_path=None) as conn:
+        with self.connect() as conn:
             info = conn.info
             found = {"host": info.host, "port": str(info.port), "user": info.user, "dbname": info.dbname}
-        params = {k: v for k, v in self.params.items() if k != "service"}
-        changed = {k: v for k, v in found.items() if v and params.get(k) != v}
-        if not changed and "service" not in self.params:
+        changed = {k: v for k, v in found.items() if v and self.params.get(k) != v}
+        if not changed:
             return self
-        params.update({k: v for k, v in found.items() if v})
+        # explicit values override a service file's; its other settings (sslmode, ...) still apply
+        params = {**self.params, **changed}
         note = dict(self.resolved_from)
         for k in changed:
             note.setdefault(k, "the connection (service file or libpq default)")

@@ -18,7 +18,6 @@ this process knows (see restore/session.py): even a quoting mistake could not ru
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable
 
 from .errors import IntegrityError
 
@@ -46,14 +45,6 @@ def literal(text: str) -> str:
     if "\\" in body:
         return "E'" + body.replace("\\", "\\\\") + "'"
     return "'" + body + "'"
-
-
-def literal_or_null(text: str | None) -> str:
-    return "NULL" if text is None else literal(text)
-
-
-def idents(names: Iterable[str]) -> str:
-    return ", ".join(ident(n) for n in names)
 
 
 def dollar_quote(body: str, hint: str = "f") -> str:
