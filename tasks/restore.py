@@ -274,5 +274,6 @@ def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=
         point = _undo_point(undo, tgt, store, f"resetting {tgt.display()}", settings, signing_key(settings.signing_key, create=True))
         with _undo_kept_only_if_needed(point, store):
             execute_reset(plan, settings.lock_timeout_ms)
-    _ui.out.print(f"reset {tgt.display()}: dropped {len(plan.drop_schemas)} schemas; public recreated empty")
+    public = "public emptied (the platform's grants on it kept)" if plan.platform.name == "supabase" else "public recreated empty"
+    _ui.out.print(f"reset {tgt.display()}: dropped the app's objects in {len(plan.drop_schemas)} schemas; {public}")
     _undo_said(point, tgt, settings, backup_dir)
