@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from . import additions, catalog, dbinfo, pgtools, roles, sqltext
+from . import additions, catalog, dbinfo, pgtools, roles, sqltext, zstream
 from . import manifest as manifest_mod
 from .conn import Target
 from .errors import BackupError, ConnectionFailed, Interrupted, ToolsMissing
@@ -103,9 +103,11 @@ def _explain_tool_error(exc: pgtools.ToolError, target: Target, lock_timeout_ms:
 
 @lru_cache(maxsize=8)
 def compression(suite: pgtools.PgSuite) -> str:
-    """zstd level 1 where pg_dump has it (16+): on the benchmark it is faster than no
-    compression and smaller than gzip's default; else gzip level 1 (gzip 6, pg_dump's default,
-    tripled the backup time for 8% less size). Probed: a pg_dump may be built without zstd."""
+    """zstd level 1 on every server version. pg_dump 16+ writes it itself (probed: a pg_dump
+    may be built without zstd); for older ones the server's own pg_dump writes an uncompressed
+    archive that the `zstd` tool compresses on its own core (zstream: "zstd-stream"). gzip
+    level 1 only where neither is possible (gzip 6, pg_dump's default, tripled the backup time
+    for 8% less size)."""
     if suite.major >= 16:
         probe = subprocess.run(
             [suite.tool("pg_dump"), "--compress=zstd:1", "--schema-only", "--no-password", "--dbname=host=/nonexistent-fortress-probe port=1"],
@@ -116,15 +118,27 @@ def compression(suite: pgtools.PgSuite) -> str:
         )
         if "compress" not in probe.stderr.lower():
             return "zstd:1"
+    if zstream.tool() is not None:
+        return STREAM
     return "1"
 
 
+STREAM = "zstd-stream"
+
+
+def _format(suite: pgtools.PgSuite) -> str:
+    return zstream.FORMAT if compression(suite) == STREAM else "custom"
+
+
 def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: str, lock_timeout_ms: int) -> list[str]:
+    """`out`: where the archive goes; with zstd-stream compression pg_dump writes to its stdout
+    instead (`_Dump`) and `out` is only the name the caller chose."""
+    stream = compression(suite) == STREAM
     return [
         suite.tool("pg_dump"),
         "--format=custom",
-        f"--compress={compression(suite)}",
-        f"--file={out}",
+        "--compress=0" if stream else f"--compress={compression(suite)}",
+        *([] if stream else [f"--file={out}"]),
         f"--snapshot={snapshot}",
         # pg_dump locks every table it dumps (ACCESS SHARE) before reading any: behind an
         # ACCESS EXCLUSIVE lock it would wait silently, without end
@@ -132,6 +146,56 @@ def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: s
         "--no-password",
         f"--dbname={target.conninfo()}",
     ]
+
+
+def _file_name(suite: pgtools.PgSuite, name: str) -> str:
+    return name + ".zst" if compression(suite) == STREAM else name
+
+
+class _Dump:
+    """One pg_dump run writing `out`: directly, or through zstd (zstream) when its compression
+    is zstd-stream. `wait()` returns the exit status and, streamed, the archive's raw size."""
+
+    def __init__(self, suite: pgtools.PgSuite, args: list[str], out: Path, env: dict[str, str], errf):
+        self.compressor = zstream.Compressor(out, env) if compression(suite) == STREAM else None
+        try:
+            stdout = subprocess.PIPE if self.compressor else subprocess.DEVNULL
+            self.proc = pgtools.popen(args, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=errf)
+        except BaseException:
+            if self.compressor:
+                self.compressor.stop()
+            raise
+        if self.compressor:
+            assert self.proc.stdout is not None
+            self.compressor.feed(self.proc.stdout)
+
+    def wait(self) -> tuple[int, int | None]:
+        rc = self.proc.wait()
+        if self.compressor is None:
+            return rc, None
+        if rc != 0:
+            self.compressor.stop()
+            return rc, None
+        return rc, self.compressor.finish()
+
+    def stop(self) -> None:
+        pgtools.stop(self.proc)
+        if self.compressor:
+            self.compressor.stop()
+
+
+def _run_dump(suite: pgtools.PgSuite, args: list[str], out: Path, env: dict[str, str]) -> int | None:
+    with tempfile.TemporaryFile() as errf:
+        dump = _Dump(suite, args, out, env, errf)
+        try:
+            rc, raw = dump.wait()
+        except BaseException:
+            dump.stop()
+            raise
+        if rc != 0:
+            errf.seek(0)
+            raise pgtools.ToolError("pg_dump", rc, pgtools.tail(errf.read()))
+    return raw
 
 
 def create_backup(
@@ -202,7 +266,9 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
                 _write_private(folder / "roles.json", role_set.to_json().encode())
                 files.append({"name": "roles.json", "role": "roles", "format": "json"})
 
-            app_args = _pg_dump_args(suite, target, folder / "app.dump", snapshot, lock_timeout_ms)
+            app_name = _file_name(suite, "app.dump")
+            raw_sizes: dict[str, int | None] = {}
+            app_args = _pg_dump_args(suite, target, folder / app_name, snapshot, lock_timeout_ms)
             app_args.append("--large-objects" if suite.major >= 16 else "--blobs")
             if kind == "schema":
                 app_args.append("--schema-only")
@@ -217,49 +283,53 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
             step(f"dumping {'schema and data' if kind == 'full' else kind} of schemas: {', '.join(app_schemas) or '(none)'}")
             # stderr to a file: while we count rows, a full stderr pipe must not stall pg_dump.
             with tempfile.TemporaryFile() as errf:
-                proc = pgtools.popen(app_args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf)
+                dump = _Dump(suite, app_args, folder / app_name, env, errf)
                 try:
                     # Count rows in the same snapshot while pg_dump works.
                     tabs = dbinfo.tables(conn, app_schemas + data_schemas)
                     counts = dbinfo.row_counts(conn, tabs) if kind != "schema" else {}
                     for name in dbinfo.filtered_config_tables(conn):
                         counts.pop(name, None)
-                    proc.wait()
+                    returncode, raw_sizes[app_name] = dump.wait()
                 except psycopg.errors.LockNotAvailable:
-                    pgtools.stop(proc)
+                    dump.stop()
                     raise _lock_timeout_error(target, lock_timeout_ms, "counting rows") from None
+                except pgtools.ToolError as exc:
+                    raise _explain_tool_error(exc, target, lock_timeout_ms) from None
                 except BaseException:
-                    pgtools.stop(proc)
+                    dump.stop()
                     raise
                 errf.seek(0)
                 err = errf.read()
-            if proc.returncode != 0:
-                raise _explain_tool_error(pgtools.ToolError("pg_dump", proc.returncode, pgtools.tail(err)), target, lock_timeout_ms)
-            files.append({"name": "app.dump", "role": "app", "format": "custom"})
+            if returncode != 0:
+                raise _explain_tool_error(pgtools.ToolError("pg_dump", returncode, pgtools.tail(err)), target, lock_timeout_ms)
+            files.append({"name": app_name, "role": "app", "format": _format(suite)})
 
             added: list[additions.Addition] = []
             if kind in ("full", "schema") and managed_present:
                 added = additions.find(conn, platform)
                 if added:
                     step("dumping the platform tables the app added triggers or policies to (schema only)")
-                    args = _pg_dump_args(suite, target, folder / "platform-schema.dump", snapshot, lock_timeout_ms) + ["--schema-only"]
+                    name = _file_name(suite, "platform-schema.dump")
+                    args = _pg_dump_args(suite, target, folder / name, snapshot, lock_timeout_ms) + ["--schema-only"]
                     args += [f"--table={sqltext.pattern(s, t)}" for s, t in sorted({(a.schema, a.table) for a in added})]
                     try:
-                        pgtools.run(args, env=env, stdout=subprocess.DEVNULL)
+                        raw_sizes[name] = _run_dump(suite, args, folder / name, env)
                     except pgtools.ToolError as exc:
                         raise _explain_tool_error(exc, target, lock_timeout_ms) from None
-                    files.append({"name": "platform-schema.dump", "role": "platform-schema", "format": "custom"})
+                    files.append({"name": name, "role": "platform-schema", "format": _format(suite)})
 
             if kind in ("full", "data") and data_schemas:
                 step(f"dumping platform data: {', '.join(data_schemas)}")
-                args = _pg_dump_args(suite, target, folder / "platform.dump", snapshot, lock_timeout_ms) + ["--data-only"]
+                name = _file_name(suite, "platform.dump")
+                args = _pg_dump_args(suite, target, folder / name, snapshot, lock_timeout_ms) + ["--data-only"]
                 args += [f"--schema={s}" for s in data_schemas]
                 args += [f"--exclude-table={t}" for t in platform.excluded_data_tables]
                 try:
-                    pgtools.run(args, env=env, stdout=subprocess.DEVNULL)
+                    raw_sizes[name] = _run_dump(suite, args, folder / name, env)
                 except pgtools.ToolError as exc:
                     raise _explain_tool_error(exc, target, lock_timeout_ms) from None
-                files.append({"name": "platform.dump", "role": "platform", "format": "custom"})
+                files.append({"name": name, "role": "platform", "format": _format(suite)})
             acl_roles = dbinfo.default_acl_roles(conn) if kind != "data" else []
             exts = dbinfo.extensions(conn)
             jobs = dbinfo.cron_jobs(conn) if kind != "schema" else None
@@ -271,6 +341,8 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
                 os.chmod(path, 0o600)
                 fsync_path(path)
                 f["size"] = path.stat().st_size
+                if raw_sizes.get(f["name"]) is not None:
+                    f["raw_size"] = raw_sizes[f["name"]]  # the archive before zstd compressed it
                 f["sha256"] = catalog.sha256_file(path)
             excluded = set(platform.excluded_data_tables)
             manifest = {

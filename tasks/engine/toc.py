@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from . import pgtools
+from . import pgtools, zstream
 from .errors import IntegrityError
 
 # Every entry type pg_dump writes; longest first so "TABLE DATA" wins over "TABLE".
@@ -75,9 +76,19 @@ def read(suite: pgtools.PgSuite, archive: Path, sections: Iterable[str] = ()) ->
 @lru_cache(maxsize=16)
 def _read(suite: pgtools.PgSuite, archive: str, size: int, mtime: int, inode: int, sections: tuple[str, ...]) -> tuple[Entry, ...]:
     # size, mtime and inode only key the cache: a changed file is listed again
-    argv = [suite.tool("pg_restore"), "--list", *[f"--section={s}" for s in sections], archive]
+    env = dict(os.environ)
     try:
-        listing = pgtools.run(argv, env=dict(os.environ)).decode("utf-8", "replace")
+        with zstream.reading(Path(archive), env) as (source, stdin):
+            argv = [suite.tool("pg_restore"), "--list", *[f"--section={s}" for s in sections], *source]
+            proc = pgtools.popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            try:
+                out, err = proc.communicate()
+            except BaseException:
+                pgtools.stop(proc)
+                raise
+            if proc.returncode != 0:
+                raise pgtools.ToolError("pg_restore", proc.returncode, pgtools.tail(err))
+        listing = out.decode("utf-8", "replace")
     except pgtools.ToolError as exc:
         # a pinned archive is /dev/fd/N: name the file it is
         raise IntegrityError(

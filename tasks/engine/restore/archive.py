@@ -20,13 +20,15 @@ Privileges for servers before 17 are the one place SQL from the archive is chang
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Protocol
 
-from .. import pgtools, sqltext, toc
+from .. import pgtools, pipes, sqltext, toc, zstream
 from ..errors import IntegrityError, RestoreFailed
 
 CHUNK = 1 << 20
@@ -82,9 +84,10 @@ def guarded(chunks: Iterable[bytes], key: str, target_major: int, lock_timeout: 
     yield _trailer(held, key)
 
 
-def _preamble(text: bytes, key: str, target_major: int, lock_timeout: str | None = None) -> bytes:
+def _preamble(text: bytes, key: str, target_major: int, lock_timeout: str | None = None, begin: bool = True) -> bytes:
+    """`begin`: the script was written as one transaction (its BEGIN is dropped)."""
     out: list[bytes] = []
-    restricted = begun = False
+    restricted, begun = False, not begin
     expected = list(_PREAMBLE_LINES)
     for line in text.split(b"\n"):
         if not line.strip() or line.startswith(b"--"):
@@ -92,7 +95,7 @@ def _preamble(text: bytes, key: str, target_major: int, lock_timeout: str | None
         elif not restricted and line == b"\\restrict " + key.encode():
             restricted = True
             out.append(line)
-        elif restricted and not begun and line == b"BEGIN;":
+        elif restricted and not begun and line == b"BEGIN;" and begin:
             begun = True  # the restore's own transaction is already open
         elif restricted and begun:
             while expected and not expected[0].fullmatch(line):
@@ -107,7 +110,7 @@ def _preamble(text: bytes, key: str, target_major: int, lock_timeout: str | None
             out.append(line)
         else:
             raise _refuse(f"an unexpected preamble line ({line[:60]!r})")
-    if not (restricted and begun):
+    if not (restricted and begun):  # begun: also when no BEGIN was expected
         raise _refuse("a preamble without \\restrict")
     return b"\n".join(out)
 
@@ -125,17 +128,30 @@ def _trailer(text: bytes, key: str) -> bytes:
     return before[: commit + 1] + between + closing
 
 
+def _argv(suite: pgtools.PgSuite, source: list[str], key: str, listfile: Path, single_transaction: bool) -> list[str]:
+    """`source`: the archive's path, or nothing when it arrives on stdin (zstream.reading)."""
+    txn = ["--single-transaction"] if single_transaction else ["--exit-on-error"]
+    return [suite.tool("pg_restore"), "--file=-", *txn, f"--restrict-key={key}", f"--use-list={listfile}", *source]
+
+
+def _failed(proc: subprocess.Popen, errf, name: str) -> None:
+    errf.seek(0)
+    err = errf.read()
+    if proc.returncode != 0:
+        raise RestoreFailed(f"pg_restore could not read {name}: {pgtools.tail(err)}", "the backup may be damaged; nothing was changed")
+
+
 def stream(
     suite: pgtools.PgSuite, archive: Path, env: dict[str, str], entries: list[toc.Entry], key: str, name: str | None = None
 ) -> Iterator[bytes]:
     """pg_restore as a script writer for exactly `entries` (pg_restore keeps its own order of
     passes: objects, then privileges, then default privileges)."""
     listfile = toc.write_list(entries)
-    argv = [suite.tool("pg_restore"), "--file=-", "--single-transaction", f"--restrict-key={key}", f"--use-list={listfile}", str(archive)]
     # stderr to a file, not a pipe: a chatty pg_restore must never block on a full stderr pipe
     # while we wait on its stdout.
-    with tempfile.TemporaryFile() as errf:
-        proc = pgtools.popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errf)
+    with tempfile.TemporaryFile() as errf, zstream.reading(archive, env) as (source, stdin):
+        argv = _argv(suite, source, key, listfile, single_transaction=True)
+        proc = pgtools.popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=errf)
         try:
             assert proc.stdout is not None
             while chunk := proc.stdout.read(CHUNK):
@@ -144,12 +160,70 @@ def stream(
         finally:
             pgtools.stop(proc)
             listfile.unlink(missing_ok=True)
-        errf.seek(0)
-        err = errf.read()
-    if proc.returncode != 0:
-        raise RestoreFailed(
-            f"pg_restore could not read {name or archive.name}: {pgtools.tail(err)}", "the backup may be damaged; nothing was changed"
-        )
+        _failed(proc, errf, name or archive.name)
+
+
+def needs_relay(entries: Iterable[toc.Entry]) -> bool:
+    """Large objects' contents come wrapped in pg_restore's own BEGIN/COMMIT unless it writes one
+    transaction (--single-transaction), whose closing COMMIT must then be taken out of the
+    stream: such a script goes through `guarded`, the others straight through `direct`."""
+    return any("BLOB" in e.desc or e.desc == "LARGE OBJECT" for e in entries)
+
+
+class ScriptSink(Protocol):
+    key: str
+
+    def script_start(self, head: bytes) -> None: ...
+    def script_splice(self, fd: int) -> None: ...
+    def script_end(self) -> None: ...
+
+
+def direct(
+    suite: pgtools.PgSuite,
+    archive: Path,
+    env: dict[str, str],
+    entries: list[toc.Entry],
+    sink: ScriptSink,
+    target_major: int,
+    lock_timeout: str | None = None,
+    name: str | None = None,
+) -> None:
+    """pg_restore's script for `entries` into the session with its bytes moved by the kernel
+    (pipes.relay), not by Python. Written without --single-transaction (so it holds no
+    BEGIN or COMMIT of pg_restore's: no large objects, `needs_relay`), its preamble is read
+    here and checked and adapted like `guarded`'s; everything after it passes untouched, the
+    closing `\\unrestrict KEY` included: a script cut short leaves psql restricted, and the
+    session's next meta-command then stops it (ON_ERROR_STOP) before any COMMIT. pg_restore's
+    exit status is checked before the session goes on."""
+    listfile = toc.write_list(entries)
+    with tempfile.TemporaryFile() as errf, zstream.reading(archive, env) as (source, stdin):
+        argv = _argv(suite, source, sink.key, listfile, single_transaction=False)
+        proc = pgtools.popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=errf, bufsize=0)
+        try:
+            assert proc.stdout is not None
+            fd = proc.stdout.fileno()
+            pipes.widen(fd)
+            head = b""
+            marker = b"\nSET row_security = off;\n"
+            while marker not in head and len(head) <= MAX_PREAMBLE:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                head += chunk
+            end = head.find(marker)
+            if end < 0:
+                proc.wait()
+                _failed(proc, errf, name or archive.name)
+                raise _refuse("no preamble")
+            cut = end + len(marker)
+            sink.script_start(_preamble(head[:cut], sink.key, target_major, lock_timeout, begin=False) + head[cut:])
+            sink.script_splice(fd)
+            proc.wait()
+        finally:
+            pgtools.stop(proc)
+            listfile.unlink(missing_ok=True)
+        _failed(proc, errf, name or archive.name)
+    sink.script_end()
 
 
 def without_maintain(chunks: Iterable[bytes], key: str) -> Iterator[bytes]:

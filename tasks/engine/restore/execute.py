@@ -99,7 +99,7 @@ def execute_restore(
             step(f"scheduling {len(plan.cron_jobs)} pg_cron jobs")
             s.sql(plan.cron_sql)
         step("checking row counts against the manifest")
-        s.sql(statements.check_sql(plan.checks))
+        s.sql(statements.check_sql(plan.checks, _fresh(plan)))
         s.sql(statements.POWER_CHECK)
         s.sql(statements.roles_check([r.name for r in plan.roles.create], [(m.role, m.member) for m in plan.roles.grants], plan.server.current_user))
         s.sql(statements.TXN_CHECK)
@@ -118,6 +118,17 @@ def execute_restore(
         return _execute(plan, step, factory, body, channel, appname, lock_timeout_ms)
     finally:
         catalog.unpin(plan.pinned)
+
+
+def _fresh(plan: RestorePlan) -> set[tuple[str, str]]:
+    """Tables this restore's transaction creates or empties before loading them."""
+    if plan.mode == "data":
+        return set(plan.truncate_tables)
+    fresh = set(plan.platform_tables)
+    if plan.mode == "full":
+        # the reset dropped every app table (a survivor would make CREATE TABLE fail)
+        fresh |= {(t.schema, t.name) for t in plan.backup.record.tables if t.section == "app"}
+    return fresh
 
 
 def _execute(
@@ -240,8 +251,13 @@ def _lock_timeout(dbname: str, lock_timeout_ms: int, blockers: list[Blocker]) ->
 def _feed(plan: RestorePlan, s: Session, archive_path: Path, env: dict[str, str], chosen: list[toc.Entry], acl: bool = False) -> None:
     if not chosen:
         return
-    chunks = archive.stream(plan.suite, archive_path, env, chosen, s.key, Path(os.path.realpath(archive_path)).name)
-    if acl and plan.server.major < 17 and plan.suite.major >= 17:
+    name = Path(os.path.realpath(archive_path)).name
+    maintain = acl and plan.server.major < 17 and plan.suite.major >= 17
+    if not maintain and not archive.needs_relay(chosen):
+        archive.direct(plan.suite, archive_path, env, chosen, s, plan.server.major, s.lock_timeout, name)
+        return
+    chunks = archive.stream(plan.suite, archive_path, env, chosen, s.key, name)
+    if maintain:
         chunks = archive.without_maintain(chunks, s.key)
     s.script(archive.guarded(chunks, s.key, plan.server.major, s.lock_timeout))
 

@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterable
 from typing import IO
 
-from .. import pgtools, sqltext
+from .. import pgtools, pipes, sqltext
 from ..conn import Target
 from ..errors import Interrupted, RestoreFailed
 
@@ -37,6 +37,8 @@ class Session:
         if application_name:
             env["PGAPPNAME"] = application_name
         self.proc = pgtools.popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errf)
+        assert self.proc.stdin is not None
+        pipes.widen(self.proc.stdin.fileno())
         self._write(f"\\restrict {self.key}\n".encode())
 
     def _write(self, data: bytes) -> None:
@@ -56,6 +58,26 @@ class Session:
         self._write(f"\\unrestrict {self.key}\n".encode())
         for chunk in chunks:
             self._write(chunk)
+        self._write(f"\\restrict {self.key}\n".encode())
+
+    def script_start(self, head: bytes) -> None:
+        """A pg_restore script fed by `archive.direct`: its checked preamble, then (`script_splice`)
+        the rest straight from pg_restore's pipe, then `script_end`."""
+        self._write(f"\\unrestrict {self.key}\n".encode())
+        self._write(head)
+
+    def script_splice(self, fd: int) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.flush()
+
+        def moved(n: int) -> None:
+            self.sent += n
+            if self.progress:
+                self.progress(self.sent)
+
+        pipes.relay(fd, self.proc.stdin.fileno(), moved)
+
+    def script_end(self) -> None:
         self._write(f"\\restrict {self.key}\n".encode())
 
     def commit(self) -> None:
