@@ -1,123 +1,266 @@
-"""Backup/restore speed and memory against the raw runbook commands, on the same data, in one run.
+"""Backup and restore speed, CPU and memory against the raw PostgreSQL tools, same data, one run.
 
-    uv run python bench/bench.py [--rows 2000000] [--pg 15]
+    uv run --frozen python bench/bench.py [--size 1024] [--rounds 3] [--pg 15 17] [--db mixed wide big] [--jobs 2]
 
-Starts a throwaway cluster, loads a Fortress-Modeler-shaped database with `--rows` line items
-(indexes, foreign keys, a trigger), then times:
-  runbook backup   pg_dump --schema-only > schema.sql; pg_dump --data-only > data.sql
-  ours backup      create_backup (roles + custom-format archive + row counts + sha256)
-  runbook restore  fresh database; psql -f schema.sql; psql -f data.sql   (not atomic)
-  ours restore     plan + execute_restore (one transaction, verified row counts)
-and prints each time, the ratio ours/runbook, sizes, and this process's peak RSS (the engine
-streams; its memory must not grow with the data).
+For each PostgreSQL version it starts a throwaway cluster, builds the databases (`--size` MB
+each, about), then runs `--rounds` rounds; in each round every method runs once, in an order
+that rotates from round to round (so a slow moment of the machine hits every method alike):
+
+  backups   raw pg_dump -f plain.sql | the runbook's split files (schema.sql, data.sql with
+            --disable-triggers) | pg_dump -Fd -j N | `invoke backup`
+  restores  psql -f plain.sql | psql -f schema.sql then data.sql | pg_restore -j N of the -Fd
+            dump | `invoke restore --yes --no-undo` (one transaction, checked)
+
+Every restore goes into a fresh database and is checked by row counts against the source.
+`invoke` runs as a user runs it (a subprocess), wrapped so that its own peak memory and its
+children's are reported apart. Printed: medians of wall time, client CPU (every process the
+method started), server CPU (the cluster's processes), peak RSS of the tool process and of its
+largest child, output size, and the ratios the README's targets are stated in.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from tasks.engine import catalog, dbinfo, pgtools  # noqa: E402
-from tasks.engine.dump import create_backup  # noqa: E402
-from tasks.engine.platform import POSTGRES  # noqa: E402
-from tasks.engine.restore import execute_restore, plan_restore  # noqa: E402
+from tasks.engine import pgtools  # noqa: E402
 from tasks.engine.sandbox import Cluster, server_suite  # noqa: E402
-from tasks.engine.storage import LocalStore  # noqa: E402
 
-SCHEMA = """
-CREATE TABLE projects (id bigint PRIMARY KEY, name text NOT NULL, settings jsonb NOT NULL);
-CREATE TABLE scenarios (id bigint PRIMARY KEY, project_id bigint NOT NULL REFERENCES projects(id), name text, growth numeric(7,4));
-CREATE TABLE line_items (id bigint PRIMARY KEY, scenario_id bigint NOT NULL REFERENCES scenarios(id),
-    label text NOT NULL, month date NOT NULL, amount numeric(14,2) NOT NULL, note text);
-CREATE INDEX line_items_scenario_month ON line_items (scenario_id, month);
-CREATE INDEX line_items_label ON line_items (label);
-CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.note := coalesce(NEW.note, 'touched'); RETURN NEW; END $$;
-CREATE TRIGGER line_items_touch BEFORE INSERT ON line_items FOR EACH ROW EXECUTE FUNCTION touch();
+WRAP = Path(__file__).with_name("_measured.py")
+
+
+def build(cluster: Cluster, kind: str, size_mb: int, bindir: Path) -> str:
+    db = f"src_{kind}"
+    target = cluster.create_database(db)
+    env = target.tool_env()
+    psql = [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", f"--dbname={target.conninfo()}"]
+    if kind == "mixed":
+        # the issue's database: pgbench with foreign keys, plus jsonb documents with a GIN index and a trigger
+        scale = max(1, int(size_mb * 0.6 / 15))
+        subprocess.run([str(bindir / "pgbench"), "-i", "-q", "-s", str(scale), "--foreign-keys", target.conninfo()], env=env, check=True, capture_output=True)
+        docs = max(1000, size_mb * 200)
+        sql = f"""
+CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb NOT NULL, updated_at timestamptz);
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := now(); RETURN NEW; END $$;
+INSERT INTO docs SELECT g, jsonb_build_object('title', 'document ' || g, 'tags', jsonb_build_array('t' || g % 50, 't' || g % 7),
+  'author', jsonb_build_object('id', g % 5000, 'name', md5((g % 5000)::text)), 'score', g % 1000, 'text', repeat(md5(g::text), 8)), now()
+  FROM generate_series(1, {docs}) g;
+CREATE INDEX docs_body ON docs USING gin (body);
+CREATE TRIGGER docs_touch BEFORE INSERT OR UPDATE ON docs FOR EACH ROW EXECUTE FUNCTION touch();
 """
+    elif kind == "wide":
+        # less compressible: wide jsonb of random numbers and words, random bytea, many indexes and foreign keys
+        n = max(1000, size_mb * 700)
+        sql = f"""
+CREATE TABLE customers (id bigint PRIMARY KEY, name text NOT NULL, email text NOT NULL, profile jsonb NOT NULL);
+CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers, total numeric(12,2),
+  created timestamptz NOT NULL, items jsonb NOT NULL, note text);
+CREATE TABLE attachments (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERENCES orders, data bytea NOT NULL);
+INSERT INTO customers SELECT g, 'name ' || (random() * 1e6)::int, 'user' || g || '@example.com',
+  (SELECT jsonb_object_agg('field_' || k, CASE WHEN k % 3 = 0 THEN to_jsonb((random() * 1e6)::int)
+     WHEN k % 3 = 1 THEN to_jsonb(substr(md5(random()::text), 1, 6)) ELSE to_jsonb(random() < 0.5) END) FROM generate_series(1, 24) k WHERE g > 0)
+  FROM generate_series(1, {n // 4}) g;
+INSERT INTO orders SELECT g, 1 + (g * 7919) % {n // 4}, (random() * 10000)::numeric(12,2), timestamptz '2025-01-01' + g * interval '37 seconds',
+  jsonb_build_array(jsonb_build_object('sku', (random() * 1e5)::int, 'qty', (random() * 9)::int + 1),
+                    jsonb_build_object('sku', (random() * 1e5)::int, 'qty', (random() * 9)::int + 1)),
+  CASE WHEN g % 4 = 0 THEN 'gift wrap ' || (random() * 100)::int END
+  FROM generate_series(1, {n}) g;
+INSERT INTO attachments SELECT g, 1 + (g * 31) % {n}, decode(md5(random()::text), 'hex') FROM generate_series(1, {n // 2}) g;
+CREATE INDEX ON customers (email); CREATE INDEX ON customers (name); CREATE INDEX ON customers USING gin (profile);
+CREATE INDEX ON orders (customer_id); CREATE INDEX ON orders (created); CREATE INDEX ON orders (total);
+CREATE INDEX ON attachments (order_id);
+"""
+    else:  # big: one table holds nearly everything
+        n = max(1000, size_mb * 9000)
+        sql = f"""
+CREATE TABLE kinds (id int PRIMARY KEY, name text NOT NULL);
+INSERT INTO kinds SELECT g, 'kind ' || g FROM generate_series(1, 10) g;
+CREATE TABLE events (id bigint PRIMARY KEY, kind int NOT NULL REFERENCES kinds, user_id int NOT NULL,
+  at timestamptz NOT NULL, amount numeric(12,2), label text);
+INSERT INTO events SELECT g, 1 + g % 10, (g * 7919) % 100000, timestamptz '2025-01-01' + g * interval '3 seconds',
+  (g % 100000) / 7.0, 'label ' || g % 500 FROM generate_series(1, {n}) g;
+CREATE INDEX ON events (user_id, at);
+"""
+    subprocess.run([*psql, "-c", sql, "-c", "VACUUM ANALYZE"], env=env, check=True)
+    return db
 
 
-def load(target, rows: int) -> None:
-    with target.connect(autocommit=True, search_path=None) as conn:
-        conn.execute(SCHEMA)
-        conn.execute("ALTER TABLE line_items DISABLE TRIGGER line_items_touch")
-        conn.execute("INSERT INTO projects SELECT g, 'project ' || g, jsonb_build_object('k', g) FROM generate_series(1, 1000) g")
-        conn.execute("INSERT INTO scenarios SELECT g, 1 + g % 1000, 'scenario ' || g, (g % 100) / 1000.0 FROM generate_series(1, 10000) g")
-        conn.execute(
-            "INSERT INTO line_items SELECT g, 1 + g %% 10000, 'label ' || (g %% 500), date '2026-01-01' + (g %% 700),"
-            " (g %% 100000) / 7.0, CASE WHEN g %% 3 = 0 THEN NULL ELSE md5(g::text) END FROM generate_series(1, %s) g",
-            (rows,),
-        )
-        conn.execute("ALTER TABLE line_items ENABLE TRIGGER line_items_touch")
-        conn.execute("VACUUM ANALYZE")
+def server_cpu(cluster: Cluster) -> float:
+    """CPU seconds of the cluster's processes so far: the postmaster, its ended children
+    (counted into its own totals when it reaps them) and the living ones."""
+    assert cluster.root is not None
+    pid = int((cluster.root / "data" / "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(p: int) -> list[str]:
+        return Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+
+    f = stat(pid)
+    total = sum(int(x) for x in f[11:15])
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            total += sum(int(x) for x in stat(int(child))[11:13])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / tick
 
 
-def timed(fn):
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
+def counts(url: str, bindir: Path, env: dict[str, str]) -> dict[str, int]:
+    q = (
+        "SELECT format('%I.%I', schemaname, relname), n FROM pg_stat_user_tables, "
+        "LATERAL (SELECT (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM ONLY %I.%I', schemaname, relname), false, true, '')))[1]::text::bigint AS n) c"
+    )
+    out = subprocess.run([str(bindir / "psql"), "-X", "-At", "-F", " ", f"--dbname={url}", "-c", q], env=env, check=True, capture_output=True, text=True).stdout
+    return dict((line.split(" ")[0], int(line.split(" ")[1])) for line in out.splitlines() if line)
+
+
+class Bench:
+    def __init__(self, cluster: Cluster, bindir: Path, tmp: Path, jobs: int):
+        self.cluster, self.bindir, self.tmp, self.jobs = cluster, bindir, tmp, jobs
+        self.env = cluster.target("postgres").tool_env()
+        self.n = 0
+
+    def url(self, db: str) -> str:
+        return self.cluster.target(db).conninfo()
+
+    def fresh(self) -> str:
+        self.n += 1
+        name = f"dst_{self.n}"
+        self.cluster.create_database(name)
+        return name
+
+    def sh(self, *argv: str, out: Path | None = None) -> None:
+        with open(out, "wb") if out else open(os.devnull, "wb") as f:
+            subprocess.run(list(argv), env=self.env, check=True, stdout=f)
+
+    def tool(self, name: str) -> str:
+        return str(self.bindir / name)
+
+    def invoke(self, *args: str, db: str, bdir: Path) -> dict:
+        stats = self.tmp / "stats.json"
+        env = dict(self.env, DATABASE_URL=self.cluster.url(db), BACKUP_DIR=str(bdir), BENCH_STATS=str(stats))
+        done = subprocess.run([sys.executable, str(WRAP), "--search-root", str(ROOT), *args], env=env, cwd=self.tmp, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"invoke {args[0]} failed: {done.stderr.strip()}")
+        return json.loads(stats.read_text())
+
+    def run(self, method: str, src: str) -> dict:
+        """One timed run; returns wall, client/server CPU, memory, size, and the restored db."""
+        t = self.tmp
+        extra: dict = {}
+        dst = self.fresh() if method.endswith("restore") else None
+        r0, s0, w0 = resource.getrusage(resource.RUSAGE_CHILDREN), server_cpu(self.cluster), time.perf_counter()
+        if method == "raw backup":
+            self.sh(self.tool("pg_dump"), "-f", str(t / "plain.sql"), f"--dbname={self.url(src)}")
+            extra["size"] = (t / "plain.sql").stat().st_size
+        elif method == "split backup":
+            self.sh(self.tool("pg_dump"), "--schema-only", f"--dbname={self.url(src)}", out=t / "schema.sql")
+            self.sh(self.tool("pg_dump"), "--data-only", "--disable-triggers", f"--dbname={self.url(src)}", out=t / "data.sql")
+            extra["size"] = (t / "schema.sql").stat().st_size + (t / "data.sql").stat().st_size
+        elif method == "dir backup":
+            shutil.rmtree(t / "dir", ignore_errors=True)
+            self.sh(self.tool("pg_dump"), "-Fd", "-j", str(self.jobs), "-f", str(t / "dir"), f"--dbname={self.url(src)}")
+            extra["size"] = sum(p.stat().st_size for p in (t / "dir").iterdir())
+        elif method == "ours backup":
+            shutil.rmtree(t / "backups", ignore_errors=True)
+            extra.update(self.invoke("backup", db=src, bdir=t / "backups"))
+            folder = next(p for p in (t / "backups").iterdir() if p.is_dir() and not p.name.startswith("."))
+            extra["size"] = sum(p.stat().st_size for p in folder.iterdir())
+            extra["id"] = folder.name
+        elif method == "raw restore":
+            self.sh(self.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(t / "plain.sql"), f"--dbname={self.url(dst)}")
+        elif method == "split restore":
+            for f in ("schema.sql", "data.sql"):
+                self.sh(self.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(t / f), f"--dbname={self.url(dst)}")
+        elif method == "dir restore":
+            self.sh(self.tool("pg_restore"), "-j", str(self.jobs), f"--dbname={self.url(dst)}", str(t / "dir"))
+        elif method == "ours restore":
+            bid = next(p for p in (t / "backups").iterdir() if p.is_dir() and not p.name.startswith(".")).name
+            extra.update(self.invoke("restore", "--id", bid, "--target", self.cluster.url(dst), "--yes", "--no-undo", db=src, bdir=t / "backups"))
+        r1, s1, w1 = resource.getrusage(resource.RUSAGE_CHILDREN), server_cpu(self.cluster), time.perf_counter()
+        out = {"wall": w1 - w0, "client_cpu": r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, "server_cpu": s1 - s0, **extra}
+        if dst is not None:
+            out["ok"] = counts(self.url(dst), self.bindir, self.env) == counts(self.url(src), self.bindir, self.env)
+            self.cluster.drop_database(dst)
+        return out
+
+
+BACKUPS = ["raw backup", "split backup", "dir backup", "ours backup"]
+RESTORES = ["raw restore", "split restore", "dir restore", "ours restore"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=int, default=2_000_000)
-    ap.add_argument("--pg", type=int, default=None)
+    ap.add_argument("--size", type=int, default=1024, help="MB per database, about (default 1024)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pg", type=int, nargs="+", default=[15, 17])
+    ap.add_argument("--db", nargs="+", default=["mixed", "wide", "big"], choices=["mixed", "wide", "big"])
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--json", type=Path, help="also write every measurement here")
     args = ap.parse_args()
-    suite = server_suite(args.pg)
-    with Cluster(suite) as cluster, tempfile.TemporaryDirectory(prefix="fortress-bench-") as tmp:
-        tmp = Path(tmp)
-        source = cluster.create_database("bench_src")
-        load(source, args.rows)
-        env = source.tool_env()
-        tools = pgtools.pick(pgtools.discover(), at_least=suite.major, prefer=suite.major, tools=("pg_dump", "psql"))
+    print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; {args.rounds} rounds, medians")
+    everything = []
+    for major in args.pg:
+        suite = server_suite(major)
+        tools = pgtools.pick(pgtools.discover(), at_least=major, prefer=major, tools=("pg_dump", "psql", "pg_restore", "pgbench"))
+        with Cluster(suite) as cluster, tempfile.TemporaryDirectory(prefix="fortress-bench-") as tmp:
+            for kind in args.db:
+                t0 = time.perf_counter()
+                src = build(cluster, kind, args.size, tools.bindir)
+                with cluster.target(src).connect() as c:
+                    size = c.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+                print(f"\nPostgreSQL {suite.version}, database {kind}: {size / 2**20:.0f} MiB (built in {time.perf_counter() - t0:.0f} s)", flush=True)
+                b = Bench(cluster, tools.bindir, Path(tmp), args.jobs)
+                runs: dict[str, list[dict]] = {m: [] for m in BACKUPS + RESTORES}
+                for r in range(args.rounds):
+                    order = BACKUPS[r % 4 :] + BACKUPS[: r % 4]
+                    for m in order:  # every backup of this round, then every restore from them
+                        runs[m].append(b.run(m, src))
+                    order = RESTORES[r % 4 :] + RESTORES[: r % 4]
+                    for m in order:
+                        runs[m].append(b.run(m, src))
+                report(major, kind, size, runs)
+                everything.append({"pg": major, "db": kind, "bytes": size, "runs": runs})
+                cluster.drop_database(src)
+    if args.json:
+        args.json.write_text(json.dumps(everything, indent=1))
 
-        def runbook_backup():
-            for flag, name in (("--schema-only", "schema.sql"), ("--data-only", "data.sql")):
-                with open(tmp / name, "wb") as f:
-                    pgtools.run([tools.tool("pg_dump"), flag, f"--dbname={source.conninfo()}"], env=env, stdout=f)
 
-        def runbook_restore():
-            target = cluster.create_database("bench_runbook")
-            for name in ("schema.sql", "data.sql"):
-                pgtools.run(
-                    [tools.tool("psql"), "--quiet", "--no-psqlrc", "--set=ON_ERROR_STOP=1", f"--dbname={target.conninfo()}", "-f", str(tmp / name)],
-                    env=target.tool_env(),
-                    stdout=subprocess.DEVNULL,
-                )
-            return target
+def med(runs: list[dict], key: str) -> float:
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(vals) if vals else float("nan")
 
-        store = LocalStore(tmp / "backups")
-        rb_backup, _ = timed(runbook_backup)
-        our_backup, result = timed(lambda: create_backup(source, store))
-        rb_restore, rb_target = timed(runbook_restore)
-        ours_target = cluster.create_database("bench_ours")
 
-        def ours_restore():
-            plan = plan_restore(store, catalog.load(store, result.backup_id), ours_target)
-            return execute_restore(plan, store)
-
-        our_restore, _ = timed(ours_restore)
-        with source.connect() as a, ours_target.connect() as b, rb_target.connect() as c:
-            tabs = dbinfo.tables(a, dbinfo.app_schemas(a, POSTGRES))
-            fa = dbinfo.fingerprints(a, tabs)
-            same_ours = fa == dbinfo.fingerprints(b, tabs)
-            same_runbook = fa == dbinfo.fingerprints(c, tabs)
-        rb_size = sum((tmp / n).stat().st_size for n in ("schema.sql", "data.sql"))
-        our_size = sum(f["size"] for f in result.manifest["files"])
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"PostgreSQL {suite.version}, {args.rows:,} line items (+11,000 other rows)")
-        print(f"{'step':<10}{'runbook s':>11}{'ours s':>9}{'ours/runbook':>14}")
-        print(f"{'backup':<10}{rb_backup:>11.2f}{our_backup:>9.2f}{our_backup / rb_backup:>14.2f}")
-        print(f"{'restore':<10}{rb_restore:>11.2f}{our_restore:>9.2f}{our_restore / rb_restore:>14.2f}")
-        print(f"size: runbook {rb_size / 2**20:.1f} MiB plain SQL, ours {our_size / 2**20:.1f} MiB (ratio {our_size / rb_size:.2f})")
-        print(f"peak RSS of this process (engine + driver): {rss_mb:.0f} MiB")
-        print(f"restored identical to source: ours {same_ours}, runbook {same_runbook} (the runbook's data load fires the trigger)")
+def report(major: int, kind: str, size: int, runs: dict[str, list[dict]]) -> None:
+    print(f"{'method':<15}{'wall s':>8}{'client cpu':>11}{'server cpu':>11}{'tool MB':>9}{'child MB':>9}{'output MB':>10}  checked")
+    for m, rs in runs.items():
+        tool = f"{med(rs, 'self_rss_mb'):9.0f}" if "self_rss_mb" in rs[0] else f"{'':>9}"
+        child = f"{med(rs, 'children_rss_mb'):9.0f}" if "children_rss_mb" in rs[0] else f"{'':>9}"
+        size_s = f"{med(rs, 'size') / 2**20:10.1f}" if "size" in rs[0] else f"{'':>10}"
+        ok = "" if "ok" not in rs[0] else ("rows match" if all(r["ok"] for r in rs) else "ROWS DIFFER")
+        print(f"{m:<15}{med(rs, 'wall'):8.2f}{med(rs, 'client_cpu'):11.2f}{med(rs, 'server_cpu'):11.2f}{tool}{child}{size_s}  {ok}")
+    w = {m: med(rs, "wall") for m, rs in runs.items()}
+    own = [r.get("self_cpu", 0) for r in runs["ours restore"]]
+    print(
+        f"ratios PG{major} {kind}: restore ours/psql -f {w['ours restore'] / w['raw restore']:.2f} (target <= 1.05), "
+        f"ours/split {w['ours restore'] / w['split restore']:.2f} (< 1), ours/pg_restore -j {w['ours restore'] / w['dir restore']:.2f}; "
+        f"backup ours/pg_dump -f {w['ours backup'] / w['raw backup']:.2f} (target <= 1.10), "
+        f"size ours/plain {med(runs['ours backup'], 'size') / med(runs['raw backup'], 'size'):.3f} (target <= 0.2); "
+        f"tool's own CPU in restore {statistics.median(own):.2f} s of {med(runs['ours restore'], 'client_cpu'):.2f} s client CPU",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
