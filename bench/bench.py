@@ -49,7 +49,8 @@ def build(cluster: Cluster, kind: str, size_mb: int, bindir: Path) -> str:
     if kind == "mixed":
         # the issue's database: pgbench with foreign keys, plus jsonb documents with a GIN index and a trigger
         scale = max(1, int(size_mb * 0.6 / 15))
-        subprocess.run([str(bindir / "pgbench"), "-i", "-q", "-s", str(scale), "--foreign-keys", target.conninfo()], env=env, check=True, capture_output=True)
+        pgbench = [str(bindir / "pgbench"), "-i", "-q", "-s", str(scale), "--foreign-keys", target.conninfo()]
+        subprocess.run(pgbench, env=env, check=True, capture_output=True)
         docs = max(1000, size_mb * 200)
         sql = f"""
 CREATE TABLE docs (id bigint PRIMARY KEY, body jsonb NOT NULL, updated_at timestamptz);
@@ -120,9 +121,11 @@ def server_cpu(cluster: Cluster) -> float:
 def counts(url: str, bindir: Path, env: dict[str, str]) -> dict[str, int]:
     q = (
         "SELECT format('%I.%I', schemaname, relname), n FROM pg_stat_user_tables, "
-        "LATERAL (SELECT (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM ONLY %I.%I', schemaname, relname), false, true, '')))[1]::text::bigint AS n) c"
+        "LATERAL (SELECT (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM ONLY %I.%I', schemaname, relname),"
+        " false, true, '')))[1]::text::bigint AS n) c"
     )
-    out = subprocess.run([str(bindir / "psql"), "-X", "-At", "-F", " ", f"--dbname={url}", "-c", q], env=env, check=True, capture_output=True, text=True).stdout
+    argv = [str(bindir / "psql"), "-X", "-At", "-F", " ", f"--dbname={url}", "-c", q]
+    out = subprocess.run(argv, env=env, check=True, capture_output=True, text=True).stdout
     return dict((line.split(" ")[0], int(line.split(" ")[1])) for line in out.splitlines() if line)
 
 
@@ -210,7 +213,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--json", type=Path, help="also write every measurement here")
     args = ap.parse_args()
-    print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB; {args.rounds} rounds, medians")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    print(f"machine: {os.cpu_count()} cores, {memory:.0f} GiB; {args.rounds} rounds, medians")
     everything = []
     for major in args.pg:
         suite = server_suite(major)
@@ -221,7 +225,8 @@ def main() -> None:
                 src = build(cluster, kind, args.size, tools.bindir)
                 with cluster.target(src).connect() as c:
                     size = c.execute("SELECT pg_database_size(current_database())").fetchone()[0]
-                print(f"\nPostgreSQL {suite.version}, database {kind}: {size / 2**20:.0f} MiB (built in {time.perf_counter() - t0:.0f} s)", flush=True)
+                built = time.perf_counter() - t0
+                print(f"\nPostgreSQL {suite.version}, database {kind}: {size / 2**20:.0f} MiB (built in {built:.0f} s)", flush=True)
                 b = Bench(cluster, tools.bindir, Path(tmp), args.jobs)
                 runs: dict[str, list[dict]] = {m: [] for m in BACKUPS + RESTORES}
                 for r in range(args.rounds):
