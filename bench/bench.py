@@ -39,6 +39,7 @@ from tasks.engine import pgtools  # noqa: E402
 from tasks.engine.sandbox import Cluster, server_suite  # noqa: E402
 
 WRAP = Path(__file__).with_name("_measured.py")
+PYCACHE = Path(tempfile.gettempdir()) / "fortress-bench-pycache"
 
 
 def build(cluster: Cluster, kind: str, size_mb: int, bindir: Path) -> str:
@@ -154,6 +155,10 @@ class Bench:
     def invoke(self, *args: str, db: str, bdir: Path) -> dict:
         stats = self.tmp / "stats.json"
         env = dict(self.env, DATABASE_URL=self.cluster.url(db), BACKUP_DIR=str(bdir), BENCH_STATS=str(stats))
+        # as installed: Python's compiled modules cached (kept out of the source tree), not
+        # compiled again on every run as PYTHONDONTWRITEBYTECODE would make it
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE)
         done = subprocess.run([sys.executable, str(WRAP), "--search-root", str(ROOT), *args], env=env, cwd=self.tmp, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"invoke {args[0]} failed: {done.stderr.strip()}")
