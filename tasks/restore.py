@@ -42,6 +42,8 @@ def _target(settings):
         "target": "Database to restore into (default: TARGET_DATABASE_URL, then DATABASE_URL). Its app schemas are replaced. "
         "Prefer TARGET_DATABASE_URL for a URL with a password: argv is visible to every user.",
         "any_source": "Let --date pick a backup made from another database than the target (by default only the target's own).",
+        "jobs": "N > 1: load rows, indexes and constraints with pg_restore --jobs N. NOT one transaction: allowed only "
+        "with the undo point (the default) or into an empty target; a full backup only.",
         "yes": "Confirm without a prompt (for scripts and CI). Without a terminal and without --yes, restore refuses.",
         "schema_only": "Restore roles and schema only; the target's tables end up empty.",
         "data_only": "Restore rows only, into the tables that already exist in the target.",
@@ -71,6 +73,7 @@ def restore(
     confirm_target=None,
     lock_timeout=None,
     any_source=False,
+    jobs=1,
 ):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
     if schema_only and data_only:
@@ -107,7 +110,13 @@ def restore(
                 signing_key=key,
                 also_reach=_schemas(also_reach),
             )
-            rows = plan.summary_rows() + [_undo_row(undo, plan.target_size)] + ([("protected", "yes (PROTECTED_TARGETS)")] if protected else [])
+            jobs = _jobs_allowed(int(jobs), undo, plan)
+            rows = (
+                plan.summary_rows()
+                + [_undo_row(undo, plan.target_size)]
+                + _jobs_rows(jobs)
+                + ([("protected", "yes (PROTECTED_TARGETS)")] if protected else [])
+            )
             _ui.show_plan(rows, "Restore plan")
             for w in plan.warnings:
                 _ui.warn(w)
@@ -122,7 +131,9 @@ def restore(
             _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
             point = _undo_point(undo, tgt, store, f"restoring {backup.id} into {tgt.display()}", settings, key)
             with _ui.Activity("restoring") as activity, _undo_kept_only_if_needed(point, store):
-                result = execute_restore(plan, plan_store, step=activity.step, progress=activity.progress, lock_timeout_ms=settings.lock_timeout_ms)
+                result = execute_restore(
+                    plan, plan_store, step=activity.step, progress=activity.progress, lock_timeout_ms=settings.lock_timeout_ms, jobs=jobs
+                )
                 done.append(result)
         _ui.out.print(
             f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
@@ -179,6 +190,32 @@ def _protected(settings, tgt: Target, yes: bool, confirm_target: str | None) -> 
             f"pass --confirm-target {tgt.dbname} as well, or run it in a terminal and type the name",
         )
     return True
+
+
+def _jobs_allowed(jobs: int, undo: bool, plan) -> int:
+    """A parallel restore is not one transaction: only with an undo point, or into an empty target."""
+    if jobs < 1:
+        raise UsageError(f"--jobs {jobs} is not a number of jobs", "pass --jobs 2 or more, or leave it out")
+    if jobs > 1 and plan.mode != "full":
+        raise UsageError("--jobs restores a full backup only", "drop --jobs, or drop --schema-only/--data-only")
+    if jobs > 1 and not undo and not plan.target_empty:
+        raise UsageError(
+            "--jobs is not one transaction, so it needs the undo point (or an empty target), and --no-undo was given; nothing was changed",
+            "drop --no-undo, or drop --jobs for the one-transaction restore",
+        )
+    return jobs
+
+
+def _jobs_rows(jobs: int) -> list[tuple[str, str]]:
+    if jobs <= 1:
+        return []
+    return [
+        (
+            "transaction",
+            f"NOT one: schema and platform data commit first, then rows, indexes and constraints load with {jobs} parallel jobs; "
+            "a failure after that leaves the target partly restored (the undo point puts it back)",
+        )
+    ]
 
 
 def _undo_row(undo: bool, size: int) -> tuple[str, str]:

@@ -68,6 +68,14 @@ class RestorePlan:
     cron_sql: str = ""
 
     @property
+    def target_empty(self) -> bool:
+        """Nothing of the app's in the target: no tables, publications, large objects or rows
+        of platform tables to replace (what a parallel restore without an undo point needs)."""
+        return not (
+            any(n for _, n in self.drop_schemas) or self.drop_publications or self.large_objects or self.drop_additions or self.truncate_tables
+        )
+
+    @property
     def login_roles(self) -> list[str]:
         return self.roles.login_roles
 
