@@ -73,13 +73,13 @@ CREATE TABLE attachments (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERE
 INSERT INTO customers SELECT g, 'name ' || (random() * 1e6)::int, 'user' || g || '@example.com',
   (SELECT jsonb_object_agg('field_' || k, CASE WHEN k % 3 = 0 THEN to_jsonb((random() * 1e6)::int)
      WHEN k % 3 = 1 THEN to_jsonb(substr(md5(random()::text), 1, 6)) ELSE to_jsonb(random() < 0.5) END) FROM generate_series(1, 24) k WHERE g > 0)
-  FROM generate_series(1, {n // 4}) g;
+  FROM generate_series(1::bigint, {n // 4}) g;
 INSERT INTO orders SELECT g, 1 + (g * 7919) % {n // 4}, (random() * 10000)::numeric(12,2), timestamptz '2025-01-01' + g * interval '37 seconds',
   jsonb_build_array(jsonb_build_object('sku', (random() * 1e5)::int, 'qty', (random() * 9)::int + 1),
                     jsonb_build_object('sku', (random() * 1e5)::int, 'qty', (random() * 9)::int + 1)),
   CASE WHEN g % 4 = 0 THEN 'gift wrap ' || (random() * 100)::int END
-  FROM generate_series(1, {n}) g;
-INSERT INTO attachments SELECT g, 1 + (g * 31) % {n}, decode(md5(random()::text), 'hex') FROM generate_series(1, {n // 2}) g;
+  FROM generate_series(1::bigint, {n}) g;
+INSERT INTO attachments SELECT g, 1 + (g * 31) % {n}, decode(md5(random()::text), 'hex') FROM generate_series(1::bigint, {n // 2}) g;
 CREATE INDEX ON customers (email); CREATE INDEX ON customers (name); CREATE INDEX ON customers USING gin (profile);
 CREATE INDEX ON orders (customer_id); CREATE INDEX ON orders (created); CREATE INDEX ON orders (total);
 CREATE INDEX ON attachments (order_id);
@@ -92,7 +92,7 @@ INSERT INTO kinds SELECT g, 'kind ' || g FROM generate_series(1, 10) g;
 CREATE TABLE events (id bigint PRIMARY KEY, kind int NOT NULL REFERENCES kinds, user_id int NOT NULL,
   at timestamptz NOT NULL, amount numeric(12,2), label text);
 INSERT INTO events SELECT g, 1 + g % 10, (g * 7919) % 100000, timestamptz '2025-01-01' + g * interval '3 seconds',
-  (g % 100000) / 7.0, 'label ' || g % 500 FROM generate_series(1, {n}) g;
+  (g % 100000) / 7.0, 'label ' || g % 500 FROM generate_series(1::bigint, {n}) g;
 CREATE INDEX ON events (user_id, at);
 """
     subprocess.run([*psql, "-c", sql, "-c", "VACUUM ANALYZE"], env=env, check=True)
@@ -168,7 +168,7 @@ class Bench:
         """One timed run; returns wall, client/server CPU, memory, size, and the restored db."""
         t = self.tmp
         extra: dict = {}
-        dst = self.fresh() if method.endswith("restore") else None
+        dst = self.fresh() if "restore" in method else None
         r0, s0, w0 = resource.getrusage(resource.RUSAGE_CHILDREN), server_cpu(self.cluster), time.perf_counter()
         if method == "raw backup":
             self.sh(self.tool("pg_dump"), "-f", str(t / "plain.sql"), f"--dbname={self.url(src)}")
@@ -194,9 +194,11 @@ class Bench:
                 self.sh(self.tool("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", str(t / f), f"--dbname={self.url(dst)}")
         elif method == "dir restore":
             self.sh(self.tool("pg_restore"), "-j", str(self.jobs), f"--dbname={self.url(dst)}", str(t / "dir"))
-        elif method == "ours restore":
+        elif method in ("ours restore", "ours restore -j"):
             bid = next(p for p in (t / "backups").iterdir() if p.is_dir() and not p.name.startswith(".")).name
-            extra.update(self.invoke("restore", "--id", bid, "--target", self.cluster.url(dst), "--yes", "--no-undo", db=src, bdir=t / "backups"))
+            jobs = ["--jobs", str(self.jobs)] if method.endswith("-j") else []
+            args = ("restore", "--id", bid, "--target", self.cluster.url(dst), "--yes", "--no-undo", *jobs)
+            extra.update(self.invoke(*args, db=src, bdir=t / "backups"))
         r1, s1, w1 = resource.getrusage(resource.RUSAGE_CHILDREN), server_cpu(self.cluster), time.perf_counter()
         out = {"wall": w1 - w0, "client_cpu": r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime, "server_cpu": s1 - s0, **extra}
         if dst is not None:
@@ -206,7 +208,7 @@ class Bench:
 
 
 BACKUPS = ["raw backup", "split backup", "dir backup", "ours backup"]
-RESTORES = ["raw restore", "split restore", "dir restore", "ours restore"]
+RESTORES = ["raw restore", "split restore", "dir restore", "ours restore", "ours restore -j"]
 
 
 def main() -> None:
@@ -238,7 +240,7 @@ def main() -> None:
                     order = BACKUPS[r % 4 :] + BACKUPS[: r % 4]
                     for m in order:  # every backup of this round, then every restore from them
                         runs[m].append(b.run(m, src))
-                    order = RESTORES[r % 4 :] + RESTORES[: r % 4]
+                    order = RESTORES[r % 5 :] + RESTORES[: r % 5]
                     for m in order:
                         runs[m].append(b.run(m, src))
                 report(major, kind, size, runs)
@@ -265,7 +267,8 @@ def report(major: int, kind: str, size: int, runs: dict[str, list[dict]]) -> Non
     own = [r.get("self_cpu", 0) for r in runs["ours restore"]]
     print(
         f"ratios PG{major} {kind}: restore ours/psql -f {w['ours restore'] / w['raw restore']:.2f} (target <= 1.05), "
-        f"ours/split {w['ours restore'] / w['split restore']:.2f} (< 1), ours/pg_restore -j {w['ours restore'] / w['dir restore']:.2f}; "
+        f"ours/split {w['ours restore'] / w['split restore']:.2f} (< 1), ours -j/pg_restore -j {w['ours restore -j'] / w['dir restore']:.2f} "
+        f"(target <= 1.05), psql -f/ours -j {w['raw restore'] / w['ours restore -j']:.2f} (target >= 1.3); "
         f"backup ours/pg_dump -f {w['ours backup'] / w['raw backup']:.2f} (target <= 1.10), "
         f"size ours/plain {med(runs['ours backup'], 'size') / med(runs['raw backup'], 'size'):.3f} (target <= 0.2); "
         f"tool's own CPU in restore {statistics.median(own):.2f} s of {med(runs['ours restore'], 'client_cpu'):.2f} s client CPU",
