@@ -149,7 +149,10 @@ def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: s
 
 
 def _file_name(suite: pgtools.PgSuite, name: str) -> str:
-    return name + ".zst" if compression(suite) == STREAM else name
+    """The same names whatever the compression (tools and people find `app.dump` where they
+    always did); the manifest's `format` says `custom+zstd` and the file starts with zstd's
+    magic number (`zstd -dc app.dump | pg_restore ...` by hand)."""
+    return name
 
 
 class _Dump:

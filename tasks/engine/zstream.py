@@ -5,7 +5,8 @@ its output is not the server's own pg_dump's: pg_dump 17 against a PostgreSQL 15
 writes `ALTER TABLE ONLY ... ALTER COLUMN ... SET (pg_attver=N)` for every column (an internal
 column option that 15.20 keeps and its own pg_dump hides), which PostgreSQL 16+ rejects. So
 the server's own pg_dump writes an uncompressed custom archive to a pipe, and the `zstd` tool
-compresses it on its own core into `NAME.zst`; Python only moves the pipe's pages across
+compresses it on its own core into the archive's file (same name; the manifest's format says
+`custom+zstd`); Python only moves the pipe's pages across
 (pipes.relay, counting the raw size) on a thread. A restore runs `zstd -d` into pg_restore's
 standard input the same way (pg_restore reads such an archive front to back, which is the
 order a restore asks for its entries).
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from . import pgtools, pipes
-from .errors import IntegrityError, ToolsMissing
+from .errors import ToolsMissing
 
 MAGIC = b"\x28\xb5\x2f\xfd"
 LEVEL = 1  # on the benchmark level 1 is as small as gzip 6 at a fraction of the time
@@ -106,7 +107,7 @@ class Compressor:
 def reading(archive: Path, env: dict[str, str]) -> Iterator[tuple[list[str], int | IO[bytes]]]:
     """What pg_restore is given to read `archive`: (its file argument, its stdin). For a zstd
     file, a `zstd -d` process whose output is pg_restore's stdin; an error of zstd's (other than
-    pg_restore having stopped reading early, which a listing does) fails the read."""
+    pg_restore having stopped reading early, which a listing does) raises ToolError("zstd")."""
     if not is_zstd(archive):
         yield [str(archive)], subprocess.DEVNULL
         return
@@ -122,4 +123,4 @@ def reading(archive: Path, env: dict[str, str]) -> Iterator[tuple[list[str], int
     finally:
         pgtools.stop(proc)
     if proc.returncode not in (0, -signal.SIGPIPE):
-        raise IntegrityError(f"zstd cannot read {Path(archive).name}: {pgtools.tail(err)}", "the backup is damaged; restore another backup")
+        raise pgtools.ToolError("zstd", proc.returncode, "zstd: " + pgtools.tail(err))

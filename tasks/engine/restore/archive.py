@@ -20,6 +20,7 @@ Privileges for servers before 17 are the one place SQL from the archive is chang
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -134,6 +135,17 @@ def _argv(suite: pgtools.PgSuite, source: list[str], key: str, listfile: Path, s
     return [suite.tool("pg_restore"), "--file=-", *txn, f"--restrict-key={key}", f"--use-list={listfile}", *source]
 
 
+@contextlib.contextmanager
+def _reading(archive: Path, env: dict[str, str], name: str | None):
+    try:
+        with zstream.reading(archive, env) as got:
+            yield got
+    except pgtools.ToolError as exc:
+        raise RestoreFailed(
+            f"pg_restore could not read {name or archive.name}: {exc.stderr_tail}", "the backup may be damaged; nothing was changed"
+        ) from None
+
+
 def _failed(proc: subprocess.Popen, errf, name: str) -> None:
     errf.seek(0)
     err = errf.read()
@@ -149,7 +161,7 @@ def stream(
     listfile = toc.write_list(entries)
     # stderr to a file, not a pipe: a chatty pg_restore must never block on a full stderr pipe
     # while we wait on its stdout.
-    with tempfile.TemporaryFile() as errf, zstream.reading(archive, env) as (source, stdin):
+    with tempfile.TemporaryFile() as errf, _reading(archive, env, name) as (source, stdin):
         argv = _argv(suite, source, key, listfile, single_transaction=True)
         proc = pgtools.popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=errf)
         try:
@@ -196,7 +208,7 @@ def direct(
     session's next meta-command then stops it (ON_ERROR_STOP) before any COMMIT. pg_restore's
     exit status is checked before the session goes on."""
     listfile = toc.write_list(entries)
-    with tempfile.TemporaryFile() as errf, zstream.reading(archive, env) as (source, stdin):
+    with tempfile.TemporaryFile() as errf, _reading(archive, env, name) as (source, stdin):
         argv = _argv(suite, source, sink.key, listfile, single_transaction=False)
         proc = pgtools.popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=errf, bufsize=0)
         try:
