@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -275,6 +276,9 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
     if app_file is None:
         raise RestoreFailed(f"Backup {plan.backup.id} has no app archive", "restore another backup")
     app = catalog.pinned_path(plan.pinned[app_file.name])
+    # the listings this restore asks for, read side by side (each is a pg_restore run; cached)
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda sections: toc.read(plan.suite, app, sections), [(), ("pre-data", "data"), ("post-data",)]))
     chosen = entries(plan, plan.suite, app)
     is_acl = lambda e: e.desc in ("ACL", "DEFAULT ACL")  # noqa: E731
     schema_acl = lambda e: e.desc == "ACL" and e.schema == "-" and e.tag_owner.startswith("SCHEMA ")  # noqa: E731
@@ -294,7 +298,7 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
     else:
         # The app's tables are new: their triggers and constraints come only in post-data.
         sections = ["pre-data", "data"] if plan.mode == "full" else ["pre-data"]
-        wanted = {e.dump_id for e in toc.read(plan.suite, app, sections)}
+        wanted = {e.dump_id for e in toc.read(plan.suite, app, tuple(sections))}
         step("loading schema and data" if plan.mode == "full" else "loading schema")
         pre = [e for e in chosen if e.dump_id in wanted and not is_acl(e)]
         # Schemas and their privileges first: a table's new owner needs CREATE on its schema
@@ -325,7 +329,7 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
     )
     if plan.mode != "data":
         step("building indexes, constraints, triggers and policies")
-        wanted = {e.dump_id for e in toc.read(plan.suite, app, ["post-data"])}
+        wanted = {e.dump_id for e in toc.read(plan.suite, app, ("post-data",))}
         _feed(plan, s, app, env, [e for e in chosen if e.dump_id in wanted and not is_acl(e)])
         schema_file = record.file("platform-schema")
         if schema_file and plan.addition_oids:
