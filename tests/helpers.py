@@ -60,3 +60,28 @@ def resign(folder) -> None:
     folder = Path(folder)
     (folder / manifest.MAC_FILE).unlink(missing_ok=True)
     manifest.sign(folder, manifest.signing_key(None, create=True))
+
+
+def archive_bytes(path) -> bytes:
+    """A custom-format archive's bytes, unwrapped from zstd where the backup wrapped it (PG15)."""
+    import subprocess
+    from pathlib import Path
+
+    from tasks.engine import zstream
+
+    raw = Path(path).read_bytes()
+    if raw.startswith(zstream.MAGIC):
+        raw = subprocess.run(["zstd", "-dc"], input=raw, capture_output=True, check=True).stdout
+    return raw
+
+
+def write_archive_bytes(path, data: bytes) -> None:
+    """Write an archive back the way the backup stored it (zstd-wrapped if it was)."""
+    import subprocess
+    from pathlib import Path
+
+    from tasks.engine import zstream
+
+    if Path(path).read_bytes().startswith(zstream.MAGIC):
+        data = subprocess.run(["zstd", "-1", "-c"], input=data, capture_output=True, check=True).stdout
+    Path(path).write_bytes(data)

@@ -169,13 +169,15 @@ def test_failed_restore_says_unchanged_only_when_nothing_was_committed(dbs, proj
     folder = bdir / backup_id
     from tests.hostile_helpers import rehash
 
+    from tests.helpers import archive_bytes, write_archive_bytes
+
     dump = folder / "app.dump"
-    raw = dump.read_bytes()
+    raw = archive_bytes(dump)
     old = f"'{pad}'".encode()
     new = b"'';COMMIT;SELECT 1/0;--"
     new = new + b"-" * (len(old) - len(new))
     assert raw.count(old) == 1
-    dump.write_bytes(raw.replace(old, new))
+    write_archive_bytes(dump, raw.replace(old, new))
     rehash(folder)
     (folder / "manifest.hmac").unlink()  # unsigned now: restored only with --allow-unsigned
     target = seeded(dbs, "dst", TARGET_SQL)

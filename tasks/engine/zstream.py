@@ -58,9 +58,13 @@ class Compressor:
     on a thread. `finish()` returns the raw byte count once the producer's output ended."""
 
     def __init__(self, out: Path, env: dict[str, str]):
-        self._out = open(out, "xb")
+        # zstd names the file itself (-o): it refuses to overwrite one, and the process says what it writes
         self.proc = pgtools.popen(
-            [need_tool(), f"-{LEVEL}", "-q", "-c", "--no-progress"], env=env, stdin=subprocess.PIPE, stdout=self._out, stderr=subprocess.PIPE
+            [need_tool(), f"-{LEVEL}", "-q", "--no-progress", "-o", str(out)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         assert self.proc.stdin is not None
         pipes.widen(self.proc.stdin.fileno())
@@ -89,7 +93,6 @@ class Compressor:
         assert self.proc.stderr is not None
         err = self.proc.stderr.read()
         self.proc.wait()
-        self._out.close()
         if self._error is not None:
             raise self._error
         if self.proc.returncode != 0:
@@ -100,7 +103,6 @@ class Compressor:
         pgtools.stop(self.proc)
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self._out.close()
 
 
 @contextlib.contextmanager
