@@ -167,9 +167,8 @@ def test_failed_restore_says_unchanged_only_when_nothing_was_committed(dbs, proj
     bdir = project / "backups"
     backup_id = engine_backup(source, bdir)
     folder = bdir / backup_id
-    from tests.hostile_helpers import rehash
-
     from tests.helpers import archive_bytes, write_archive_bytes
+    from tests.hostile_helpers import rehash
 
     dump = folder / "app.dump"
     raw = archive_bytes(dump)
