@@ -354,6 +354,7 @@ def test_truncated_archive_fails_while_streaming_and_rolls_back(dbs, project, in
     folder = bdir / backup_id
     dump = folder / "app.dump"
     data = dump.read_bytes()
+    zstd = data.startswith(b"\x28\xb5\x2f\xfd")  # PG15: the archive inside zstd
     dump.write_bytes(data[: len(data) // 2])
     # make the checksums agree, so only pg_restore can notice
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -367,10 +368,14 @@ def test_truncated_archive_fails_while_streaming_and_rolls_back(dbs, project, in
 
     res = invoke_cli("restore", "--id", backup_id, "--yes", env={"DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)})
 
-    assert res.returncode == ExitCode.RESTORE_FAILED, res.stdout + res.stderr
     line = error_line(res)
-    assert "pg_restore could not read app.dump" in line, line
-    assert "nothing was changed" in line
+    if zstd and res.returncode == ExitCode.INTEGRITY:
+        # zstd may reach the cut already while the plan lists the archive: refused before the plan
+        assert "pg_restore cannot read app.dump: zstd:" in line, line
+    else:
+        assert res.returncode == ExitCode.RESTORE_FAILED, res.stdout + res.stderr
+        assert "pg_restore could not read app.dump" in line, line
+        assert "nothing was changed" in line
     assert state(target) == before
     assert tree(bdir) == files
 

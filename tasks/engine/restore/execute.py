@@ -20,13 +20,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from .. import catalog, quiet, sqltext, toc
-from ..errors import Interrupted, RestoreFailed, UsageError
+from ..errors import IntegrityError, Interrupted, RestoreFailed, UsageError
 from ..storage import LocalStore
 from . import archive, statements
 from .plan import RestorePlan, entries
@@ -154,7 +153,11 @@ def _execute(
         try:
             with watch:
                 session = run(factory, body, plan.target.dbname)
-        except (RestoreFailed, Interrupted) as exc:
+        except (RestoreFailed, Interrupted, IntegrityError) as caught:
+            exc = caught
+            if isinstance(caught, IntegrityError):
+                # an archive that could not be read midway: psql was stopped before COMMIT
+                exc = RestoreFailed(f"Restore failed and was rolled back, {plan.target.dbname} is unchanged: {caught.message}", caught.hint)
             committed = any(True for _ in monitor.notifies(timeout=1.0, stop_after=1))
             if "restore check failed" in exc.message and not committed:
                 raise RestoreFailed(
@@ -171,6 +174,8 @@ def _execute(
                 ) from None
             if isinstance(exc, RestoreFailed) and "lock timeout" in exc.message:
                 raise _lock_timeout(plan.target.dbname, lock_timeout_ms, watch.seen) from None
+            if exc is not caught:
+                raise exc from None
             raise
     return RestoreResult(plan.backup.id, plan.target.display(), len(plan.checks), session.sent, plan.login_roles)
 
@@ -276,9 +281,6 @@ def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, s
     if app_file is None:
         raise RestoreFailed(f"Backup {plan.backup.id} has no app archive", "restore another backup")
     app = catalog.pinned_path(plan.pinned[app_file.name])
-    # the listings this restore asks for, read side by side (each is a pg_restore run; cached)
-    with ThreadPoolExecutor(3) as pool:
-        list(pool.map(lambda sections: toc.read(plan.suite, app, sections), [(), ("pre-data", "data"), ("post-data",)]))
     chosen = entries(plan, plan.suite, app)
     is_acl = lambda e: e.desc in ("ACL", "DEFAULT ACL")  # noqa: E731
     schema_acl = lambda e: e.desc == "ACL" and e.schema == "-" and e.tag_owner.startswith("SCHEMA ")  # noqa: E731
