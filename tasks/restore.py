@@ -10,6 +10,7 @@ from invoke import task
 
 from . import _ui
 from .engine import catalog, dbinfo
+from .engine import undo as undo_mod
 from .engine.conn import Target
 from .engine.dump import undo_point
 from .engine.errors import BackupError, ConfigError, Declined, Interrupted, RestoreFailed, UsageError
@@ -121,6 +122,18 @@ def restore(
                 _ui.warn(f"this backup is {plan.authenticity.text}: restore it only if you trust where it came from")
             _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
             point = _undo_point(undo, tgt, store, f"restoring {backup.id} into {tgt.display()}", settings, key)
+            if point is not None and key is not None:
+                # what this restore adds server-wide, which restoring the undo point removes again
+                undo_mod.write(
+                    point.path,
+                    undo_mod.Aftermath(
+                        backup.id,
+                        roles=tuple(r.name for r in plan.roles.create),
+                        extensions=plan.create_extensions,
+                        cron_jobs=tuple(j.name for j in plan.backup.record.cron_jobs or () if j.name),
+                    ),
+                    key,
+                )
             with _ui.Activity("restoring") as activity, _undo_kept_only_if_needed(point, store):
                 result = execute_restore(plan, plan_store, step=activity.step, progress=activity.progress, lock_timeout_ms=settings.lock_timeout_ms)
                 done.append(result)
@@ -137,7 +150,20 @@ def restore(
             names = ", ".join(r.name for r in plan.roles.create)
             _ui.err.print(
                 "[yellow]note:[/yellow] "
-                + _ui.escape(f"roles created by this restore: {names}. Roles are server-wide: an undo leaves them (DROP ROLE if unwanted).")
+                + _ui.escape(
+                    f"roles created by this restore: {names}. Roles are server-wide"
+                    + (": its undo point removes them again if nothing uses them." if point is not None else ".")
+                )
+            )
+        if plan.undo_roles:
+            kept = sorted(_still_there(tgt, plan.undo_roles))
+            gone = [r for r in plan.undo_roles if r not in kept]
+            _ui.err.print(
+                "[yellow]note:[/yellow] "
+                + _ui.escape(
+                    (f"removed the roles the undone restore had created: {', '.join(gone)}. " if gone else "")
+                    + (f"kept {', '.join(kept)}: still in use (owns or is granted something on this server)." if kept else "")
+                )
             )
         if result.login_roles:
             _ui.err.print(
@@ -179,6 +205,14 @@ def _protected(settings, tgt: Target, yes: bool, confirm_target: str | None) -> 
             f"pass --confirm-target {tgt.dbname} as well, or run it in a terminal and type the name",
         )
     return True
+
+
+def _still_there(tgt: Target, names: tuple[str, ...]) -> set[str]:
+    try:
+        with tgt.connect(autocommit=True) as conn:
+            return dbinfo.existing_roles(conn, list(names))
+    except Exception:  # only a note; the restore has committed
+        return set()
 
 
 def _undo_row(undo: bool, size: int) -> tuple[str, str]:
@@ -272,8 +306,8 @@ def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=
     store = LocalStore(settings.backup_dir)
     with store.lock():
         point = _undo_point(undo, tgt, store, f"resetting {tgt.display()}", settings, signing_key(settings.signing_key, create=True))
-        with _undo_kept_only_if_needed(point, store):
-            execute_reset(plan, settings.lock_timeout_ms)
+        with _ui.Activity("resetting") as activity, _undo_kept_only_if_needed(point, store):
+            execute_reset(plan, settings.lock_timeout_ms, step=activity.step)
     public = "public emptied (the platform's grants on it kept)" if plan.platform.name == "supabase" else "public recreated empty"
     _ui.out.print(f"reset {tgt.display()}: dropped the app's objects in {len(plan.drop_schemas)} schemas; {public}")
     _undo_said(point, tgt, settings, backup_dir)

@@ -98,6 +98,9 @@ def execute_restore(
         if plan.cron_sql:
             step(f"scheduling {len(plan.cron_jobs)} pg_cron jobs")
             s.sql(plan.cron_sql)
+        if plan.undo_sql:
+            step("removing what the undone restore added")
+            s.sql(plan.undo_sql)
         step("checking row counts against the manifest")
         s.sql(statements.check_sql(plan.checks))
         s.sql(statements.POWER_CHECK)
