@@ -390,10 +390,12 @@ def _setval(st: Any) -> tuple[Name, int, bool] | None:
     fn: Any = st.targetList[0].val
     if not isinstance(fn, ast.FuncCall) or archivesql.string_list(fn.funcname)[-1:] != ("setval",) or len(fn.args or ()) != 3:
         return None
-    a, b, c = fn.args
+    args: Any = fn.args
+    a, b, c = args
     try:
         parts = archivesql.split_qualified(a.val.sval)
-        value = int(b.val.ival) if isinstance(b.val, ast.Integer) else int(b.val.fval)
+        raw: Any = b.val.ival if isinstance(b.val, ast.Integer) else b.val.fval
+        value = int(raw)
         called = bool(c.val.boolval)
     except (AttributeError, TypeError, ValueError):
         return None
