@@ -53,7 +53,13 @@ def _target(settings):
         "lock_timeout": "How long the restore waits for a table lock before it rolls back, e.g. 30s (default: LOCK_TIMEOUT or 30s).",
         "allow_unsigned": "Restore a backup whose manifest is not signed with this machine's key "
         "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
+        "table": "SCHEMA.TABLE: restore only this table's rows (repeatable); other tables, the schema and grants stay as they are. "
+        "A foreign key the rows would break refuses the restore, naming the table to add.",
+        "schema": "NAME: restore only the rows of this schema's tables (repeatable).",
+        "into_schema": "NAME: put the chosen tables (--table/--schema) from the backup into this new schema, beside the live ones, "
+        "which stay untouched (e.g. restored_2026_11_24).",
     },
+    iterable=["table", "schema"],
 )
 @_ui.guarded
 def restore(
@@ -71,8 +77,34 @@ def restore(
     confirm_target=None,
     lock_timeout=None,
     any_source=False,
+    table=None,
+    schema=None,
+    into_schema=None,
 ):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
+    if table or schema or into_schema is not None:
+        if schema_only or data_only or also_reach:
+            raise UsageError(
+                "--table, --schema and --into-schema restore rows of chosen tables", "leave out --schema-only, --data-only and --also-reach"
+            )
+        from .restore_tables import restore_tables
+
+        restore_tables(
+            tables=tuple(table or ()),
+            schemas=tuple(schema or ()),
+            into_schema=into_schema,
+            date=date,
+            id=id,
+            target=target,
+            yes=yes,
+            backup_dir=backup_dir,
+            allow_unsigned=allow_unsigned,
+            undo=undo,
+            confirm_target=confirm_target,
+            lock_timeout=lock_timeout,
+            any_source=any_source,
+        )
+        return
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
     settings = _ui.settings_from(backup_dir=backup_dir, lock_timeout=lock_timeout, target=target)
