@@ -40,6 +40,7 @@ def _target(settings):
         "date": "UTC date of the backup to restore, YYYY-MM-DD; the newest complete one of that day.",
         "id": "Exact backup id (see `invoke list`), instead of --date.",
         "target": "Database to restore into (default: TARGET_DATABASE_URL, then DATABASE_URL). Its app schemas are replaced. "
+        "`sandbox`: a new throwaway local PostgreSQL, left running, as a development copy. "
         "Prefer TARGET_DATABASE_URL for a URL with a password: argv is visible to every user.",
         "any_source": "Let --date pick a backup made from another database than the target (by default only the target's own).",
         "yes": "Confirm without a prompt (for scripts and CI). Without a terminal and without --yes, restore refuses.",
@@ -107,6 +108,13 @@ def restore(
         return
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
+    dev = None
+    if target == "sandbox":
+        from .engine import devcopy
+
+        _ui.step("starting a throwaway PostgreSQL server that stays running (a development copy)")
+        dev = devcopy.start(_ui.settings_from(backup_dir=backup_dir).pg_bin_dir)
+        target, yes, any_source, undo = dev.url, True, True, False
     settings = _ui.settings_from(backup_dir=backup_dir, lock_timeout=lock_timeout, target=target)
     store = LocalStore(settings.backup_dir)
     mode = "schema" if schema_only else "data" if data_only else None
@@ -161,6 +169,11 @@ def restore(
             + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
         )
         _undo_said(point, tgt, settings, backup_dir)
+        if dev is not None:
+            _ui.out.print(
+                _ui.escape(f"development copy running at {dev.display}; its URL with the password is in {dev.url_file}: ")
+                + _ui.escape(f'export DATABASE_URL="$(cat {dev.url_file})". Stop and remove it with: {dev.stop_command}')
+            )
         if plan.cron_jobs:
             _ui.err.print(
                 "[yellow]note:[/yellow] " + _ui.escape(f"pg_cron jobs are scheduled on this database now and will run: {'; '.join(plan.cron_jobs)}")
