@@ -11,5 +11,6 @@ from .backup import backup
 from .demo import demo
 from .listing import config, list_
 from .restore import reset, restore
+from .schema import diff, schema
 
-ns = Collection(backup, restore, reset, list_, config, demo)
+ns = Collection(backup, restore, reset, list_, config, demo, diff, schema)

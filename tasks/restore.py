@@ -41,6 +41,7 @@ def _target(settings):
         "date": "UTC date of the backup to restore, YYYY-MM-DD; the newest complete one of that day.",
         "id": "Exact backup id (see `invoke list`), instead of --date.",
         "target": "Database to restore into (default: TARGET_DATABASE_URL, then DATABASE_URL). Its app schemas are replaced. "
+        "`sandbox`: a new throwaway local PostgreSQL, left running, as a development copy. "
         "Prefer TARGET_DATABASE_URL for a URL with a password: argv is visible to every user.",
         "any_source": "Let --date pick a backup made from another database than the target (by default only the target's own).",
         "yes": "Confirm without a prompt (for scripts and CI). Without a terminal and without --yes, restore refuses.",
@@ -54,7 +55,13 @@ def _target(settings):
         "lock_timeout": "How long the restore waits for a table lock before it rolls back, e.g. 30s (default: LOCK_TIMEOUT or 30s).",
         "allow_unsigned": "Restore a backup whose manifest is not signed with this machine's key "
         "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
+        "table": "SCHEMA.TABLE: restore only this table's rows (repeatable); other tables, the schema and grants stay as they are. "
+        "A foreign key the rows would break refuses the restore, naming the table to add.",
+        "schema": "NAME: restore only the rows of this schema's tables (repeatable).",
+        "into_schema": "NAME: put the chosen tables (--table/--schema) from the backup into this new schema, beside the live ones, "
+        "which stay untouched (e.g. restored_2026_11_24).",
     },
+    iterable=["table", "schema"],
 )
 @_ui.guarded
 def restore(
@@ -72,10 +79,43 @@ def restore(
     confirm_target=None,
     lock_timeout=None,
     any_source=False,
+    table=None,
+    schema=None,
+    into_schema=None,
 ):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
+    if table or schema or into_schema is not None:
+        if schema_only or data_only or also_reach:
+            raise UsageError(
+                "--table, --schema and --into-schema restore rows of chosen tables", "leave out --schema-only, --data-only and --also-reach"
+            )
+        from .restore_tables import restore_tables
+
+        restore_tables(
+            tables=tuple(table or ()),
+            schemas=tuple(schema or ()),
+            into_schema=into_schema,
+            date=date,
+            id=id,
+            target=target,
+            yes=yes,
+            backup_dir=backup_dir,
+            allow_unsigned=allow_unsigned,
+            undo=undo,
+            confirm_target=confirm_target,
+            lock_timeout=lock_timeout,
+            any_source=any_source,
+        )
+        return
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
+    dev = None
+    if target == "sandbox":
+        from .engine import devcopy
+
+        _ui.step("starting a throwaway PostgreSQL server that stays running (a development copy)")
+        dev = devcopy.start(_ui.settings_from(backup_dir=backup_dir).pg_bin_dir)
+        target, yes, any_source, undo = dev.url, True, True, False
     settings = _ui.settings_from(backup_dir=backup_dir, lock_timeout=lock_timeout, target=target)
     store = LocalStore(settings.backup_dir)
     mode = "schema" if schema_only else "data" if data_only else None
@@ -142,6 +182,11 @@ def restore(
             + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
         )
         _undo_said(point, tgt, settings, backup_dir)
+        if dev is not None:
+            _ui.out.print(
+                _ui.escape(f"development copy running at {dev.display}; its URL with the password is in {dev.url_file}: ")
+                + _ui.escape(f'export DATABASE_URL="$(cat {dev.url_file})". Stop and remove it with: {dev.stop_command}')
+            )
         if plan.cron_jobs:
             _ui.err.print(
                 "[yellow]note:[/yellow] " + _ui.escape(f"pg_cron jobs are scheduled on this database now and will run: {'; '.join(plan.cron_jobs)}")
