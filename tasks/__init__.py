@@ -10,6 +10,7 @@ from invoke import Collection
 from .backup import backup
 from .demo import demo
 from .listing import config, list_
+from .prune import prune
 from .restore import reset, restore
 
-ns = Collection(backup, restore, reset, list_, config, demo)
+ns = Collection(backup, restore, reset, list_, config, demo, prune)
