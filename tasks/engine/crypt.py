@@ -180,13 +180,24 @@ class Served:
             if self.stopping:
                 os.close(out)
                 return
+            sink = open(out, "wb", buffering=1 << 20)
             try:
-                with open(out, "wb", buffering=1 << 20) as sink:
-                    _pyrage().decrypt_io(_Pread(fd), sink, list(self.identity.keys))
-            except (BrokenPipeError, OSError, Exception):
+                _pyrage().decrypt_io(_Pread(fd), sink, list(self.identity.keys))
+                sink.flush()
+            except Exception:
                 # the reader stopped early (pg_restore --list reads only the table of contents),
                 # or the file does not decrypt: the reader sees a short file and fails
                 pass
+            finally:
+                # The next reader gets a new pipe at the same path (renamed into place before this
+                # one ends), so it can never be mixed up with the end of this reader's stream.
+                fresh = path.with_name(f".{path.name}.next")
+                os.mkfifo(fresh, 0o600)
+                os.rename(fresh, path)
+                try:
+                    sink.close()
+                except OSError:
+                    pass
 
     def stop(self) -> None:
         self.stopping = True

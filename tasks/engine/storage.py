@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -21,6 +22,7 @@ from typing import IO, Any, Protocol
 from .errors import Busy, UsageError
 
 STAGING_PREFIX = ".tmp-"
+_ID = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{6}Z(?:-\d+)?$")  # catalog.ID_RE: other folders are not backups
 
 
 class Store(Protocol):
@@ -78,7 +80,7 @@ class LocalStore:
     def ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file())
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _ID.match(p.name) and (p / "manifest.json").is_file())
 
     def loose_files(self) -> list[str]:
         """Plain files at the top level (the runbook's hand-made dumps live here)."""
