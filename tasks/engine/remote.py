@@ -3,8 +3,9 @@ the local folder (storage.LocalStore), so catalog, dump and restore work on eith
 
 Layout: `<prefix>/<backup id>/<file>`, the files of the manifest first, then `manifest.hmac`,
 then `manifest.json` last: a backup exists only once its manifest does. An upload cut off
-midway (a killed runner) leaves files without a manifest, which never list, restore or count;
-`prune` removes them once they are older than a day.
+midway (a killed runner) leaves files without a manifest, which never list, restore or count
+(`list --remote` warns about them; `stale_uploads` names those older than a day, for a clean-up
+that is not wired into prune yet).
 
 Reading: a backup's files are fetched into a private cache folder (0700) as a stream, part by
 part, never whole in memory; an encrypted backup stays encrypted there (restore decrypts through
