@@ -10,7 +10,8 @@ from invoke import Collection
 from .backup import backup
 from .demo import demo
 from .listing import config, list_
+from .prune import prune
 from .restore import reset, restore
 from .schema import diff, schema
 
-ns = Collection(backup, restore, reset, list_, config, demo, diff, schema)
+ns = Collection(backup, restore, reset, list_, config, demo, diff, schema, prune)

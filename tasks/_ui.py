@@ -108,7 +108,7 @@ def show_plan(rows: Sequence[tuple[str, str]], title: str) -> None:
     err.print(t)
 
 
-def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=None) -> None:
+def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=None, what: str = "the database name") -> None:
     """Ask the person to type the target database's name; the default answer is no.
 
     `input`/`output` are prompt_toolkit objects, given only by tests that drive the real prompt.
@@ -123,7 +123,7 @@ def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=N
     if input is not None:
         kwargs.update(input=input, output=output)
     answer = questionary.text(
-        f"This will {action}. Type the database name '{dbname}' to continue (Enter cancels):",
+        f"This will {action}. Type {what} '{dbname}' to continue (Enter cancels):",
         default="",
         **kwargs,
     ).ask()

@@ -10,6 +10,7 @@ from .engine.dump import create_backup
 from .engine.errors import ConfigError, UsageError
 from .engine.manifest import signing_key
 from .engine.storage import LocalStore
+from .engine.stores import write_store
 
 
 @task(
@@ -20,10 +21,11 @@ from .engine.storage import LocalStore
         "url": "Database to back up (default: DATABASE_URL or SUPABASE_DB_URL).",
         "backup_dir": "Folder for backups (default: BACKUP_DIR or .backups).",
         "lock_timeout": "How long pg_dump waits for a table lock before the backup stops, e.g. 30s (default: LOCK_TIMEOUT or 30s).",
+        "keep_local": "With an object store (BACKUP_STORE): also keep the backup in the local folder (BACKUP_DIR).",
     }
 )
 @_ui.guarded
-def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_dir=None, lock_timeout=None):
+def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_dir=None, lock_timeout=None, keep_local=False):
     """Back up the database: roles, schema and data, checksummed, into BACKUP_DIR/<UTC time>/."""
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
@@ -32,7 +34,7 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
         raise ConfigError("No database configured", "set DATABASE_URL in .env or the environment, or pass --url")
     target = Target.from_url(settings.database_url, settings.password, settings.pg_env)
     kind = "schema" if schema_only else "data" if data_only else "full"
-    store = LocalStore(settings.backup_dir)
+    store = write_store(settings, keep_local=keep_local)
     key = signing_key(settings.signing_key, create=True)
     if key and key.created:
         _ui.step(
@@ -50,14 +52,16 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
             signing_key=key,
             lock_timeout_ms=settings.lock_timeout_ms,
         )
-    if result.created_dir:
+    if result.created_dir and isinstance(store, LocalStore):
         _ui.step(f"created {store.root} (mode 0700)")
-    if result.gitignore_updated:
+    if result.gitignore_updated and isinstance(store, LocalStore):
         _ui.step(f"added {store.root.name}/ to .gitignore")
     m = result.manifest
     rows = sum(t["rows"] or 0 for t in m["tables"])
     size = sum(f["size"] for f in m["files"])
     _ui.out.print(
         f"backup {result.backup_id}: {m['kind']}, {len(m['tables'])} tables, {rows} rows, "
-        f"{_ui.human_size(size)} in {result.path} ({activity.elapsed:.1f} s)"
+        f"{_ui.human_size(size)} in {store.describe() + '/' + result.backup_id if not isinstance(store, LocalStore) else result.path}"
+        f"{' (encrypted for ' + str(len(m['encryption']['recipients'])) + ' age recipients)' if m.get('encryption') else ''}"
+        f" ({activity.elapsed:.1f} s)"
     )

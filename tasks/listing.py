@@ -8,7 +8,7 @@ from . import _ui
 from .engine import catalog
 from .engine.conn import redact_url
 from .engine.errors import IntegrityError
-from .engine.storage import LocalStore
+from .engine.stores import open_store
 
 
 def _source(b: catalog.Backup) -> str:
@@ -27,13 +27,14 @@ def _source(b: catalog.Backup) -> str:
     help={
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
         "verify": "Also recompute every file's sha256 (reads every backup in full).",
+        "remote": "List the object store (BACKUP_STORE) instead of the local folder.",
     },
 )
 @_ui.guarded
-def list_(c, backup_dir=None, verify=False):
+def list_(c, backup_dir=None, verify=False, remote=False):
     """List backups: id, date, kind, size, source database, label and checksum status."""
     settings = _ui.settings_from(backup_dir=backup_dir)
-    store = LocalStore(settings.backup_dir)
+    store = open_store(settings, remote=remote)
     store.tidy()  # what killed runs left
     backups, problems = catalog.all_backups(store)
     rows = []
@@ -51,6 +52,8 @@ def list_(c, backup_dir=None, verify=False):
         else:
             n = len(b.files())
             status = f"{n} file{'s' if n != 1 else ''} recorded"
+        if b.manifest.get("encryption"):
+            status += ", age-encrypted"
         rows.append((b.id, b.date.isoformat(), b.kind, _ui.human_size(b.size(store)), _source(b), b.label, status))
     if not rows:
         _ui.out.print(f"no backups in {store.describe()} yet; run `invoke backup`")
@@ -61,6 +64,8 @@ def list_(c, backup_dir=None, verify=False):
         _ui.out.print(t)
     for p in problems:
         _ui.err.print(f"[yellow]warning:[/yellow] {p}")
+    for upload in getattr(store, "incomplete", list)():
+        _ui.warn(f"{store.describe()}/{upload}/ has files but no manifest: an upload running now, or one cut off (never listed or restored)")
     for leftover in store.stale_staging():
         _ui.err.print(
             f"[yellow]warning:[/yellow] {leftover} is being written by a backup or restore running now, "

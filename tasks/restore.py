@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 from contextlib import contextmanager
+from typing import Any
 
 from invoke import task
 
@@ -13,10 +14,12 @@ from .engine import catalog, dbinfo
 from .engine import undo as undo_mod
 from .engine.conn import Target
 from .engine.dump import undo_point
-from .engine.errors import BackupError, ConfigError, Declined, Interrupted, RestoreFailed, UsageError
+from .engine.errors import BackupError, ConfigError, Declined, Interrupted, NotFound, RestoreFailed, UsageError
 from .engine.manifest import signing_key
+from .engine.objects import is_remote
 from .engine.restore import execute_reset, execute_restore, plan_reset, plan_restore, source
 from .engine.storage import LocalStore
+from .engine.stores import local_store, remote_store
 
 
 def _schemas(text: str | None) -> tuple[str, ...]:
@@ -117,11 +120,19 @@ def restore(
         dev = devcopy.start(_ui.settings_from(backup_dir=backup_dir).pg_bin_dir)
         target, yes, any_source, undo = dev.url, True, True, False
     settings = _ui.settings_from(backup_dir=backup_dir, lock_timeout=lock_timeout, target=target)
-    store = LocalStore(settings.backup_dir)
+    store = local_store(settings)
     mode = "schema" if schema_only else "data" if data_only else None
     tgt, protected = _resolved_target(settings, yes, confirm_target)
     src = catalog.source_key(tgt.host, tgt.port, tgt.dbname, tgt.user)
-    backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full", target=src, any_source=any_source)
+    backup_store: Any = store  # where the backup is: the local folder, else the object store
+    try:
+        backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full", target=src, any_source=any_source)
+    except NotFound:
+        if not is_remote(settings.store):
+            raise
+        backup_store = remote_store(settings)
+        _ui.step(f"not in {store.describe()}: looking in {backup_store.describe()}")
+        backup = catalog.resolve(backup_store, date=date, backup_id=id, mode=mode or "full", target=src, any_source=any_source)
     if undo and store.root.is_dir() and not os.access(store.root, os.W_OK):
         _ui.warn(f"{store.root} is read-only: no undo point can be kept there (pass --no-undo to say so)")
         undo = False
@@ -136,7 +147,7 @@ def restore(
         key = signing_key(settings.signing_key, create=undo)
         with (
             store.lock(reading=True, step=_ui.step),
-            source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (plan_store, backup),
+            source(backup_store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (plan_store, backup),
         ):
             plan = plan_restore(
                 plan_store,

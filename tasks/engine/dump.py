@@ -34,7 +34,7 @@ from . import manifest as manifest_mod
 from .conn import Target
 from .errors import BackupError, ConnectionFailed, Interrupted, ToolsMissing
 from .platform import detect
-from .storage import LocalStore, fsync_path
+from .storage import LocalStore, Store
 
 KINDS = ("full", "schema", "data")
 Step = Callable[[str], None]
@@ -131,12 +131,12 @@ def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: s
         f"--lock-wait-timeout={lock_timeout_ms}ms",
         "--no-password",
         f"--dbname={target.conninfo()}",
-    ]
+    ] + (["--no-sync"] if out.is_fifo() else [])  # a pipe into encryption or upload: the store syncs what it keeps
 
 
 def create_backup(
     target: Target,
-    store: LocalStore,
+    store: Store,
     *,
     kind: str = "full",
     label: str | None = None,
@@ -155,7 +155,7 @@ def create_backup(
     key = signing_key or manifest_mod.signing_key(None, create=True)
     created_dir = store.ensure()
     # Ignored before the first byte of a backup lands, so it can never be committed by accident.
-    gitignore = ensure_gitignore(store.root, Path.cwd())
+    gitignore = ensure_gitignore(store.root, Path.cwd()) if isinstance(store, LocalStore) else False
     with contextlib.nullcontext() if locked else store.lock():
         result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms)
     result.created_dir, result.gitignore_updated = created_dir, gitignore
@@ -187,7 +187,8 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
         env = target.tool_env()
         files: list[dict[str, Any]] = []
         manifest: dict[str, Any] = {}
-        with store.staging(backup_id) as folder:
+        # `out` says where each file goes: the staging folder, or a pipe into encryption / upload
+        with store.staging(backup_id) as folder, store.writer(folder) as out:
             login: list[str] = []
             app_roles: list[str] = []
             skipped_roles: list[str] = []
@@ -199,10 +200,10 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
                 app_roles = [r for r in everyone if r not in skipped_roles]
                 role_set = roles.read(conn, app_roles)
                 login = [r.name for r in role_set.roles if r.login]
-                _write_private(folder / "roles.json", role_set.to_json().encode())
+                out.write_bytes("roles.json", role_set.to_json().encode())
                 files.append({"name": "roles.json", "role": "roles", "format": "json"})
 
-            app_args = _pg_dump_args(suite, target, folder / "app.dump", snapshot, lock_timeout_ms)
+            app_args = _pg_dump_args(suite, target, out.path("app.dump"), snapshot, lock_timeout_ms)
             app_args.append("--large-objects" if suite.major >= 16 else "--blobs")
             if kind == "schema":
                 app_args.append("--schema-only")
@@ -242,7 +243,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
                 added = additions.find(conn, platform)
                 if added:
                     step("dumping the platform tables the app added triggers or policies to (schema only)")
-                    args = _pg_dump_args(suite, target, folder / "platform-schema.dump", snapshot, lock_timeout_ms) + ["--schema-only"]
+                    args = _pg_dump_args(suite, target, out.path("platform-schema.dump"), snapshot, lock_timeout_ms) + ["--schema-only"]
                     args += [f"--table={sqltext.pattern(s, t)}" for s, t in sorted({(a.schema, a.table) for a in added})]
                     try:
                         pgtools.run(args, env=env, stdout=subprocess.DEVNULL)
@@ -252,7 +253,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
 
             if kind in ("full", "data") and data_schemas:
                 step(f"dumping platform data: {', '.join(data_schemas)}")
-                args = _pg_dump_args(suite, target, folder / "platform.dump", snapshot, lock_timeout_ms) + ["--data-only"]
+                args = _pg_dump_args(suite, target, out.path("platform.dump"), snapshot, lock_timeout_ms) + ["--data-only"]
                 args += [f"--schema={s}" for s in data_schemas]
                 args += [f"--exclude-table={t}" for t in platform.excluded_data_tables]
                 try:
@@ -267,11 +268,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
 
             step("checksumming")
             for f in files:
-                path = folder / f["name"]
-                os.chmod(path, 0o600)
-                fsync_path(path)
-                f["size"] = path.stat().st_size
-                f["sha256"] = catalog.sha256_file(path)
+                f.update(out.finish(f["name"]))
             excluded = set(platform.excluded_data_tables)
             manifest = {
                 "format": catalog.FORMAT_VERSION,
@@ -319,6 +316,9 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
             }
             if origin is not None:
                 manifest["origin"] = origin
+            if out.manifest_fields():
+                manifest.update(out.manifest_fields())
+                manifest["format"] = manifest_mod.FORMAT_ENCRYPTED
             catalog.write_manifest(folder, manifest)
             manifest_mod.sign(folder, key)
     except KeyboardInterrupt:
@@ -330,12 +330,12 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
     finally:
         conn.close()
     step(f"backup {backup_id} complete")
-    return BackupResult(backup_id, store.root / backup_id, manifest, False, False)
+    return BackupResult(backup_id, store.local_path(backup_id, ""), manifest, False, False)
 
 
 def undo_point(
     target: Target,
-    store: LocalStore,
+    store: Store,
     *,
     before: str,
     pg_bin_dir: str | None = None,

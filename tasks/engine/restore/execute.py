@@ -26,7 +26,7 @@ from typing import IO
 
 from .. import catalog, quiet, sqltext, toc
 from ..errors import Interrupted, RestoreFailed, UsageError
-from ..storage import LocalStore
+from ..storage import Store
 from . import archive, statements
 from .plan import RestorePlan, entries
 from .session import Session, run
@@ -49,7 +49,7 @@ def _is_lo(e: toc.Entry) -> bool:
 
 def execute_restore(
     plan: RestorePlan,
-    store: LocalStore,
+    store: Store,
     *,
     step: Step = lambda m: None,
     progress: Callable[[int], None] | None = None,
@@ -249,7 +249,7 @@ def _feed(plan: RestorePlan, s: Session, archive_path: Path, env: dict[str, str]
     s.script(archive.guarded(chunks, s.key, plan.server.major, s.lock_timeout))
 
 
-def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, str], step: Step) -> None:
+def _archives(plan: RestorePlan, store: Store, s: Session, env: dict[str, str], step: Step) -> None:
     record = plan.backup.record
     app_file = record.file("app")
     if app_file is None:

@@ -16,7 +16,7 @@ from ..catalog import Backup
 from ..conn import Target
 from ..errors import RestoreFailed, UsageError
 from ..platform import Platform, by_name, detect
-from ..storage import LocalStore
+from ..storage import Store
 from . import statements
 
 Step = Callable[[str], None]
@@ -149,7 +149,7 @@ def shown(tables: tuple[tuple[str, str], ...] | list[tuple[str, str]], most: int
 
 
 def plan_restore(
-    store: LocalStore,
+    store: Store,
     backup: Backup,
     target: Target,
     *,
@@ -181,7 +181,7 @@ def plan_restore(
 
 
 def _plan(
-    store: LocalStore,
+    store: Store,
     backup: Backup,
     target: Target,
     mode: str,
@@ -286,8 +286,8 @@ def _plan(
             own_roles: set[str] = set()
             roles_file = record.file("roles")
             if roles_file and roles_file.format == "json":
-                with open(pinned[roles_file.name], "rb", closefd=False) as f:
-                    f.seek(0)
+                # the pinned file itself, or (encrypted) the pipe serving its plaintext
+                with open(catalog.pinned_path(pinned[roles_file.name]), "rb") as f:
                     role_set = roles.RoleSet.from_json(f.read().decode("utf-8", "replace"))
                 kw["roles"] = roles.plan(role_set, roles.facts(conn, role_set.names()))
                 warnings.extend(kw["roles"].warnings)
