@@ -10,6 +10,8 @@ from invoke import Collection
 from .backup import backup
 from .demo import demo
 from .listing import config, list_
+from .predeploy import predeploy
 from .restore import reset, restore
+from .verify import verify
 
-ns = Collection(backup, restore, reset, list_, config, demo)
+ns = Collection(backup, restore, reset, list_, config, demo, verify, predeploy)

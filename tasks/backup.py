@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import task
 
-from . import _ui
+from . import _notify, _ui
 from .engine.conn import Target
 from .engine.dump import create_backup
 from .engine.errors import ConfigError, UsageError
@@ -22,6 +22,7 @@ from .engine.storage import LocalStore
         "lock_timeout": "How long pg_dump waits for a table lock before the backup stops, e.g. 30s (default: LOCK_TIMEOUT or 30s).",
     }
 )
+@_notify.on_failure("backup")
 @_ui.guarded
 def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_dir=None, lock_timeout=None):
     """Back up the database: roles, schema and data, checksummed, into BACKUP_DIR/<UTC time>/."""
@@ -49,6 +50,7 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
             step=activity.step,
             signing_key=key,
             lock_timeout_ms=settings.lock_timeout_ms,
+            content_hashes=settings.content_hashes,
         )
     if result.created_dir:
         _ui.step(f"created {store.root} (mode 0700)")

@@ -147,10 +147,11 @@ def create_backup(
     origin: dict[str, Any] | None = None,
     locked: bool = False,
     lock_timeout_ms: int = 30_000,
-    content_hashes: bool = True,
+    content_hashes: bool = False,
     context: dict[str, Any] | None = None,
 ) -> BackupResult:
-    """`content_hashes`: record every table's content hash (contenthash.py) for drills.
+    """`content_hashes`: record every table's content hash (contenthash.py) for drills; off by
+    default, since it more than doubles a backup's time (bench/content_hash.py).
     `context`: recorded (and signed) as the manifest's "context" (predeploy: git commit, CI run).
     `origin`: recorded in the manifest (signed with it) when the backup was made from
     something other than a live database (the runbook's files, loaded in a sandbox)."""
@@ -166,7 +167,7 @@ def create_backup(
     return result
 
 
-def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms, content_hashes=True, context=None) -> BackupResult:
+def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms, content_hashes=False, context=None) -> BackupResult:
     started = dt.datetime.now(dt.UTC)
     step(f"connecting to {target.display()}")
     conn = target.connect(autocommit=True)

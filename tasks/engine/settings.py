@@ -31,6 +31,8 @@ PG_BIN_VARS = ("PG_BIN_DIR",)
 SIGNING_KEY_VARS = ("BACKUP_SIGNING_KEY",)
 PROTECTED_VARS = ("PROTECTED_TARGETS",)
 LOCK_TIMEOUT_VARS = ("LOCK_TIMEOUT",)
+CONTENT_HASH_VARS = ("BACKUP_CONTENT_HASHES",)
+NOTIFY_VARS = ("BACKUP_NOTIFY_URL",)
 DEFAULT_LOCK_TIMEOUT = "30s"
 
 _DURATION_RE = re.compile(r"^(\d+)\s*(ms|s|min|h)?$")
@@ -63,6 +65,8 @@ class Settings:
     pg_env: Mapping[str, str] = field(default_factory=dict)
     # setting name -> where its value came from ("flag --x", "environment VAR", ".env VAR", "default")
     sources: Mapping[str, str] = field(default_factory=dict)
+    content_hashes: bool = False  # BACKUP_CONTENT_HASHES: per-table content hashes for drills
+    notify_url: str | None = None  # BACKUP_NOTIFY_URL: secret (a webhook URL carries its token)
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(name, shown value, source) rows; secrets redacted, suitable for printing."""
@@ -75,6 +79,8 @@ class Settings:
             ("signing_key", "****" if self.signing_key else "(this user's key file)"),
             ("protected_targets", ", ".join(redact_url(t) for t in self.protected_targets) or "(none)"),
             ("lock_timeout", self.lock_timeout),
+            ("content_hashes", "on" if self.content_hashes else "off"),
+            ("notify_url", "****" if self.notify_url else "(not set)"),
         ]
         return [(name, value, self.sources.get(name, "default")) for name, value in rows]
 
@@ -169,6 +175,10 @@ def load_settings(
     lock_timeout = _pick("lock_timeout", flags.get("lock_timeout"), "lock-timeout", LOCK_TIMEOUT_VARS, environ, dotenv, sources)
     lock_timeout = (lock_timeout or DEFAULT_LOCK_TIMEOUT).strip()
     parse_duration(lock_timeout)
+    hashes = _pick("content_hashes", None, None, CONTENT_HASH_VARS, environ, dotenv, sources)
+    if hashes is not None and hashes.strip().lower() not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"BACKUP_CONTENT_HASHES {hashes[:20]!r} is not on or off", "set it to on or off")
+    notify_url = _pick("notify_url", None, None, NOTIFY_VARS, environ, dotenv, sources)
     target_url = _pick("target_url", flags.get("target"), "target", TARGET_URL_VARS, environ, dotenv, sources)
     pg_env: dict[str, str] = {}
     for var in ENV_VARS:
@@ -189,4 +199,6 @@ def load_settings(
         target_url=target_url.strip() if target_url and target_url.strip() else None,
         pg_env=pg_env,
         sources=sources,
+        content_hashes=hashes is not None and hashes.strip().lower() in ("on", "true", "1", "yes"),
+        notify_url=notify_url.strip() if notify_url and notify_url.strip() else None,
     )
