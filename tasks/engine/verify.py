@@ -195,17 +195,22 @@ def _archive(store: LocalStore, backup: Backup, pg_bin_dir: str | None, result: 
             proc = pgtools.popen(
                 [suite.tool("pg_restore"), "--data-only", "--file=-", str(path)], env=dict(os.environ), stdout=subprocess.PIPE, stderr=errf
             )
+            truncated: IntegrityError | None = None
             try:
                 assert proc.stdout is not None
                 counts = _count_copy_rows(proc.stdout, result, backup.id, f.name)
-                proc.wait()
+            except IntegrityError as exc:
+                truncated, counts = exc, []
             except BaseException:
                 pgtools.stop(proc)
                 raise
+            proc.wait()
             errf.seek(0)
             err = errf.read()
         if proc.returncode != 0:
             raise IntegrityError(f"Backup {backup.id}: {f.name} is damaged: {pgtools.tail(err)}", "do not rely on this backup; take a new one")
+        if truncated is not None:
+            raise truncated
         if len(counts) != len(data):
             raise IntegrityError(
                 f"Backup {backup.id}: {f.name} lists {len(data)} tables' data but holds {len(counts)}", "do not rely on this backup; take a new one"
