@@ -61,7 +61,7 @@ class VerifyResult:
 
     def summary(self) -> str:
         if self.ok:
-            what = f", {self.tables} tables: {self.strength}" if self.tables else ""
+            what = f", {self.tables} table{'s' if self.tables != 1 else ''}: {self.strength}" if self.tables else ""
             return f"{self.level} passed{what} ({self.seconds:.1f} s)"
         first = self.error or "; ".join(self.mismatches[:3])
         more = f" (+{len(self.mismatches) - 3} more)" if len(self.mismatches) > 3 else ""
