@@ -10,8 +10,10 @@ from invoke import Collection
 from .backup import backup
 from .demo import demo
 from .listing import config, list_
+from .predeploy import predeploy
 from .prune import prune
 from .restore import reset, restore
 from .schema import diff, schema
+from .verify import verify
 
-ns = Collection(backup, restore, reset, list_, config, demo, diff, schema, prune)
+ns = Collection(backup, restore, reset, list_, config, demo, verify, predeploy, prune, diff, schema)

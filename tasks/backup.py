@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from invoke import task
 
-from . import _ui
+from . import _notify, _ui
 from .engine.conn import Target
 from .engine.dump import create_backup
 from .engine.errors import ConfigError, UsageError
@@ -24,6 +24,7 @@ from .engine.stores import write_store
         "keep_local": "With an object store (BACKUP_STORE): also keep the backup in the local folder (BACKUP_DIR).",
     }
 )
+@_notify.on_failure("backup")
 @_ui.guarded
 def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_dir=None, lock_timeout=None, keep_local=False):
     """Back up the database: roles, schema and data, checksummed, into BACKUP_DIR/<UTC time>/."""
@@ -51,6 +52,7 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
             step=activity.step,
             signing_key=key,
             lock_timeout_ms=settings.lock_timeout_ms,
+            content_hashes=settings.content_hashes,
         )
     if result.created_dir and isinstance(store, LocalStore):
         _ui.step(f"created {store.root} (mode 0700)")

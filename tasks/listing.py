@@ -6,8 +6,11 @@ from invoke import task
 
 from . import _ui
 from .engine import catalog
+from .engine import verify as verify_mod
 from .engine.conn import redact_url
 from .engine.errors import IntegrityError
+from .engine.manifest import signing_key
+from .engine.storage import LocalStore
 from .engine.stores import open_store
 
 
@@ -20,6 +23,21 @@ def _source(b: catalog.Backup) -> str:
     src = b.manifest.get("source")
     url = src.get("url") if isinstance(src, dict) else None
     return redact_url(str(url)) if url else "unknown"
+
+
+def _verified(store, b: catalog.Backup, key) -> str:
+    """The latest `invoke verify` result recorded next to the manifest."""
+    if b.legacy or not isinstance(store, LocalStore):
+        return ""  # results of a remote backup are kept where it was verified
+    r = verify_mod.latest_result(store, b.id, key)
+    if r is None:
+        return "never"
+    when = str(r.get("started_at", ""))[:16].replace("T", " ")
+    text = f"{r['level']} {'ok' if r['ok'] else 'FAILED'} {when}"
+    if not r["ok"]:
+        first = r.get("error") or (r.get("mismatches") or [""])[0]
+        text += f": {first}"
+    return text if r.get("authentic") else text + " (unsigned result)"
 
 
 @task(
@@ -39,6 +57,7 @@ def list_(c, backup_dir=None, verify=False, remote=False):
     backups, problems = catalog.all_backups(store)
     rows = []
     damaged = 0
+    key = signing_key(settings.signing_key, create=False)
     for b in backups:
         if b.legacy:
             status = "no manifest (runbook file)"
@@ -54,11 +73,11 @@ def list_(c, backup_dir=None, verify=False, remote=False):
             status = f"{n} file{'s' if n != 1 else ''} recorded"
         if b.manifest.get("encryption"):
             status += ", age-encrypted"
-        rows.append((b.id, b.date.isoformat(), b.kind, _ui.human_size(b.size(store)), _source(b), b.label, status))
+        rows.append((b.id, b.date.isoformat(), b.kind, _ui.human_size(b.size(store)), _source(b), b.label, status, _verified(store, b, key)))
     if not rows:
         _ui.out.print(f"no backups in {store.describe()} yet; run `invoke backup`")
     else:
-        t = _ui.table(f"Backups in {store.describe()}", ["id", "date (UTC)", "kind", "size", "source", "label", "checksums"], rows)
+        t = _ui.table(f"Backups in {store.describe()}", ["id", "date (UTC)", "kind", "size", "source", "label", "checksums", "verified"], rows)
         for col in t.columns[:2]:  # the id is what `restore --id` takes, with its date: always whole
             col.no_wrap = True
         _ui.out.print(t)

@@ -29,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-from . import additions, catalog, dbinfo, pgtools, roles, sqltext
+from . import additions, catalog, contenthash, dbinfo, drillplatform, pgtools, roles, sqltext
 from . import manifest as manifest_mod
 from .conn import Target
 from .errors import BackupError, ConnectionFailed, Interrupted, ToolsMissing
@@ -147,8 +147,13 @@ def create_backup(
     origin: dict[str, Any] | None = None,
     locked: bool = False,
     lock_timeout_ms: int = 30_000,
+    content_hashes: bool = False,
+    context: dict[str, Any] | None = None,
 ) -> BackupResult:
-    """`origin`: recorded in the manifest (signed with it) when the backup was made from
+    """`content_hashes`: record every table's content hash (contenthash.py) for drills; off by
+    default, since it more than doubles a backup's time (bench/content_hash.py).
+    `context`: recorded (and signed) as the manifest's "context" (predeploy: git commit, CI run).
+    `origin`: recorded in the manifest (signed with it) when the backup was made from
     something other than a live database (the runbook's files, loaded in a sandbox)."""
     if kind not in KINDS:
         raise BackupError(f"Unknown backup kind {kind!r}", f"use one of {', '.join(KINDS)}")
@@ -157,12 +162,12 @@ def create_backup(
     # Ignored before the first byte of a backup lands, so it can never be committed by accident.
     gitignore = ensure_gitignore(store.root, Path.cwd()) if isinstance(store, LocalStore) else False
     with contextlib.nullcontext() if locked else store.lock():
-        result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms)
+        result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms, content_hashes, context)
     result.created_dir, result.gitignore_updated = created_dir, gitignore
     return result
 
 
-def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms) -> BackupResult:
+def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms, content_hashes=False, context=None) -> BackupResult:
     started = dt.datetime.now(dt.UTC)
     step(f"connecting to {target.display()}")
     conn = target.connect(autocommit=True)
@@ -225,6 +230,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
                     counts = dbinfo.row_counts(conn, tabs) if kind != "schema" else {}
                     for name in dbinfo.filtered_config_tables(conn):
                         counts.pop(name, None)
+                    hashes = contenthash.snapshot_hashes(conn, tabs) if content_hashes and kind != "schema" else None
                     proc.wait()
                 except psycopg.errors.LockNotAvailable:
                     pgtools.stop(proc)
@@ -250,6 +256,15 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
                     except pgtools.ToolError as exc:
                         raise _explain_tool_error(exc, target, lock_timeout_ms) from None
                     files.append({"name": "platform-schema.dump", "role": "platform-schema", "format": "custom"})
+            drill = None
+            if kind in ("full", "schema") and platform.name == "supabase" and managed_present:
+                step("recording the platform's schemas (for restore drills only; never restored)")
+                try:
+                    ddl_args = _pg_dump_args(suite, target, folder / drillplatform.FILE, snapshot, lock_timeout_ms)
+                    drill = drillplatform.record(conn, managed_present, ddl_args, env)
+                except pgtools.ToolError as exc:
+                    raise _explain_tool_error(exc, target, lock_timeout_ms) from None
+                files.append(drill.pop("file"))
 
             if kind in ("full", "data") and data_schemas:
                 step(f"dumping platform data: {', '.join(data_schemas)}")
@@ -316,6 +331,11 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
             }
             if origin is not None:
                 manifest["origin"] = origin
+            contenthash.record(manifest, hashes)
+            if drill is not None:
+                manifest["drill_platform"] = drill
+            if context:
+                manifest["context"] = context
             if out.manifest_fields():
                 manifest.update(out.manifest_fields())
                 manifest["format"] = manifest_mod.FORMAT_ENCRYPTED

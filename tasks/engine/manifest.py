@@ -54,6 +54,7 @@ class TableEntry:
     kind: str  # table | partitioned | matview
     rows: int | None
     section: str  # app | platform
+    hash: str | None = None  # content hash in the dump's snapshot (contenthash.py); absent in older backups
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,9 @@ def parse(data: Any, backup_id: str) -> Manifest:
         rows = t.get("rows")
         if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool)):
             raise _bad(backup_id, "a row count that is not a number")
+        digest = t.get("hash")
+        if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{32}", digest)):
+            raise _bad(backup_id, "a content hash that is not 32 hex digits")
         tables.append(
             TableEntry(
                 _str(t.get("schema"), backup_id, "schema"),
@@ -166,6 +170,7 @@ def parse(data: Any, backup_id: str) -> Manifest:
                 _str(t.get("kind"), backup_id, "table kind"),
                 rows,
                 _str(t.get("section", "app"), backup_id, "section"),
+                digest,
             )
         )
     source = data.get("source") or {}

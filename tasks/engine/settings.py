@@ -31,6 +31,8 @@ PG_BIN_VARS = ("PG_BIN_DIR",)
 SIGNING_KEY_VARS = ("BACKUP_SIGNING_KEY",)
 PROTECTED_VARS = ("PROTECTED_TARGETS",)
 LOCK_TIMEOUT_VARS = ("LOCK_TIMEOUT",)
+CONTENT_HASH_VARS = ("BACKUP_CONTENT_HASHES",)
+NOTIFY_VARS = ("BACKUP_NOTIFY_URL",)
 DEFAULT_LOCK_TIMEOUT = "30s"
 STORE_VARS = ("BACKUP_STORE",)
 AGE_RECIPIENTS_VARS = ("BACKUP_AGE_RECIPIENTS",)
@@ -80,6 +82,8 @@ class Settings:
     retention: Mapping[str, int] = field(default_factory=dict)
     # setting name -> where its value came from ("flag --x", "environment VAR", ".env VAR", "default")
     sources: Mapping[str, str] = field(default_factory=dict)
+    content_hashes: bool = False  # BACKUP_CONTENT_HASHES: per-table content hashes for drills
+    notify_url: str | None = None  # BACKUP_NOTIFY_URL: secret (a webhook URL carries its token)
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(name, shown value, source) rows; secrets redacted, suitable for printing."""
@@ -95,6 +99,8 @@ class Settings:
             ("store", redact_url(self.store) if self.store else "(not set: backups stay in backup_dir)"),
             ("age_recipients", ", ".join(self.age_recipients) or "(not set: backups are not encrypted)"),
             ("age_identity", self.age_identity or "(not set)"),
+            ("content_hashes", "on" if self.content_hashes else "off"),
+            ("notify_url", "****" if self.notify_url else "(not set)"),
         ]
         rows += [(name, str(self.retention.get(name, default))) for name, (_, default) in RETENTION_VARS.items()]
         return [(name, value, self.sources.get(name, "default")) for name, value in rows]
@@ -190,6 +196,10 @@ def load_settings(
     lock_timeout = _pick("lock_timeout", flags.get("lock_timeout"), "lock-timeout", LOCK_TIMEOUT_VARS, environ, dotenv, sources)
     lock_timeout = (lock_timeout or DEFAULT_LOCK_TIMEOUT).strip()
     parse_duration(lock_timeout)
+    hashes = _pick("content_hashes", None, None, CONTENT_HASH_VARS, environ, dotenv, sources)
+    if hashes is not None and hashes.strip().lower() not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"BACKUP_CONTENT_HASHES {hashes[:20]!r} is not on or off", "set it to on or off")
+    notify_url = _pick("notify_url", None, None, NOTIFY_VARS, environ, dotenv, sources)
     target_url = _pick("target_url", flags.get("target"), "target", TARGET_URL_VARS, environ, dotenv, sources)
     pg_env: dict[str, str] = {}
     for var in ENV_VARS:
@@ -221,6 +231,8 @@ def load_settings(
         age_identity=identity.strip() if identity and identity.strip() else None,
         retention=retention,
         sources=sources,
+        content_hashes=hashes is not None and hashes.strip().lower() in ("on", "true", "1", "yes"),
+        notify_url=notify_url.strip() if notify_url and notify_url.strip() else None,
     )
 
 
