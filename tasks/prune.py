@@ -16,6 +16,7 @@ from .engine.stores import open_store
 
 
 @task(
+    auto_shortflags=False,  # Invoke runs out of letters for its flags and prints `--=STRING`
     help={
         "keep_last": "Keep the newest N backups (default: BACKUP_KEEP_LAST or 3).",
         "keep_daily": "Keep the newest backup of each of the last N days that have one (default: BACKUP_KEEP_DAILY or 7).",

@@ -40,6 +40,7 @@ def _target(settings):
 
 
 @task(
+    auto_shortflags=False,  # Invoke runs out of letters for its flags and prints `--=STRING`
     help={
         "date": "UTC date of the backup to restore, YYYY-MM-DD; the newest complete one of that day.",
         "id": "Exact backup id (see `invoke list`), instead of --date.",

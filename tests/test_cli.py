@@ -152,14 +152,16 @@ def test_every_flag_of_every_task_has_help(invoke_cli, name):
     helps: dict[str, str] = {}
     current = None
     for line in options.splitlines():
-        m = re.match(r"^  (?:-\w(?: \w+)?, )?--(?:\[no-\])?([\w-]+)(?:=\w+)?(?:\s+(.*))?$", line)
+        m = re.match(r"^  (?:-\w(?: \w+)?, )?--(?:\[no-\])?([\w-]+)(?:=\w+)?(?:\s+(.*))?$", line) or re.match(
+            r"^  -(\w)(?: [A-Z]+)?(?:\s+(.*))?$", line  # a positional one-letter argument (diff A B)
+        )
         if m:
             current = m.group(1)
             helps[current] = (m.group(2) or "").strip()
         elif current and line.strip():
             helps[current] += " " + line.strip()
     params = [p for p in inspect.signature(ns.tasks[name].body).parameters if p != "c"]
-    assert set(helps) == {p.replace("_", "-") for p in params}
+    assert set(helps) == {p.rstrip("_").replace("_", "-") for p in params}
     for flag, text in helps.items():
         assert len(text) > 15, f"invoke {name} --{flag} has no help text"
 

@@ -422,7 +422,7 @@ def _cron(conn: psycopg.Connection, record: manifest_mod.Manifest, server: dbinf
 
 def _aftermath(
     conn: psycopg.Connection,
-    store: LocalStore,
+    store: Store,
     backup: Backup,
     record: manifest_mod.Manifest,
     key: manifest_mod.SigningKey | None,
