@@ -29,7 +29,20 @@ err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() el
 
 
 def settings_from(**flags: Any) -> Settings:
-    return load_settings(flags, os.environ, read_dotenv(), cwd=Path.cwd())
+    """Settings of the app repository the working directory is in (see engine/project.py):
+    `.env` and a relative BACKUP_DIR from the environment or `.env` are taken at its root; a
+    relative --backup-dir flag is where the person typed it."""
+    import dataclasses
+
+    from .engine.project import find_root
+
+    cwd = Path.cwd()
+    root = find_root(cwd)
+    settings = load_settings(flags, os.environ, read_dotenv(root), cwd=root)
+    folder = settings.backup_dir
+    if root != cwd and not folder.is_absolute() and not settings.sources.get("backup_dir", "").startswith("flag"):
+        settings = dataclasses.replace(settings, backup_dir=root / folder)
+    return dataclasses.replace(settings, project_root=root)
 
 
 def step(message: str) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from invoke import task
-
 from . import _ui
+from ._flags import task
 from .engine.conn import Target
 from .engine.dump import create_backup
 from .engine.errors import ConfigError, UsageError
@@ -49,11 +48,12 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
             step=activity.step,
             signing_key=key,
             lock_timeout_ms=settings.lock_timeout_ms,
+            project=settings.project_root,
         )
     if result.created_dir:
         _ui.step(f"created {store.root} (mode 0700)")
     if result.gitignore_updated:
-        _ui.step(f"added {store.root.name}/ to .gitignore")
+        _ui.step(f"added to {settings.project_root or '.'}/.gitignore: {', '.join(result.gitignore_updated)}")
     m = result.manifest
     rows = sum(t["rows"] or 0 for t in m["tables"])
     size = sum(f["size"] for f in m["files"])

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from invoke import task
-
 from . import _ui
+from ._flags import task
 from .engine.demo import run_demo
 from .engine.errors import BackupError
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from invoke import task
-
 from . import _ui
+from ._flags import task
 from .engine import catalog
 from .engine.conn import redact_url
 from .engine.errors import IntegrityError

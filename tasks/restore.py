@@ -6,9 +6,8 @@ import os
 import shlex
 from contextlib import contextmanager
 
-from invoke import task
-
 from . import _ui
+from ._flags import task
 from .engine import catalog, dbinfo
 from .engine.conn import Target
 from .engine.dump import undo_point

@@ -31,6 +31,7 @@ import psycopg
 
 from . import additions, catalog, dbinfo, pgtools, roles, sqltext
 from . import manifest as manifest_mod
+from . import project as project_mod
 from .conn import Target
 from .errors import BackupError, ConnectionFailed, Interrupted, ToolsMissing
 from .platform import detect
@@ -46,29 +47,13 @@ class BackupResult:
     path: Path
     manifest: dict[str, Any]
     created_dir: bool
-    gitignore_updated: bool
+    gitignore_updated: list[str]  # lines added to the project's .gitignore
 
 
-def ensure_gitignore(backup_dir: Path, project: Path) -> bool:
-    """Add BACKUP_DIR to the project's .gitignore once. True if the file was changed."""
-    try:
-        rel = Path(os.path.relpath(backup_dir.resolve(), project.resolve()))
-    except ValueError:
-        return False
-    if rel.parts and rel.parts[0] == "..":
-        return False  # outside the project: nothing to ignore
-    entry = rel.as_posix().rstrip("/") + "/"
-    gitignore = project / ".gitignore"
-    existing = gitignore.read_text().splitlines() if gitignore.exists() else []
-    forms = {entry, entry.rstrip("/"), "/" + entry, "/" + entry.rstrip("/")}
-    if any(line.strip() in forms for line in existing):
-        return False
-    text = gitignore.read_text() if gitignore.exists() else ""
-    with open(gitignore, "a") as f:
-        if text and not text.endswith("\n"):
-            f.write("\n")
-        f.write(entry + "\n")
-    return True
+def ensure_gitignore(backup_dir: Path, project: Path) -> list[str]:
+    """Add BACKUP_DIR and `.env` to the project's .gitignore unless a pattern there already
+    covers them; the lines added."""
+    return project_mod.ensure_ignored(project, backup_dir)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -147,15 +132,19 @@ def create_backup(
     origin: dict[str, Any] | None = None,
     locked: bool = False,
     lock_timeout_ms: int = 30_000,
+    project: Path | None = None,
 ) -> BackupResult:
-    """`origin`: recorded in the manifest (signed with it) when the backup was made from
+    """`project`: the app repository whose .gitignore keeps the backups out (default: the one
+    the working directory is in). `origin`: recorded in the manifest (signed with it) when the backup was made from
     something other than a live database (the runbook's files, loaded in a sandbox)."""
     if kind not in KINDS:
         raise BackupError(f"Unknown backup kind {kind!r}", f"use one of {', '.join(KINDS)}")
     key = signing_key or manifest_mod.signing_key(None, create=True)
+    # A database that cannot be reached leaves no folder and no .gitignore line behind.
+    target.connect(autocommit=True).close()
     created_dir = store.ensure()
     # Ignored before the first byte of a backup lands, so it can never be committed by accident.
-    gitignore = ensure_gitignore(store.root, Path.cwd())
+    gitignore = ensure_gitignore(store.root, project or project_mod.find_root(Path.cwd()))
     with contextlib.nullcontext() if locked else store.lock():
         result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms)
     result.created_dir, result.gitignore_updated = created_dir, gitignore
@@ -330,7 +319,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
     finally:
         conn.close()
     step(f"backup {backup_id} complete")
-    return BackupResult(backup_id, store.root / backup_id, manifest, False, False)
+    return BackupResult(backup_id, store.root / backup_id, manifest, False, [])
 
 
 def undo_point(

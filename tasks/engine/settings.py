@@ -63,6 +63,9 @@ class Settings:
     pg_env: Mapping[str, str] = field(default_factory=dict)
     # setting name -> where its value came from ("flag --x", "environment VAR", ".env VAR", "default")
     sources: Mapping[str, str] = field(default_factory=dict)
+    # the app repository (nearest folder with .git or pyproject.toml): its .gitignore keeps
+    # backups and .env out of git
+    project_root: Path | None = None
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(name, shown value, source) rows; secrets redacted, suitable for printing."""
