@@ -9,6 +9,7 @@ from .engine.dump import create_backup
 from .engine.errors import ConfigError, UsageError
 from .engine.manifest import signing_key
 from .engine.storage import LocalStore
+from .engine.watch import ServerWatch
 
 
 @task(
@@ -18,11 +19,12 @@ from .engine.storage import LocalStore
         "label": "A note stored with the backup and shown by `invoke list`, e.g. 'before v2.3 deploy'.",
         "url": "Database to back up (default: DATABASE_URL or SUPABASE_DB_URL).",
         "backup_dir": "Folder for backups (default: BACKUP_DIR or .backups).",
+        "json": "Print JSON events (steps, progress every 10 s, the summary) on stdout, one a line, for CI (also BACKUP_OUTPUT=json).",
         "lock_timeout": "How long pg_dump waits for a table lock before the backup stops, e.g. 30s (default: LOCK_TIMEOUT or 30s).",
     }
 )
 @_ui.guarded
-def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_dir=None, lock_timeout=None):
+def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_dir=None, lock_timeout=None, json=False):
     """Back up the database: roles, schema and data, checksummed, into BACKUP_DIR/<UTC time>/."""
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
@@ -38,7 +40,8 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
             f"created this machine's signing key {key.source} (keep it private; a machine that restores these "
             "backups needs the same key, as BACKUP_SIGNING_KEY or in that file)"
         )
-    with _ui.Activity("backing up") as activity:
+    watch = ServerWatch(target, estimate=True) if kind != "schema" else None
+    with _ui.Activity("backing up", watch=watch) as activity:
         result = create_backup(
             target,
             store,
@@ -55,9 +58,27 @@ def backup(c, schema_only=False, data_only=False, label=None, url=None, backup_d
     if result.gitignore_updated:
         _ui.step(f"added to {settings.project_root or '.'}/.gitignore: {', '.join(result.gitignore_updated)}")
     m = result.manifest
-    rows = sum(t["rows"] or 0 for t in m["tables"])
+    # counted as restore checks them: a partitioned table's rows are its partitions' (counted
+    # once), a materialized view is named apart (rebuilt from the rows, not a table of them)
+    leaves = [t for t in m["tables"] if t.get("kind", "table") == "table"]
+    matviews = sum(1 for t in m["tables"] if t.get("kind") == "matview")
+    rows = sum(t["rows"] or 0 for t in leaves)
     size = sum(f["size"] for f in m["files"])
-    _ui.out.print(
-        f"backup {result.backup_id}: {m['kind']}, {len(m['tables'])} tables, {rows} rows, "
-        f"{_ui.human_size(size)} in {result.path} ({activity.elapsed:.1f} s)"
+    if _ui.Output.json:
+        _ui.Output.event(
+            "summary",
+            backup_id=result.backup_id,
+            kind=m["kind"],
+            tables=len(leaves),
+            rows=rows,
+            bytes=size,
+            path=str(result.path),
+            seconds=round(activity.elapsed, 1),
+            label=m.get("label") or "",
+        )
+        return
+    _ui.say(
+        f"backup {result.backup_id}: {m['kind']}, {len(leaves)} tables, {rows} rows, "
+        + (f"{matviews} materialized view{'s' if matviews != 1 else ''}, " if matviews else "")
+        + f"{_ui.human_size(size)} in {result.path} ({activity.elapsed:.1f} s)"
     )

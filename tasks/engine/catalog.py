@@ -207,7 +207,13 @@ def _read_manifest(store: LocalStore, backup_id: str) -> tuple[dict[str, Any], b
         raise IntegrityError(
             f"Backup {backup_id} has an unreadable manifest ({exc.__class__.__name__})", "restore another backup; this one cannot be trusted"
         ) from None
-    manifest_mod.parse(data, backup_id)  # raises on a wrong type, an unsafe file name, ...
+    try:
+        manifest_mod.parse(data, backup_id)  # raises on a wrong type, an unsafe file name, ...
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        # a field of a shape parse does not expect (a number where a list belongs, ...)
+        raise IntegrityError(
+            f"Backup {backup_id} has a malformed manifest ({exc.__class__.__name__})", "restore another backup; this one cannot be trusted"
+        ) from None
     return data, raw
 
 

@@ -70,20 +70,49 @@ class Settings:
     def describe(self) -> list[tuple[str, str, str]]:
         """(name, shown value, source) rows; secrets redacted, suitable for printing."""
         rows = [
-            ("database_url", redact_url(self.database_url) if self.database_url else "(not set)"),
-            ("target_url", redact_url(self.target_url) if self.target_url else "(not set: restore and reset use database_url)"),
-            ("password", "****" if self.password else "(not set)"),
+            ("database_url", shown_url(self.database_url) if self.database_url else "(not set)"),
+            ("target_url", shown_url(self.target_url) if self.target_url else "(not set: restore and reset use database_url)"),
+            ("password", self._password_shown()),
             ("backup_dir", str(self.backup_dir)),
             ("pg_bin_dir", self.pg_bin_dir or "(search PATH and standard folders)"),
             ("signing_key", "****" if self.signing_key else "(this user's key file)"),
             ("protected_targets", ", ".join(redact_url(t) for t in self.protected_targets) or "(none)"),
             ("lock_timeout", self.lock_timeout),
         ]
-        return [(name, value, self.sources.get(name, "default")) for name, value in rows]
+        sources = dict(self.sources)
+        if self.database_url and url_has_password(self.database_url):
+            sources["password"] = sources.get("database_url", "default")
+        elif not self.password and _pgpass_file(self.pg_env):
+            sources["password"] = f"password file {_pgpass_file(self.pg_env)}"
+        return [(name, value, sources.get(name, "default")) for name, value in rows]
+
+    def _password_shown(self) -> str:
+        """Where the password comes from, never the password."""
+        if self.database_url and url_has_password(self.database_url):
+            return "in database_url (not shown)" + ("; the URL's wins over the variable" if self.password else "")
+        if self.password:
+            return "set (not shown)"
+        if _pgpass_file(self.pg_env):
+            return "looked up in the password file by libpq"
+        return "(not set)"
 
     @property
     def lock_timeout_ms(self) -> int:
         return parse_duration(self.lock_timeout)
+
+
+def url_has_password(url: str) -> bool:
+    return redact_url(url) != url
+
+
+def shown_url(url: str) -> str:
+    """A URL as shown to people: user@host:port/db, the password left out (not even ****)."""
+    return redact_url(url).replace(":****@", "@", 1)
+
+
+def _pgpass_file(pg_env: Mapping[str, str]) -> str | None:
+    path = Path(pg_env.get("PGPASSFILE") or os.environ.get("PGPASSFILE") or Path.home() / ".pgpass").expanduser()
+    return str(path) if path.is_file() else None
 
 
 def read_dotenv(cwd: Path | None = None) -> dict[str, str]:
