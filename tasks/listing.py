@@ -62,7 +62,7 @@ def list_(c, backup_dir=None, verify=False, json=False):
     else:
         _show_backups(f"Backups in {store.describe()}", rows)
     for row in broken:
-        _ui.warn(f"backup {row[0]} is damaged: {row[-1]}")
+        _ui.warn(row[-1].replace("DAMAGED: ", f"backup {row[0]} is damaged: ", 1))
     for leftover in store.stale_staging():
         _ui.warn(
             f"{leftover} is being written by a backup or restore running now, "
@@ -105,13 +105,18 @@ def _show_backups(title: str, rows: list[tuple[str, ...]]) -> None:
     """A table where there is room; in a narrow terminal one block per backup, so no word is
     split inside a cell. Piped output is the table, unpadded."""
     if not _ui.Output.json and _ui.out.is_terminal and _ui.out.width < NARROW:
+        from rich.table import Table
+
         _ui.say(title)
         for r in rows:
-            _ui.out.print()
-            _ui.out.print(f"[bold]{_ui.clean(r[0])}[/bold]", overflow="fold")
+            block = Table(title=_ui.clean(r[0]), title_justify="left", title_style="bold", show_header=False, box=None, padding=(0, 1))
+            block.add_column(no_wrap=True, style="dim")
+            block.add_column(overflow="fold")
             for name, value in zip(COLUMNS[2:], r[2:], strict=True):
                 if value != "":
-                    _ui.out.print(f"  {name}: {_ui.clean(value)}", overflow="fold")
+                    block.add_row(_ui.clean(name), _ui.clean(value))
+            _ui.out.print()
+            _ui.out.print(block)
         return
     t = _ui.table(title, COLUMNS, rows)
     for col in t.columns[:2]:  # the id is what `restore --id` takes, with its date: always whole
