@@ -169,7 +169,7 @@ class Backup:
         return self.manifest.get("label") or ""
 
     def files(self) -> list[dict[str, Any]]:
-        return list(self.manifest.get("files", []))
+        return list(self.manifest.get("files") or [])
 
     def file(self, role: str) -> dict[str, Any] | None:
         for f in self.files():

@@ -1,0 +1,21 @@
+"""Fortress Modeler database backup & restore, as Invoke tasks.
+
+Invoke loads this package (the `tasks/` folder) as its collection; it is the only place the
+tasks are assembled. The task modules are thin: flags -> settings -> confirm -> one engine call.
+The engine (`tasks/engine/`) holds plain functions that never prompt or print.
+"""
+
+from invoke import Collection
+
+from ._flags import install_usage_exit
+from .backup import backup
+from .demo import demo
+from .listing import config, list_
+from .restore import reset, restore
+
+ns = Collection(backup, restore, reset, list_, config, demo)
+
+# a mistyped flag exits 2 with the task's usage, also under the plain `invoke` program
+install_usage_exit()
+
+__all__ = ["backup", "config", "demo", "list_", "ns", "reset", "restore"]
