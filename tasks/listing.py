@@ -76,7 +76,7 @@ def list_(c, backup_dir=None, verify=False, json=False):
 
 
 COLUMNS = ["id", "date (UTC)", "kind", "size", "source", "label", "checksums"]
-NARROW = 100  # below this many columns, one block per backup instead of a table
+NARROW = 80  # below this many columns, one block per backup instead of a table
 
 
 def _damaged(store: LocalStore, loaded: set[str]) -> list[tuple[str, ...]]:
