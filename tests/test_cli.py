@@ -26,7 +26,7 @@ from tests.conftest import PASSWORD, REPO
 from tests.helpers import psql, scalar, schema_dump, seeded, state
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
-TASKS = {"backup", "restore", "reset", "list", "config", "demo"}
+TASKS = {"backup", "restore", "reset", "list", "config", "demo", "diff", "schema", "prune", "verify", "predeploy"}
 
 # The demo's Fortress Modeler sample (users, projects, models, scenarios, line items; a trigger
 # that bumps projects.updated_at on every new scenario). Its role is cluster-wide, so it is

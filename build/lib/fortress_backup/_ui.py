@@ -248,7 +248,7 @@ def show_plan(rows: Sequence[tuple[str, str]], title: str) -> None:
     emit(err, t)
 
 
-def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=None) -> None:
+def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=None, what: str = "the database name") -> None:
     """Ask the person to type the target database's name; the default answer is no.
 
     `input`/`output` are prompt_toolkit objects, given only by tests that drive the real prompt.
@@ -265,8 +265,8 @@ def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=N
     # rich wraps the sentence at spaces (a prompt line would break inside words); names shown
     # whole and safe, the short prompt stays on one line
     err.print(f"This will {clean(action)}.")
-    err.print(f"Type the database name '{clean(dbname)}' to continue (Enter cancels):")
-    answer = questionary.text("database name:", default="", **kwargs).ask()
+    err.print(f"Type {clean(what)} '{clean(dbname)}' to continue (Enter cancels):")
+    answer = questionary.text(f"{what.removeprefix('the ')}:", default="", **kwargs).ask()
     if answer is None or answer.strip() != dbname:
         raise Declined("Not confirmed; nothing was changed", None)
 

@@ -7,6 +7,6 @@ by side. (An app that builds its own `ns = Collection(...)` adds them with
 `ns.add_collection(fortress_backup.ns, name="db")` instead: `invoke db.backup`.)
 """
 
-from . import backup, config, demo, list_, reset, restore
+from . import backup, config, demo, diff, list_, predeploy, prune, reset, restore, schema, verify
 
-__all__ = ["backup", "config", "demo", "list_", "reset", "restore"]
+__all__ = ["backup", "config", "demo", "diff", "list_", "predeploy", "prune", "reset", "restore", "schema", "verify"]

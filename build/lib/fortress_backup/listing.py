@@ -5,9 +5,12 @@ from __future__ import annotations
 from . import _ui
 from ._flags import task
 from .engine import catalog
+from .engine import verify as verify_mod
 from .engine.conn import redact_url
 from .engine.errors import BackupError, IntegrityError, UsageError
+from .engine.manifest import signing_key
 from .engine.storage import LocalStore
+from .engine.stores import open_store
 
 
 def _source(b: catalog.Backup) -> str:
@@ -21,25 +24,44 @@ def _source(b: catalog.Backup) -> str:
     return redact_url(str(url)) if url else "unknown"
 
 
+def _verified(store, b: catalog.Backup, key) -> str:
+    """The latest `invoke verify` result recorded next to the manifest."""
+    if b.legacy or not isinstance(store, LocalStore):
+        return ""  # results of a remote backup are kept where it was verified
+    r = verify_mod.latest_result(store, b.id, key)
+    if r is None:
+        return "never"
+    when = str(r.get("started_at", ""))[:16].replace("T", " ")
+    text = f"{r['level']} {'ok' if r['ok'] else 'FAILED'} {when}"
+    if not r["ok"]:
+        first = r.get("error") or (r.get("mismatches") or [""])[0]
+        text += f": {first}"
+    return text if r.get("authentic") else text + " (unsigned result)"
+
+
 @task(
     name="list",
     help={
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
         "verify": "Also recompute every file's sha256 (reads every backup in full).",
+        "remote": "List the object store (BACKUP_STORE) instead of the local folder.",
         "json": "Print the listing as JSON (also BACKUP_OUTPUT=json).",
     },
 )
 @_ui.guarded
-def list_(c, backup_dir=None, verify=False, json=False):
+def list_(c, backup_dir=None, verify=False, remote=False, json=False):
     """List backups: id, date, kind, size, source database, label and checksum status."""
     settings = _ui.settings_from(backup_dir=backup_dir)
-    store = LocalStore(settings.backup_dir)
-    if store.root.exists() and not store.root.is_dir():
-        raise UsageError(f"BACKUP_DIR {store.root} is a file, not a folder", "point BACKUP_DIR (or --backup-dir) at the folder holding the backups")
+    if not remote and settings.backup_dir.exists() and not settings.backup_dir.is_dir():
+        raise UsageError(
+            f"BACKUP_DIR {settings.backup_dir} is a file, not a folder", "point BACKUP_DIR (or --backup-dir) at the folder holding the backups"
+        )
+    store = open_store(settings, remote=remote)
     store.tidy()  # what killed runs left
-    backups, _ = catalog.all_backups(store)
+    backups, problems = catalog.all_backups(store)
     rows: list[tuple[str, ...]] = []
     damaged = 0
+    key = signing_key(settings.signing_key, create=False)
     for b in backups:
         if b.legacy:
             status = "no manifest (runbook file)"
@@ -53,8 +75,10 @@ def list_(c, backup_dir=None, verify=False, json=False):
         else:
             n = len(b.files())
             status = f"{n} file{'s' if n != 1 else ''} recorded"
-        rows.append((b.id, b.date.isoformat(), b.kind, _ui.human_size(b.size(store)), _source(b), b.label, status))
-    broken = _damaged(store, {b.id for b in backups})
+        if b.manifest.get("encryption"):
+            status += ", age-encrypted"
+        rows.append((b.id, b.date.isoformat(), b.kind, _ui.human_size(b.size(store)), _source(b), b.label, status, _verified(store, b, key)))
+    broken = _damaged(store, {b.id for b in backups}) if isinstance(store, LocalStore) else []
     rows += broken
     rows.sort(key=lambda r: r[0] if catalog.ID_RE.match(r[0]) else "")  # runbook files first, then by time
     if not rows:
@@ -62,7 +86,13 @@ def list_(c, backup_dir=None, verify=False, json=False):
     else:
         _show_backups(f"Backups in {store.describe()}", rows)
     for row in broken:
-        _ui.warn(row[-1].replace("DAMAGED: ", f"backup {row[0]} is damaged: ", 1))
+        _ui.warn(row[6].replace("DAMAGED: ", f"backup {row[0]} is damaged: ", 1))
+    if not isinstance(store, LocalStore):
+        for p in problems:
+            _ui.warn(p)
+        broken = [(p,) for p in problems]
+    for upload in getattr(store, "incomplete", list)():
+        _ui.warn(f"{store.describe()}/{upload}/ has files but no manifest: an upload running now, or one cut off (never listed or restored)")
     for leftover in store.stale_staging():
         _ui.warn(
             f"{leftover} is being written by a backup or restore running now, "
@@ -75,8 +105,8 @@ def list_(c, backup_dir=None, verify=False, json=False):
         )
 
 
-COLUMNS = ["id", "date (UTC)", "kind", "size", "source", "label", "checksums"]
-NARROW = 100  # below this many columns, one block per backup instead of a table
+COLUMNS = ["id", "date (UTC)", "kind", "size", "source", "label", "checksums", "verified"]
+NARROW = 80  # below this many columns, one block per backup instead of a table
 
 
 def _damaged(store: LocalStore, loaded: set[str]) -> list[tuple[str, ...]]:
@@ -97,7 +127,7 @@ def _damaged(store: LocalStore, loaded: set[str]) -> list[tuple[str, ...]]:
                 continue
             except BackupError as exc:
                 why = f"DAMAGED: {exc.message}"
-        out.append((path.name, m.group(1), "?", "?", "unknown", "", why))
+        out.append((path.name, m.group(1), "?", "?", "unknown", "", why, ""))
     return out
 
 

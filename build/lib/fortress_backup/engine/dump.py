@@ -29,13 +29,13 @@ from typing import Any
 
 import psycopg
 
-from . import additions, catalog, dbinfo, pgtools, roles, sqltext
+from . import additions, catalog, contenthash, dbinfo, drillplatform, pgtools, roles, sqltext
 from . import manifest as manifest_mod
 from . import project as project_mod
 from .conn import Target
 from .errors import BackupError, ConnectionFailed, Interrupted, ToolsMissing
 from .platform import detect
-from .storage import LocalStore, fsync_path
+from .storage import LocalStore, Store
 
 KINDS = ("full", "schema", "data")
 Step = Callable[[str], None]
@@ -116,12 +116,12 @@ def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: s
         f"--lock-wait-timeout={lock_timeout_ms}ms",
         "--no-password",
         f"--dbname={target.conninfo()}",
-    ]
+    ] + (["--no-sync"] if out.is_fifo() else [])  # a pipe into encryption or upload: the store syncs what it keeps
 
 
 def create_backup(
     target: Target,
-    store: LocalStore,
+    store: Store,
     *,
     kind: str = "full",
     label: str | None = None,
@@ -132,10 +132,16 @@ def create_backup(
     origin: dict[str, Any] | None = None,
     locked: bool = False,
     lock_timeout_ms: int = 30_000,
+    content_hashes: bool = False,
+    context: dict[str, Any] | None = None,
     project: Path | None = None,
 ) -> BackupResult:
-    """`project`: the app repository whose .gitignore keeps the backups out (default: the one
-    the working directory is in). `origin`: recorded in the manifest (signed with it) when the backup was made from
+    """`content_hashes`: record every table's content hash (contenthash.py) for drills; off by
+    default, since it more than doubles a backup's time (bench/content_hash.py).
+    `context`: recorded (and signed) as the manifest's "context" (predeploy: git commit, CI run).
+    `project`: the app repository whose .gitignore keeps the backups out (default: the one the
+    working directory is in).
+    `origin`: recorded in the manifest (signed with it) when the backup was made from
     something other than a live database (the runbook's files, loaded in a sandbox)."""
     if kind not in KINDS:
         raise BackupError(f"Unknown backup kind {kind!r}", f"use one of {', '.join(KINDS)}")
@@ -144,14 +150,14 @@ def create_backup(
     target.connect(autocommit=True).close()
     created_dir = store.ensure()
     # Ignored before the first byte of a backup lands, so it can never be committed by accident.
-    gitignore = ensure_gitignore(store.root, project or project_mod.find_root(Path.cwd()))
+    gitignore = ensure_gitignore(store.root, project or project_mod.find_root(Path.cwd())) if isinstance(store, LocalStore) else []
     with contextlib.nullcontext() if locked else store.lock():
-        result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms)
+        result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms, content_hashes, context)
     result.created_dir, result.gitignore_updated = created_dir, gitignore
     return result
 
 
-def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms) -> BackupResult:
+def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms, content_hashes=False, context=None) -> BackupResult:
     started = dt.datetime.now(dt.UTC)
     step(f"connecting to {target.display()}")
     conn = target.connect(autocommit=True)
@@ -176,7 +182,8 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
         env = target.tool_env()
         files: list[dict[str, Any]] = []
         manifest: dict[str, Any] = {}
-        with store.staging(backup_id) as folder:
+        # `out` says where each file goes: the staging folder, or a pipe into encryption / upload
+        with store.staging(backup_id) as folder, store.writer(folder) as out:
             login: list[str] = []
             app_roles: list[str] = []
             skipped_roles: list[str] = []
@@ -188,10 +195,10 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
                 app_roles = [r for r in everyone if r not in skipped_roles]
                 role_set = roles.read(conn, app_roles)
                 login = [r.name for r in role_set.roles if r.login]
-                _write_private(folder / "roles.json", role_set.to_json().encode())
+                out.write_bytes("roles.json", role_set.to_json().encode())
                 files.append({"name": "roles.json", "role": "roles", "format": "json"})
 
-            app_args = _pg_dump_args(suite, target, folder / "app.dump", snapshot, lock_timeout_ms)
+            app_args = _pg_dump_args(suite, target, out.path("app.dump"), snapshot, lock_timeout_ms)
             app_args.append("--large-objects" if suite.major >= 16 else "--blobs")
             if kind == "schema":
                 app_args.append("--schema-only")
@@ -213,6 +220,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
                     counts = dbinfo.row_counts(conn, tabs) if kind != "schema" else {}
                     for name in dbinfo.filtered_config_tables(conn):
                         counts.pop(name, None)
+                    hashes = contenthash.snapshot_hashes(conn, tabs) if content_hashes and kind != "schema" else None
                     proc.wait()
                 except psycopg.errors.LockNotAvailable:
                     pgtools.stop(proc)
@@ -231,17 +239,26 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
                 added = additions.find(conn, platform)
                 if added:
                     step("dumping the platform tables the app added triggers or policies to (schema only)")
-                    args = _pg_dump_args(suite, target, folder / "platform-schema.dump", snapshot, lock_timeout_ms) + ["--schema-only"]
+                    args = _pg_dump_args(suite, target, out.path("platform-schema.dump"), snapshot, lock_timeout_ms) + ["--schema-only"]
                     args += [f"--table={sqltext.pattern(s, t)}" for s, t in sorted({(a.schema, a.table) for a in added})]
                     try:
                         pgtools.run(args, env=env, stdout=subprocess.DEVNULL)
                     except pgtools.ToolError as exc:
                         raise _explain_tool_error(exc, target, lock_timeout_ms) from None
                     files.append({"name": "platform-schema.dump", "role": "platform-schema", "format": "custom"})
+            drill = None
+            if kind in ("full", "schema") and platform.name == "supabase" and managed_present:
+                step("recording the platform's schemas (for restore drills only; never restored)")
+                try:
+                    ddl_args = _pg_dump_args(suite, target, folder / drillplatform.FILE, snapshot, lock_timeout_ms)
+                    drill = drillplatform.record(conn, managed_present, ddl_args, env)
+                except pgtools.ToolError as exc:
+                    raise _explain_tool_error(exc, target, lock_timeout_ms) from None
+                files.append(drill.pop("file"))
 
             if kind in ("full", "data") and data_schemas:
                 step(f"dumping platform data: {', '.join(data_schemas)}")
-                args = _pg_dump_args(suite, target, folder / "platform.dump", snapshot, lock_timeout_ms) + ["--data-only"]
+                args = _pg_dump_args(suite, target, out.path("platform.dump"), snapshot, lock_timeout_ms) + ["--data-only"]
                 args += [f"--schema={s}" for s in data_schemas]
                 args += [f"--exclude-table={t}" for t in platform.excluded_data_tables]
                 try:
@@ -256,11 +273,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
 
             step("checksumming")
             for f in files:
-                path = folder / f["name"]
-                os.chmod(path, 0o600)
-                fsync_path(path)
-                f["size"] = path.stat().st_size
-                f["sha256"] = catalog.sha256_file(path)
+                f.update(out.finish(f["name"]))
             excluded = set(platform.excluded_data_tables)
             manifest = {
                 "format": catalog.FORMAT_VERSION,
@@ -308,6 +321,14 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
             }
             if origin is not None:
                 manifest["origin"] = origin
+            contenthash.record(manifest, hashes)
+            if drill is not None:
+                manifest["drill_platform"] = drill
+            if context:
+                manifest["context"] = context
+            if out.manifest_fields():
+                manifest.update(out.manifest_fields())
+                manifest["format"] = manifest_mod.FORMAT_ENCRYPTED
             catalog.write_manifest(folder, manifest)
             manifest_mod.sign(folder, key)
     except KeyboardInterrupt:
@@ -319,12 +340,12 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
     finally:
         conn.close()
     step(f"backup {backup_id} complete")
-    return BackupResult(backup_id, store.root / backup_id, manifest, False, [])
+    return BackupResult(backup_id, store.local_path(backup_id, ""), manifest, False, [])
 
 
 def undo_point(
     target: Target,
-    store: LocalStore,
+    store: Store,
     *,
     before: str,
     pg_bin_dir: str | None = None,

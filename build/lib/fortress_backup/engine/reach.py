@@ -342,7 +342,8 @@ def reached_outside(
                     continue
                 # an internal part goes with its owner wherever it lives; an auto-dependent one
                 # (a partition, a serial's sequence) only counts as a part in its owner's schema
-                if deptype in ("i", "P", "S") or owner_schema == found[obj][2]:
+                # an extension's members with no schema of their own (its casts) go with it
+                if deptype in ("i", "P", "S") or owner_schema == found[obj][2] or (deptype == "e" and found[obj][2] is None):
                     parts.add(obj)
     out = []
     for address, (kind, identity, schema, description, contype) in found.items():
