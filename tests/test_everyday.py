@@ -234,3 +234,15 @@ def test_fuzzed_manifest_fields_are_listed_as_damaged_never_a_traceback(changes,
     assert "Traceback" not in res.stderr, (changes, res.stderr)
     assert res.returncode in ({0, ExitCode.INTEGRITY} if verify else {0}), (changes, res.stderr)
     assert folder.name in res.stdout, (changes, res.stdout)
+
+
+def test_every_short_flag_means_one_thing_across_tasks():
+    from tasks import ns
+
+    meaning: dict[str, set[str]] = {}
+    for name in ns.task_names:
+        for arg in (a for a in ns[name].get_arguments() if not a.positional):
+            for short in (n for n in arg.names if len(n) == 1):
+                meaning.setdefault(short, set()).add(arg.names[0])
+    assert all(len(longs) == 1 for longs in meaning.values()), meaning
+    assert meaning["d"] == {"date"} and meaning["a"] == {"data-only"}
