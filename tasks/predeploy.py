@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 
-from invoke import task
-
 from . import _notify, _ui
+from ._flags import task
 from .engine.conn import Target
 from .engine.errors import ConfigError, IntegrityError, UsageError
 from .engine.manifest import signing_key

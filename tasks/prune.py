@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
-from invoke import task
-
 from . import _ui
+from ._flags import task
 from .engine import catalog
 from .engine import prune as prune_engine
 from .engine.errors import Declined

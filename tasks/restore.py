@@ -7,9 +7,8 @@ import shlex
 from contextlib import contextmanager
 from typing import Any
 
-from invoke import task
-
 from . import _ui
+from ._flags import task
 from .engine import catalog, dbinfo
 from .engine import undo as undo_mod
 from .engine.conn import Target
@@ -20,6 +19,7 @@ from .engine.objects import is_remote
 from .engine.restore import execute_reset, execute_restore, plan_reset, plan_restore, source
 from .engine.storage import LocalStore
 from .engine.stores import local_store, remote_store
+from .engine.watch import ServerWatch
 
 
 def _schemas(text: str | None) -> tuple[str, ...]:
@@ -57,6 +57,7 @@ def _target(settings):
         "undo": "Take an undo point first: a backup of the target as it is, which `invoke restore --id` puts back (default on; --no-undo skips it).",
         "confirm_target": "With --yes on a protected target (PROTECTED_TARGETS): the target database's name, as a person would type it.",
         "lock_timeout": "How long the restore waits for a table lock before it rolls back, e.g. 30s (default: LOCK_TIMEOUT or 30s).",
+        "json": "Print JSON events (plan, steps, progress every 10 s, the result) on stdout, one a line, for CI (also BACKUP_OUTPUT=json).",
         "allow_unsigned": "Restore a backup whose manifest is not signed with this machine's key "
         "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
         "table": "SCHEMA.TABLE: restore only this table's rows (repeatable); other tables, the schema and grants stay as they are. "
@@ -86,6 +87,7 @@ def restore(
     table=None,
     schema=None,
     into_schema=None,
+    json=False,
 ):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
     if table or schema or into_schema is not None:
@@ -186,45 +188,38 @@ def restore(
                     ),
                     key,
                 )
-            with _ui.Activity("restoring") as activity, _undo_kept_only_if_needed(point, store):
+            watch = ServerWatch(tgt, rows_total=sum(n for _s, _t, n in plan.checks) or None) if plan.mode != "schema" else None
+            with _ui.Activity("restoring", watch=watch) as activity, _undo_kept_only_if_needed(point, store):
                 result = execute_restore(plan, plan_store, step=activity.step, progress=activity.progress, lock_timeout_ms=settings.lock_timeout_ms)
                 done.append(result)
-        _ui.out.print(
+        _ui.say(
             f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
             + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
         )
         _undo_said(point, tgt, settings, backup_dir)
         if dev is not None:
-            _ui.out.print(
-                _ui.escape(f"development copy running at {dev.display}; its URL with the password is in {dev.url_file}: ")
-                + _ui.escape(f'export DATABASE_URL="$(cat {dev.url_file})". Stop and remove it with: {dev.stop_command}')
+            _ui.say(
+                f"development copy running at {dev.display}; its URL with the password is in {dev.url_file}: "
+                f'export DATABASE_URL="$(cat {dev.url_file})". Stop and remove it with: {dev.stop_command}'
             )
         if plan.cron_jobs:
-            _ui.err.print(
-                "[yellow]note:[/yellow] " + _ui.escape(f"pg_cron jobs are scheduled on this database now and will run: {'; '.join(plan.cron_jobs)}")
-            )
+            _ui.note(f"pg_cron jobs are scheduled on this database now and will run: {'; '.join(plan.cron_jobs)}")
         if plan.roles.create:
             names = ", ".join(r.name for r in plan.roles.create)
-            _ui.err.print(
-                "[yellow]note:[/yellow] "
-                + _ui.escape(
-                    f"roles created by this restore: {names}. Roles are server-wide"
-                    + (": its undo point removes them again if nothing uses them." if point is not None else ".")
-                )
+            _ui.note(
+                f"roles created by this restore: {names}. Roles are server-wide"
+                + (": its undo point removes them again if nothing uses them." if point is not None else ".")
             )
         if plan.undo_roles:
             kept = sorted(_still_there(tgt, plan.undo_roles))
             gone = [r for r in plan.undo_roles if r not in kept]
-            _ui.err.print(
-                "[yellow]note:[/yellow] "
-                + _ui.escape(
-                    (f"removed the roles the undone restore had created: {', '.join(gone)}. " if gone else "")
-                    + (f"kept {', '.join(kept)}: still in use (owns or is granted something on this server)." if kept else "")
-                )
+            _ui.note(
+                (f"removed the roles the undone restore had created: {', '.join(gone)}. " if gone else "")
+                + (f"kept {', '.join(kept)}: still in use (owns or is granted something on this server)." if kept else "")
             )
         if result.login_roles:
-            _ui.err.print(
-                "[yellow]note:[/yellow] login roles come back without passwords (backups never hold them): "
+            _ui.note(
+                "login roles come back without passwords (backups never hold them): "
                 + ", ".join(result.login_roles)
                 + ". Set them with ALTER ROLE name PASSWORD '...'."
             )
@@ -327,7 +322,7 @@ def _undo_said(point, tgt: Target, settings, backup_dir_flag: str | None) -> Non
     if settings.target_url or (settings.database_url and not tgt.is_named_by(settings.database_url)):
         # the password stays where it was (the URL given, TARGET_DATABASE_URL, PGPASSWORD, ~/.pgpass)
         cmd += f" --target {shlex.quote(tgt.display())}"
-    _ui.out.print(f"undo point {point.backup_id}; to put the target back: {cmd}")
+    _ui.say(f"undo point {point.backup_id}; to put the target back: {cmd}")
 
 
 @task(
@@ -339,10 +334,11 @@ def _undo_said(point, tgt: Target, settings, backup_dir_flag: str | None) -> Non
         "undo": "Take an undo point first: a backup of the target as it is (default on; --no-undo skips it).",
         "confirm_target": "With --yes on a protected target (PROTECTED_TARGETS): the target database's name.",
         "backup_dir": "Where the undo point goes (default: BACKUP_DIR or .backups).",
+        "json": "Print JSON events (plan, steps, the result) on stdout, one a line, for CI (also BACKUP_OUTPUT=json).",
     },
 )
 @_ui.guarded
-def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=None, backup_dir=None):
+def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=None, backup_dir=None, json=False):
     """Drop the app's schemas, publications and large objects (the runbook's db reset), guarded."""
     settings = _ui.settings_from(backup_dir=backup_dir, target=target)
     tgt, protected = _resolved_target(settings, yes, confirm_target)
@@ -366,5 +362,5 @@ def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=
         with _ui.Activity("resetting") as activity, _undo_kept_only_if_needed(point, store):
             execute_reset(plan, settings.lock_timeout_ms, step=activity.step)
     public = "public emptied (the platform's grants on it kept)" if plan.platform.name == "supabase" else "public recreated empty"
-    _ui.out.print(f"reset {tgt.display()}: dropped the app's objects in {len(plan.drop_schemas)} schemas; {public}")
+    _ui.say(f"reset {tgt.display()}: dropped the app's objects in {len(plan.drop_schemas)} schemas; {public}")
     _undo_said(point, tgt, settings, backup_dir)

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
-from invoke import task
-
 from . import _ui
+from ._flags import task
 from .engine import catalog, pgtools, schemadiff
 from .engine.conn import Target
 from .engine.dump import create_backup

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from invoke import task
-
 from . import _notify, _ui
+from ._flags import task
 from .engine import catalog
 from .engine.errors import IntegrityError, NotFound, UsageError
 from .engine.manifest import signing_key

@@ -321,8 +321,9 @@ def test_config_shows_sources_and_never_the_password(invoke_cli, project):
     res = invoke_cli("config", env={"BACKUP_DIR": str(project / "kept")})
     assert res.returncode == 0, res.stderr
     rows = {r["setting"]: (squash(r["value"]), r["from"]) for r in table_rows(res.stdout)}
-    assert rows["database_url"] == ("postgresql://app:****@db.example.com:5432/app", ".env DATABASE_URL")
-    assert rows["password"] == ("****", ".env SUPABASE_DB_PASSWORD")
+    assert rows["database_url"] == ("postgresql://app@db.example.com:5432/app", ".env DATABASE_URL")
+    # the URL's password is the one used: config says so, without showing it
+    assert rows["password"] == (squash("in database_url (not shown); the URL's wins over the variable"), ".env DATABASE_URL")
     assert rows["backup_dir"] == (str(project / "kept"), "environment BACKUP_DIR")
     res2 = invoke_cli("config", "--backup-dir", "elsewhere")
     assert {r["setting"]: r["from"] for r in table_rows(res2.stdout)}["backup_dir"] == "flag --backup-dir"

@@ -169,7 +169,7 @@ class Backup:
         return self.manifest.get("label") or ""
 
     def files(self) -> list[dict[str, Any]]:
-        return list(self.manifest.get("files", []))
+        return list(self.manifest.get("files") or [])
 
     def file(self, role: str) -> dict[str, Any] | None:
         for f in self.files():
@@ -207,7 +207,13 @@ def _read_manifest(store: Store, backup_id: str) -> tuple[dict[str, Any], bytes]
         raise IntegrityError(
             f"Backup {backup_id} has an unreadable manifest ({exc.__class__.__name__})", "restore another backup; this one cannot be trusted"
         ) from None
-    manifest_mod.parse(data, backup_id)  # raises on a wrong type, an unsafe file name, ...
+    try:
+        manifest_mod.parse(data, backup_id)  # raises on a wrong type, an unsafe file name, ...
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        # a field of a shape parse does not expect (a number where a list belongs, ...)
+        raise IntegrityError(
+            f"Backup {backup_id} has a malformed manifest ({exc.__class__.__name__})", "restore another backup; this one cannot be trusted"
+        ) from None
     return data, raw
 
 

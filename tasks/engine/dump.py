@@ -31,6 +31,7 @@ import psycopg
 
 from . import additions, catalog, contenthash, dbinfo, drillplatform, pgtools, roles, sqltext
 from . import manifest as manifest_mod
+from . import project as project_mod
 from .conn import Target
 from .errors import BackupError, ConnectionFailed, Interrupted, ToolsMissing
 from .platform import detect
@@ -46,29 +47,13 @@ class BackupResult:
     path: Path
     manifest: dict[str, Any]
     created_dir: bool
-    gitignore_updated: bool
+    gitignore_updated: list[str]  # lines added to the project's .gitignore
 
 
-def ensure_gitignore(backup_dir: Path, project: Path) -> bool:
-    """Add BACKUP_DIR to the project's .gitignore once. True if the file was changed."""
-    try:
-        rel = Path(os.path.relpath(backup_dir.resolve(), project.resolve()))
-    except ValueError:
-        return False
-    if rel.parts and rel.parts[0] == "..":
-        return False  # outside the project: nothing to ignore
-    entry = rel.as_posix().rstrip("/") + "/"
-    gitignore = project / ".gitignore"
-    existing = gitignore.read_text().splitlines() if gitignore.exists() else []
-    forms = {entry, entry.rstrip("/"), "/" + entry, "/" + entry.rstrip("/")}
-    if any(line.strip() in forms for line in existing):
-        return False
-    text = gitignore.read_text() if gitignore.exists() else ""
-    with open(gitignore, "a") as f:
-        if text and not text.endswith("\n"):
-            f.write("\n")
-        f.write(entry + "\n")
-    return True
+def ensure_gitignore(backup_dir: Path, project: Path) -> list[str]:
+    """Add BACKUP_DIR and `.env` to the project's .gitignore unless a pattern there already
+    covers them; the lines added."""
+    return project_mod.ensure_ignored(project, backup_dir)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -149,18 +134,23 @@ def create_backup(
     lock_timeout_ms: int = 30_000,
     content_hashes: bool = False,
     context: dict[str, Any] | None = None,
+    project: Path | None = None,
 ) -> BackupResult:
     """`content_hashes`: record every table's content hash (contenthash.py) for drills; off by
     default, since it more than doubles a backup's time (bench/content_hash.py).
     `context`: recorded (and signed) as the manifest's "context" (predeploy: git commit, CI run).
+    `project`: the app repository whose .gitignore keeps the backups out (default: the one the
+    working directory is in).
     `origin`: recorded in the manifest (signed with it) when the backup was made from
     something other than a live database (the runbook's files, loaded in a sandbox)."""
     if kind not in KINDS:
         raise BackupError(f"Unknown backup kind {kind!r}", f"use one of {', '.join(KINDS)}")
     key = signing_key or manifest_mod.signing_key(None, create=True)
+    # A database that cannot be reached leaves no folder and no .gitignore line behind.
+    target.connect(autocommit=True).close()
     created_dir = store.ensure()
     # Ignored before the first byte of a backup lands, so it can never be committed by accident.
-    gitignore = ensure_gitignore(store.root, Path.cwd()) if isinstance(store, LocalStore) else False
+    gitignore = ensure_gitignore(store.root, project or project_mod.find_root(Path.cwd())) if isinstance(store, LocalStore) else []
     with contextlib.nullcontext() if locked else store.lock():
         result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms, content_hashes, context)
     result.created_dir, result.gitignore_updated = created_dir, gitignore
@@ -350,7 +340,7 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
     finally:
         conn.close()
     step(f"backup {backup_id} complete")
-    return BackupResult(backup_id, store.local_path(backup_id, ""), manifest, False, False)
+    return BackupResult(backup_id, store.local_path(backup_id, ""), manifest, False, [])
 
 
 def undo_point(

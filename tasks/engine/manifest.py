@@ -173,6 +173,11 @@ def parse(data: Any, backup_id: str) -> Manifest:
                 digest,
             )
         )
+    for name in ("label", "created_at", "completed_at"):
+        if data.get(name) is not None:
+            _str(data[name], backup_id, name)
+    if not isinstance(data.get("origin") or {}, dict):
+        raise _bad(backup_id, "an origin that is not an object")
     source = data.get("source") or {}
     tools = data.get("tools") or {}
     roles = data.get("roles") or {}

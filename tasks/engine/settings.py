@@ -84,30 +84,62 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict)
     content_hashes: bool = False  # BACKUP_CONTENT_HASHES: per-table content hashes for drills
     notify_url: str | None = None  # BACKUP_NOTIFY_URL: secret (a webhook URL carries its token)
+    # the app repository (nearest folder with .git or pyproject.toml): its .gitignore keeps
+    # backups and .env out of git
+    project_root: Path | None = None
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(name, shown value, source) rows; secrets redacted, suitable for printing."""
         rows = [
-            ("database_url", redact_url(self.database_url) if self.database_url else "(not set)"),
-            ("target_url", redact_url(self.target_url) if self.target_url else "(not set: restore and reset use database_url)"),
-            ("password", "****" if self.password else "(not set)"),
+            ("database_url", shown_url(self.database_url) if self.database_url else "(not set)"),
+            ("target_url", shown_url(self.target_url) if self.target_url else "(not set: restore and reset use database_url)"),
+            ("password", self._password_shown()),
             ("backup_dir", str(self.backup_dir)),
             ("pg_bin_dir", self.pg_bin_dir or "(search PATH and standard folders)"),
             ("signing_key", "****" if self.signing_key else "(this user's key file)"),
             ("protected_targets", ", ".join(redact_url(t) for t in self.protected_targets) or "(none)"),
             ("lock_timeout", self.lock_timeout),
-            ("store", redact_url(self.store) if self.store else "(not set: backups stay in backup_dir)"),
+            ("store", shown_url(self.store) if self.store else "(not set: backups stay in backup_dir)"),
             ("age_recipients", ", ".join(self.age_recipients) or "(not set: backups are not encrypted)"),
             ("age_identity", self.age_identity or "(not set)"),
             ("content_hashes", "on" if self.content_hashes else "off"),
             ("notify_url", "****" if self.notify_url else "(not set)"),
         ]
         rows += [(name, str(self.retention.get(name, default))) for name, (_, default) in RETENTION_VARS.items()]
-        return [(name, value, self.sources.get(name, "default")) for name, value in rows]
+        sources = dict(self.sources)
+        if self.database_url and url_has_password(self.database_url):
+            sources["password"] = sources.get("database_url", "default")
+        elif not self.password and _pgpass_file(self.pg_env):
+            sources["password"] = f"password file {_pgpass_file(self.pg_env)}"
+        return [(name, value, sources.get(name, "default")) for name, value in rows]
+
+    def _password_shown(self) -> str:
+        """Where the password comes from, never the password."""
+        if self.database_url and url_has_password(self.database_url):
+            return "in database_url (not shown)" + ("; the URL's wins over the variable" if self.password else "")
+        if self.password:
+            return "set (not shown)"
+        if _pgpass_file(self.pg_env):
+            return "looked up in the password file by libpq"
+        return "(not set)"
 
     @property
     def lock_timeout_ms(self) -> int:
         return parse_duration(self.lock_timeout)
+
+
+def url_has_password(url: str) -> bool:
+    return redact_url(url) != url
+
+
+def shown_url(url: str) -> str:
+    """A URL as shown to people: user@host:port/db, the password left out (not even ****)."""
+    return redact_url(url).replace(":****@", "@", 1)
+
+
+def _pgpass_file(pg_env: Mapping[str, str]) -> str | None:
+    path = Path(pg_env.get("PGPASSFILE") or os.environ.get("PGPASSFILE") or Path.home() / ".pgpass").expanduser()
+    return str(path) if path.is_file() else None
 
 
 def read_dotenv(cwd: Path | None = None) -> dict[str, str]:

@@ -84,7 +84,8 @@ class RestorePlan:
             source = "runbook files " + ", ".join(b.runbook_files) + " (loaded in a throwaway database)"
         contents = self.mode + (f" (made from the runbook files {', '.join(b.runbook_files)})" if b.runbook_files else "")
         rows = [
-            ("backup", f"{b.id}" + (f"  [{b.label}]" if b.label else "")),
+            ("backup", b.id),
+            *([("label", b.label)] if b.label else []),
             ("created", b.created),
             ("source", str(source)),
             ("contents", contents),
