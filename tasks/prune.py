@@ -24,7 +24,7 @@ from .engine.stores import open_store
         "apply": "Remove what the plan says without asking. Without it, prune asks in a terminal and only prints the plan elsewhere.",
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
         "remote": "Prune the object store (BACKUP_STORE) instead of the local folder.",
-    }
+    },
 )
 @_ui.guarded
 def prune(c, keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None, apply=False, backup_dir=None, remote=False):

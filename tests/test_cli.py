@@ -153,7 +153,8 @@ def test_every_flag_of_every_task_has_help(invoke_cli, name):
     current = None
     for line in options.splitlines():
         m = re.match(r"^  (?:-\w(?: \w+)?, )?--(?:\[no-\])?([\w-]+)(?:=\w+)?(?:\s+(.*))?$", line) or re.match(
-            r"^  -(\w)(?: [A-Z]+)?(?:\s+(.*))?$", line  # a positional one-letter argument (diff A B)
+            r"^  -(\w)(?: [A-Z]+)?(?:\s+(.*))?$",
+            line,  # a positional one-letter argument (diff A B)
         )
         if m:
             current = m.group(1)
