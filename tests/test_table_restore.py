@@ -18,6 +18,7 @@ CREATE TABLE app.projects (id serial PRIMARY KEY, name text NOT NULL UNIQUE, bud
 CREATE TABLE app.tasks (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                         project_id int NOT NULL REFERENCES app.projects(id), title text CHECK (title <> ''));
 CREATE INDEX tasks_title ON app.tasks (lower(title));
+COMMENT ON CONSTRAINT tasks_project_id_fkey ON app.tasks IS 'every task has a project';
 CREATE TABLE app."Odd ""name"" . x" (k text PRIMARY KEY);
 CREATE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.title := 'touched'; RETURN NEW; END $$;
 CREATE TRIGGER touch BEFORE INSERT ON app.tasks FOR EACH ROW EXECUTE FUNCTION app.touch();
