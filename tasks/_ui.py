@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import signal
 import sys
 import threading
@@ -23,45 +24,152 @@ from .engine.errors import BackupError, Declined, ExitCode
 from .engine.pgtools import ToolError
 from .engine.settings import Settings, load_settings, read_dotenv
 
-# Piped output (CI logs, grep) gets wide lines instead of tables wrapped at 80 columns.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+# Piped output (CI logs, grep) gets whole lines instead of tables wrapped at 80 columns, and no
+# padding (see `emit`) nor escape codes (rich adds none without a terminal).
+PIPED_WIDTH = 4096
+out = Console(highlight=False, width=None if sys.stdout.isatty() else PIPED_WIDTH)
+err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else PIPED_WIDTH)
+
+# ANSI/OSC escape sequences, then any other control character (C0, DEL, C1)
+_ESCAPE_SEQ_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def plain(value: object) -> str:
+    """A value from a database or a backup (a label, a name, a URL), made safe to show: escape
+    sequences removed, other control characters (newlines included) shown as one space."""
+    text = _ESCAPE_SEQ_RE.sub("", str(value))
+    return _CONTROL_RE.sub(" ", text)
+
+
+def clean(value: object) -> str:
+    """`plain`, and escaped for rich: `[red]x` and `[/]` print as themselves."""
+    return escape(plain(value))
+
+
+def emit(console: Console, renderable: Any) -> None:
+    """Print a table: in a terminal as rich draws it; piped, the same lines without the
+    trailing padding rich adds to every cell."""
+    if Output.json:
+        rows = getattr(renderable, "raw_rows", None)
+        columns = getattr(renderable, "raw_columns", None)
+        title = renderable.title if isinstance(renderable, Table) else None
+        Output.event("table", title=str(title or ""), columns=columns, rows=[[plain(x) for x in r] for r in rows or []])
+        return
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    text = "\n".join(line.rstrip() for line in captured.get().splitlines())
+    console.file.write(text + "\n")
+    console.file.flush()
 
 
 def settings_from(**flags: Any) -> Settings:
-    return load_settings(flags, os.environ, read_dotenv(), cwd=Path.cwd())
+    """Settings of the app repository the working directory is in (see engine/project.py):
+    `.env` and a relative BACKUP_DIR from the environment or `.env` are taken at its root; a
+    relative --backup-dir flag is where the person typed it."""
+    import dataclasses
+
+    from .engine.project import find_root
+
+    cwd = Path.cwd()
+    root = find_root(cwd)
+    settings = load_settings(flags, os.environ, read_dotenv(root), cwd=root)
+    folder = settings.backup_dir
+    if root != cwd and not folder.is_absolute() and not settings.sources.get("backup_dir", "").startswith("flag"):
+        settings = dataclasses.replace(settings, backup_dir=root / folder)
+    return dataclasses.replace(settings, project_root=root)
 
 
 def step(message: str) -> None:
-    err.print(f"[dim]•[/dim] {escape(message)}")
+    if Output.json:
+        Output.event("step", message=message)
+        return
+    err.print(f"[dim]•[/dim] {clean(message)}")
 
 
 def warn(message: str) -> None:
     """A warning line; names in it are data, never markup."""
-    err.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    if Output.json:
+        Output.event("warning", message=message)
+        return
+    err.print(f"[yellow]warning:[/yellow] {clean(message)}")
+
+
+def say(message: str) -> None:
+    """A result line on stdout; the values in it are data, never markup."""
+    if Output.json:
+        Output.event("result", message=message)
+        return
+    out.print(clean(message))
+
+
+def note(message: str) -> None:
+    if Output.json:
+        Output.event("note", message=message)
+        return
+    err.print(f"[yellow]note:[/yellow] {clean(message)}")
+
+
+class Output:
+    """How this run reports: lines for people (default), or JSON events on stdout, one object a
+    line (`--json` or BACKUP_OUTPUT=json), for CI."""
+
+    json = False
+
+    @staticmethod
+    def event(name: str, /, **fields: Any) -> None:
+        import json as _json
+
+        record = {"event": name, **{k: (plain(v) if isinstance(v, str) else v) for k, v in fields.items()}}
+        sys.stdout.write(_json.dumps(record, default=str) + "\n")
+        sys.stdout.flush()
+
+
+def json_mode(flag: Any = False) -> bool:
+    return bool(flag) or os.environ.get("BACKUP_OUTPUT", "").strip().lower() == "json"
 
 
 class Activity:
-    """Steps as lines, plus, in a terminal, a live line with elapsed time and the megabytes of
-    SQL streamed so far, so a long restore visibly moves. Piped output gets the lines only."""
+    """A long step as people follow it: each phase as a line; in a terminal a live line whose
+    clock ticks every second (also while the server is silent, building indexes) with what the
+    server reports (rows copied of the total, rate, time left, index builds) and the megabytes
+    of SQL sent; without a terminal, the same as a plain line every PLAIN_EVERY seconds; with
+    --json, those as `progress` events."""
 
-    def __init__(self, label: str):
+    PLAIN_EVERY = 10.0
+
+    def __init__(self, label: str, watch: Any = None):
         self.label = label
         self.sent = 0
         self.current = ""
         self.started = 0.0
         self.status: Any = None
+        self.watch = watch  # engine.watch.ServerWatch, or None
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
 
     def __enter__(self) -> Activity:
         import time
 
         self.started = time.monotonic()
-        if err.is_terminal:
-            self.status = err.status(self.label)
+        if self.watch is not None:
+            self.watch.__enter__()
+        if err.is_terminal and not Output.json:
+            self.status = err.status(clean(self.label))
             self.status.__enter__()
+        self._ticker = threading.Thread(target=self._tick, name="progress-clock", daemon=True)
+        self._ticker.start()
         return self
 
     def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2)
+        if self.watch is not None:
+            self.watch.__exit__(*exc)
         if self.status is not None:
             self.status.__exit__(*exc)
 
@@ -78,37 +186,69 @@ class Activity:
 
     def progress(self, sent: int) -> None:
         self.sent = sent
-        if self.status is not None and self.elapsed - getattr(self, "_shown_at", 0.0) >= 0.2:
-            self._shown_at = self.elapsed
-            self._refresh()
+
+    def line(self) -> str:
+        """`restoring: loading data (42 s, 1,200 of ~5,000 rows (24%), ...; 310 MB of SQL sent)`"""
+        extra = [f"{self.elapsed:.0f} s"]
+        detail = self.watch.describe() if self.watch is not None else ""
+        if detail:
+            extra.append(detail)
+        if self.sent:
+            extra.append(f"{self.sent / 2**20:.0f} MB of SQL sent")
+        return f"{self.label}: {self.current} ({', '.join(extra)})"
+
+    def _tick(self) -> None:
+        last_plain = 0.0
+        while not self._stop.wait(1.0):
+            if self.status is not None:
+                self._refresh()
+            elif self.elapsed - last_plain >= self.PLAIN_EVERY:
+                last_plain = self.elapsed
+                if Output.json:
+                    snap = self.watch.snapshot() if self.watch is not None else None
+                    Output.event(
+                        "progress",
+                        phase=self.current,
+                        elapsed=round(self.elapsed, 1),
+                        rows_done=snap.rows_done if snap else None,
+                        rows_total=snap.rows_total if snap else None,
+                        rows_per_second=round(snap.rate) if snap and snap.rate else None,
+                        detail=self.line(),
+                    )
+                else:
+                    err.print(f"[dim]…[/dim] {clean(self.line())}")
 
     def _refresh(self) -> None:
         if self.status is not None:
-            mb = f", {self.sent / 2**20:.0f} MB of SQL sent" if self.sent else ""
-            self.status.update(f"{self.label}: {self.current} ({self.elapsed:.0f} s{mb})")
+            self.status.update(clean(self.line()))
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    t = Table(title=title, title_justify="left", show_lines=False)
+    t = Table(title=clean(title) if title else None, title_justify="left", show_lines=False)
     for c in columns:
         # fold, never cut: without a terminal (CI logs, pipes) rich renders 80 columns wide and
         # would otherwise end long ids, URLs and paths with "…"
         t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(*[str(x) for x in r])
+        t.add_row(*[clean(x) for x in r])
+    t.raw_columns = list(columns)  # type: ignore[attr-defined]  # for --json
+    t.raw_rows = [list(r) for r in rows]  # type: ignore[attr-defined]
     return t
 
 
 def show_plan(rows: Sequence[tuple[str, str]], title: str) -> None:
-    t = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
-    t.add_column(style="bold")
-    t.add_column()
+    t = Table(title=clean(title), title_justify="left", show_header=False, box=None, padding=(0, 2))
+    t.add_column(style="bold", no_wrap=True)
+    # wrapped at spaces, a long URL folded: never cut short, whatever the width
+    t.add_column(overflow="fold")
     for k, v in rows:
-        t.add_row(escape(k), escape(v))
-    err.print(t)
+        t.add_row(clean(k), clean(v))
+    t.raw_columns = ["item", "value"]  # type: ignore[attr-defined]  # for --json
+    t.raw_rows = [list(r) for r in rows]  # type: ignore[attr-defined]
+    emit(err, t)
 
 
-def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=None) -> None:
+def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=None, what: str = "the database name") -> None:
     """Ask the person to type the target database's name; the default answer is no.
 
     `input`/`output` are prompt_toolkit objects, given only by tests that drive the real prompt.
@@ -122,11 +262,11 @@ def confirm_by_name(dbname: str, action: str, *, yes: bool, input=None, output=N
     kwargs: dict[str, Any] = {}
     if input is not None:
         kwargs.update(input=input, output=output)
-    answer = questionary.text(
-        f"This will {action}. Type the database name '{dbname}' to continue (Enter cancels):",
-        default="",
-        **kwargs,
-    ).ask()
+    # rich wraps the sentence at spaces (a prompt line would break inside words); names shown
+    # whole and safe, the short prompt stays on one line
+    err.print(f"This will {clean(action)}.")
+    err.print(f"Type {clean(what)} '{clean(dbname)}' to continue (Enter cancels):")
+    answer = questionary.text(f"{what.removeprefix('the ')}:", default="", **kwargs).ask()
     if answer is None or answer.strip() != dbname:
         raise Declined("Not confirmed; nothing was changed", None)
 
@@ -169,6 +309,7 @@ def guarded(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        Output.json = json_mode(kwargs.get("json"))
         with _stop_signals_interrupt() as received:
             try:
                 return _run(fn, args, kwargs)
@@ -183,17 +324,27 @@ def guarded(fn: Callable) -> Callable:
 
 def _run(fn: Callable, args: Any, kwargs: Any) -> Any:
     try:
+        return _run_plain(fn, args, kwargs)
+    except Exit as exc:
+        if Output.json:
+            Output.event("error", message=str(exc.message or ""), exit_code=exc.code)
+        raise
+
+
+def _run_plain(fn: Callable, args: Any, kwargs: Any) -> Any:
+    try:
         return fn(*args, **kwargs)
     except BackupError as exc:
-        raise Exit(f"error: {exc}", code=exc.exit_code) from None
+        raise Exit(f"error: {plain(exc)}", code=exc.exit_code) from None
     except OSError as exc:
         where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
         raise Exit(
-            f"error: {exc.strerror or exc.__class__.__name__}{where}. Check the path, its permissions and the free disk space; nothing was kept.",
+            f"error: {plain(exc.strerror or exc.__class__.__name__)}{plain(where)}. "
+            "Check the path, its permissions and the free disk space; nothing was kept.",
             code=ExitCode.FAILED,
         ) from None
     except (ToolError, psycopg.Error) as exc:
-        text = " ".join(str(exc).split())
+        text = " ".join(plain(exc).split())
         raise Exit(f"error: {text}. Nothing was changed; fix the cause and run this again.", code=ExitCode.FAILED) from None
     except KeyboardInterrupt:
         raise Exit("error: interrupted; nothing was changed", code=ExitCode.INTERRUPTED) from None

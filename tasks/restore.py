@@ -5,17 +5,21 @@ from __future__ import annotations
 import os
 import shlex
 from contextlib import contextmanager
-
-from invoke import task
+from typing import Any
 
 from . import _ui
+from ._flags import task
 from .engine import catalog, dbinfo
+from .engine import undo as undo_mod
 from .engine.conn import Target
 from .engine.dump import undo_point
-from .engine.errors import BackupError, ConfigError, Declined, Interrupted, RestoreFailed, UsageError
+from .engine.errors import BackupError, ConfigError, Declined, Interrupted, NotFound, RestoreFailed, UsageError
 from .engine.manifest import signing_key
+from .engine.objects import is_remote
 from .engine.restore import execute_reset, execute_restore, plan_reset, plan_restore, source
 from .engine.storage import LocalStore
+from .engine.stores import local_store, remote_store
+from .engine.watch import ServerWatch
 
 
 def _schemas(text: str | None) -> tuple[str, ...]:
@@ -36,10 +40,12 @@ def _target(settings):
 
 
 @task(
+    auto_shortflags=False,  # Invoke runs out of letters for its flags and prints `--=STRING`
     help={
         "date": "UTC date of the backup to restore, YYYY-MM-DD; the newest complete one of that day.",
         "id": "Exact backup id (see `invoke list`), instead of --date.",
         "target": "Database to restore into (default: TARGET_DATABASE_URL, then DATABASE_URL). Its app schemas are replaced. "
+        "`sandbox`: a new throwaway local PostgreSQL, left running, as a development copy. "
         "Prefer TARGET_DATABASE_URL for a URL with a password: argv is visible to every user.",
         "any_source": "Let --date pick a backup made from another database than the target (by default only the target's own).",
         "jobs": "N > 1: load rows, indexes and constraints with pg_restore --jobs N. NOT one transaction: allowed only "
@@ -53,9 +59,16 @@ def _target(settings):
         "undo": "Take an undo point first: a backup of the target as it is, which `invoke restore --id` puts back (default on; --no-undo skips it).",
         "confirm_target": "With --yes on a protected target (PROTECTED_TARGETS): the target database's name, as a person would type it.",
         "lock_timeout": "How long the restore waits for a table lock before it rolls back, e.g. 30s (default: LOCK_TIMEOUT or 30s).",
+        "json": "Print JSON events (plan, steps, progress every 10 s, the result) on stdout, one a line, for CI (also BACKUP_OUTPUT=json).",
         "allow_unsigned": "Restore a backup whose manifest is not signed with this machine's key "
         "(BACKUP_SIGNING_KEY); only if you trust where it came from.",
+        "table": "SCHEMA.TABLE: restore only this table's rows (repeatable); other tables, the schema and grants stay as they are. "
+        "A foreign key the rows would break refuses the restore, naming the table to add.",
+        "schema": "NAME: restore only the rows of this schema's tables (repeatable).",
+        "into_schema": "NAME: put the chosen tables (--table/--schema) from the backup into this new schema, beside the live ones, "
+        "which stay untouched (e.g. restored_2026_11_24).",
     },
+    iterable=["table", "schema"],
 )
 @_ui.guarded
 def restore(
@@ -73,17 +86,59 @@ def restore(
     confirm_target=None,
     lock_timeout=None,
     any_source=False,
+    table=None,
+    schema=None,
+    into_schema=None,
+    json=False,
     jobs=1,
 ):
     """Restore a backup (guarded): verify checksums, show the plan, confirm, replace in one transaction."""
+    if table or schema or into_schema is not None:
+        if schema_only or data_only or also_reach:
+            raise UsageError(
+                "--table, --schema and --into-schema restore rows of chosen tables", "leave out --schema-only, --data-only and --also-reach"
+            )
+        from .restore_tables import restore_tables
+
+        restore_tables(
+            tables=tuple(table or ()),
+            schemas=tuple(schema or ()),
+            into_schema=into_schema,
+            date=date,
+            id=id,
+            target=target,
+            yes=yes,
+            backup_dir=backup_dir,
+            allow_unsigned=allow_unsigned,
+            undo=undo,
+            confirm_target=confirm_target,
+            lock_timeout=lock_timeout,
+            any_source=any_source,
+        )
+        return
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
+    dev = None
+    if target == "sandbox":
+        from .engine import devcopy
+
+        _ui.step("starting a throwaway PostgreSQL server that stays running (a development copy)")
+        dev = devcopy.start(_ui.settings_from(backup_dir=backup_dir).pg_bin_dir)
+        target, yes, any_source, undo = dev.url, True, True, False
     settings = _ui.settings_from(backup_dir=backup_dir, lock_timeout=lock_timeout, target=target)
-    store = LocalStore(settings.backup_dir)
+    store = local_store(settings)
     mode = "schema" if schema_only else "data" if data_only else None
     tgt, protected = _resolved_target(settings, yes, confirm_target)
     src = catalog.source_key(tgt.host, tgt.port, tgt.dbname, tgt.user)
-    backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full", target=src, any_source=any_source)
+    backup_store: Any = store  # where the backup is: the local folder, else the object store
+    try:
+        backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full", target=src, any_source=any_source)
+    except NotFound:
+        if not is_remote(settings.store):
+            raise
+        backup_store = remote_store(settings)
+        _ui.step(f"not in {store.describe()}: looking in {backup_store.describe()}")
+        backup = catalog.resolve(backup_store, date=date, backup_id=id, mode=mode or "full", target=src, any_source=any_source)
     if undo and store.root.is_dir() and not os.access(store.root, os.W_OK):
         _ui.warn(f"{store.root} is read-only: no undo point can be kept there (pass --no-undo to say so)")
         undo = False
@@ -98,7 +153,7 @@ def restore(
         key = signing_key(settings.signing_key, create=undo)
         with (
             store.lock(reading=True, step=_ui.step),
-            source(store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (plan_store, backup),
+            source(backup_store, backup, tgt, pg_bin_dir=settings.pg_bin_dir, step=_ui.step) as (plan_store, backup),
         ):
             plan = plan_restore(
                 plan_store,
@@ -130,29 +185,52 @@ def restore(
                 _ui.warn(f"this backup is {plan.authenticity.text}: restore it only if you trust where it came from")
             _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
             point = _undo_point(undo, tgt, store, f"restoring {backup.id} into {tgt.display()}", settings, key)
-            with _ui.Activity("restoring") as activity, _undo_kept_only_if_needed(point, store):
+            if point is not None and key is not None:
+                # what this restore adds server-wide, which restoring the undo point removes again
+                undo_mod.write(
+                    point.path,
+                    undo_mod.Aftermath(
+                        backup.id,
+                        roles=tuple(r.name for r in plan.roles.create),
+                        extensions=plan.create_extensions,
+                        cron_jobs=tuple(j.name for j in plan.backup.record.cron_jobs or () if j.name),
+                    ),
+                    key,
+                )
+            watch = ServerWatch(tgt, rows_total=sum(n for _s, _t, n in plan.checks) or None) if plan.mode != "schema" else None
+            with _ui.Activity("restoring", watch=watch) as activity, _undo_kept_only_if_needed(point, store):
                 result = execute_restore(
                     plan, plan_store, step=activity.step, progress=activity.progress, lock_timeout_ms=settings.lock_timeout_ms, jobs=jobs
                 )
                 done.append(result)
-        _ui.out.print(
+        _ui.say(
             f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
             + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
         )
         _undo_said(point, tgt, settings, backup_dir)
-        if plan.cron_jobs:
-            _ui.err.print(
-                "[yellow]note:[/yellow] " + _ui.escape(f"pg_cron jobs are scheduled on this database now and will run: {'; '.join(plan.cron_jobs)}")
+        if dev is not None:
+            _ui.say(
+                f"development copy running at {dev.display}; its URL with the password is in {dev.url_file}: "
+                f'export DATABASE_URL="$(cat {dev.url_file})". Stop and remove it with: {dev.stop_command}'
             )
+        if plan.cron_jobs:
+            _ui.note(f"pg_cron jobs are scheduled on this database now and will run: {'; '.join(plan.cron_jobs)}")
         if plan.roles.create:
             names = ", ".join(r.name for r in plan.roles.create)
-            _ui.err.print(
-                "[yellow]note:[/yellow] "
-                + _ui.escape(f"roles created by this restore: {names}. Roles are server-wide: an undo leaves them (DROP ROLE if unwanted).")
+            _ui.note(
+                f"roles created by this restore: {names}. Roles are server-wide"
+                + (": its undo point removes them again if nothing uses them." if point is not None else ".")
+            )
+        if plan.undo_roles:
+            kept = sorted(_still_there(tgt, plan.undo_roles))
+            gone = [r for r in plan.undo_roles if r not in kept]
+            _ui.note(
+                (f"removed the roles the undone restore had created: {', '.join(gone)}. " if gone else "")
+                + (f"kept {', '.join(kept)}: still in use (owns or is granted something on this server)." if kept else "")
             )
         if result.login_roles:
-            _ui.err.print(
-                "[yellow]note:[/yellow] login roles come back without passwords (backups never hold them): "
+            _ui.note(
+                "login roles come back without passwords (backups never hold them): "
                 + ", ".join(result.login_roles)
                 + ". Set them with ALTER ROLE name PASSWORD '...'."
             )
@@ -218,6 +296,14 @@ def _jobs_rows(jobs: int) -> list[tuple[str, str]]:
     ]
 
 
+def _still_there(tgt: Target, names: tuple[str, ...]) -> set[str]:
+    try:
+        with tgt.connect(autocommit=True) as conn:
+            return dbinfo.existing_roles(conn, list(names))
+    except Exception:  # only a note; the restore has committed
+        return set()
+
+
 def _undo_row(undo: bool, size: int) -> tuple[str, str]:
     if undo:
         return ("undo point", f"a backup of the target first (its database is {_ui.human_size(size)} now); --no-undo skips it")
@@ -273,7 +359,7 @@ def _undo_said(point, tgt: Target, settings, backup_dir_flag: str | None) -> Non
     if settings.target_url or (settings.database_url and not tgt.is_named_by(settings.database_url)):
         # the password stays where it was (the URL given, TARGET_DATABASE_URL, PGPASSWORD, ~/.pgpass)
         cmd += f" --target {shlex.quote(tgt.display())}"
-    _ui.out.print(f"undo point {point.backup_id}; to put the target back: {cmd}")
+    _ui.say(f"undo point {point.backup_id}; to put the target back: {cmd}")
 
 
 @task(
@@ -285,10 +371,11 @@ def _undo_said(point, tgt: Target, settings, backup_dir_flag: str | None) -> Non
         "undo": "Take an undo point first: a backup of the target as it is (default on; --no-undo skips it).",
         "confirm_target": "With --yes on a protected target (PROTECTED_TARGETS): the target database's name.",
         "backup_dir": "Where the undo point goes (default: BACKUP_DIR or .backups).",
+        "json": "Print JSON events (plan, steps, the result) on stdout, one a line, for CI (also BACKUP_OUTPUT=json).",
     },
 )
 @_ui.guarded
-def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=None, backup_dir=None):
+def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=None, backup_dir=None, json=False):
     """Drop the app's schemas, publications and large objects (the runbook's db reset), guarded."""
     settings = _ui.settings_from(backup_dir=backup_dir, target=target)
     tgt, protected = _resolved_target(settings, yes, confirm_target)
@@ -309,8 +396,8 @@ def reset(c, target=None, yes=False, also_reach=None, undo=True, confirm_target=
     store = LocalStore(settings.backup_dir)
     with store.lock():
         point = _undo_point(undo, tgt, store, f"resetting {tgt.display()}", settings, signing_key(settings.signing_key, create=True))
-        with _undo_kept_only_if_needed(point, store):
-            execute_reset(plan, settings.lock_timeout_ms)
+        with _ui.Activity("resetting") as activity, _undo_kept_only_if_needed(point, store):
+            execute_reset(plan, settings.lock_timeout_ms, step=activity.step)
     public = "public emptied (the platform's grants on it kept)" if plan.platform.name == "supabase" else "public recreated empty"
-    _ui.out.print(f"reset {tgt.display()}: dropped the app's objects in {len(plan.drop_schemas)} schemas; {public}")
+    _ui.say(f"reset {tgt.display()}: dropped the app's objects in {len(plan.drop_schemas)} schemas; {public}")
     _undo_said(point, tgt, settings, backup_dir)

@@ -229,14 +229,15 @@ def test_settings_precedence_flag_environment_dotenv(dbs15, project, invoke_cli)
     assert res.returncode == 0, res.stderr
     rows = _config_rows(res.stdout)
     assert rows["backup_dir"] == ("b_flag", "flag --backup-dir")
-    assert rows["database_url"] == (f"postgresql://postgres:****@127.0.0.1:{dbs.cluster.port}/{from_env.dbname}", "environment DATABASE_URL")
-    assert rows["password"] == ("****", "environment PGPASSWORD")
+    assert rows["database_url"] == (f"postgresql://postgres@127.0.0.1:{dbs.cluster.port}/{from_env.dbname}", "environment DATABASE_URL")
+    # the URL carries its password, which wins over PGPASSWORD: config says so, never showing either
+    assert rows["password"] == ("in database_url (not shown); the URL's wins over the variable", "environment DATABASE_URL")
     assert rows["pg_bin_dir"][1] == "default"
     res = invoke_cli("config", env={"COLUMNS": "300"})
     rows = _config_rows(res.stdout)
     assert rows["backup_dir"] == ("b_dotenv", ".env BACKUP_DIR")
-    assert rows["database_url"] == (f"postgresql://postgres:****@127.0.0.1:{dbs.cluster.port}/{from_dotenv.dbname}", ".env DATABASE_URL")
-    assert rows["password"] == ("****", ".env SUPABASE_DB_PASSWORD")
+    assert rows["database_url"] == (f"postgresql://postgres@127.0.0.1:{dbs.cluster.port}/{from_dotenv.dbname}", ".env DATABASE_URL")
+    assert rows["password"] == ("in database_url (not shown); the URL's wins over the variable", ".env DATABASE_URL")
     assert_no_secret(res.stdout, res.stderr, extra=("dotenv-pw-123", "env-pw-456"))
 
     # ... is what `invoke backup` does: flag > environment > .env

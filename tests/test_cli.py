@@ -26,7 +26,7 @@ from tests.conftest import PASSWORD, REPO
 from tests.helpers import psql, scalar, schema_dump, seeded, state
 
 PG15_BIN = Path("/usr/lib/postgresql/15/bin")
-TASKS = {"backup", "restore", "reset", "list", "config", "demo"}
+TASKS = {"backup", "restore", "reset", "list", "config", "demo", "diff", "schema", "prune", "verify", "predeploy"}
 
 # The demo's Fortress Modeler sample (users, projects, models, scenarios, line items; a trigger
 # that bumps projects.updated_at on every new scenario). Its role is cluster-wide, so it is
@@ -152,14 +152,17 @@ def test_every_flag_of_every_task_has_help(invoke_cli, name):
     helps: dict[str, str] = {}
     current = None
     for line in options.splitlines():
-        m = re.match(r"^  (?:-\w(?: \w+)?, )?--(?:\[no-\])?([\w-]+)(?:=\w+)?(?:\s+(.*))?$", line)
+        m = re.match(r"^  (?:-\w(?: \w+)?, )?--(?:\[no-\])?([\w-]+)(?:=\w+)?(?:\s+(.*))?$", line) or re.match(
+            r"^  -(\w)(?: [A-Z]+)?(?:\s+(.*))?$",
+            line,  # a positional one-letter argument (diff A B)
+        )
         if m:
             current = m.group(1)
             helps[current] = (m.group(2) or "").strip()
         elif current and line.strip():
             helps[current] += " " + line.strip()
     params = [p for p in inspect.signature(ns.tasks[name].body).parameters if p != "c"]
-    assert set(helps) == {p.replace("_", "-") for p in params}
+    assert set(helps) == {p.rstrip("_").replace("_", "-") for p in params}
     for flag, text in helps.items():
         assert len(text) > 15, f"invoke {name} --{flag} has no help text"
 
@@ -319,8 +322,9 @@ def test_config_shows_sources_and_never_the_password(invoke_cli, project):
     res = invoke_cli("config", env={"BACKUP_DIR": str(project / "kept")})
     assert res.returncode == 0, res.stderr
     rows = {r["setting"]: (squash(r["value"]), r["from"]) for r in table_rows(res.stdout)}
-    assert rows["database_url"] == ("postgresql://app:****@db.example.com:5432/app", ".env DATABASE_URL")
-    assert rows["password"] == ("****", ".env SUPABASE_DB_PASSWORD")
+    assert rows["database_url"] == ("postgresql://app@db.example.com:5432/app", ".env DATABASE_URL")
+    # the URL's password is the one used: config says so, without showing it
+    assert rows["password"] == (squash("in database_url (not shown); the URL's wins over the variable"), ".env DATABASE_URL")
     assert rows["backup_dir"] == (str(project / "kept"), "environment BACKUP_DIR")
     res2 = invoke_cli("config", "--backup-dir", "elsewhere")
     assert {r["setting"]: r["from"] for r in table_rows(res2.stdout)}["backup_dir"] == "flag --backup-dir"

@@ -429,3 +429,35 @@ def test_schema_only_then_data_only_as_postgres(hosted, tmp_path):
     restore(store, b, target, mode="data")
     assert contents(hosted, target) == before["contents"]
     assert whole_schema(hosted, target) == before["schema"]
+
+
+def test_undo_as_postgres_removes_the_jobs_and_extension_the_restore_added(hosted15_a, hosted15_b, tmp_path, invoke_cli):
+    """Undo on hosted, as the non-superuser `postgres`: the restore scheduled pg_cron jobs and
+    created an extension the project did not have; restoring its undo point puts the project back
+    exactly, jobs and extensions included."""
+    if hosted15_a.cron_missing:
+        pytest.skip(f"pg_cron: {hosted15_a.cron_missing}")
+    source = make_app(hosted15_a, cron=True)
+    with source.connect() as conn:
+        conn.execute("CREATE EXTENSION citext WITH SCHEMA extensions")
+        conn.execute("CREATE TABLE public.members (email extensions.citext PRIMARY KEY)")
+        conn.commit()
+    target = hosted15_b.new_project()
+    hosted15_b.enable_pg_cron(target)
+    hosted15_b.load_app(target)
+    with target.connect() as conn:
+        conn.execute("SELECT cron.schedule('target only', '0 2 29 2 *', 'SELECT 1')")
+        conn.commit()
+    before = state(hosted15_b, target)
+    store, b, _ = backup(source, tmp_path)
+    env = {"DATABASE_URL": hosted15_b.url(target), "BACKUP_DIR": str(store.root)}
+
+    res = invoke_cli("restore", "--id", b.id, "--yes", env=env)
+    assert res.returncode == 0, res.stderr
+    assert len(jobs(hosted15_b, target)) == 4
+    undo = res.stdout.split("invoke restore --id ")[1].split()[0]
+
+    res = invoke_cli("restore", "--id", undo, "--yes", "--no-undo", env=env)
+    assert res.returncode == 0, res.stderr
+    assert_same(state(hosted15_b, target), before)
+    assert scalar(target, "SELECT count(*) FROM pg_extension WHERE extname = 'citext'") == 0

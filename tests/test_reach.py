@@ -373,3 +373,18 @@ def test_restore_over_the_same_project_with_a_partitioned_table(supa, tmp_path):
     execute_restore(plan_restore(store, b, project), store)
     assert scalar(project, "SELECT count(*) FROM public.events") == 3
     assert scalar(project, "SELECT count(*) FROM public.events_2026_rest") == 1
+
+
+def test_schema_names_that_need_quotes_are_inside_when_they_are_the_apps(dbs):
+    """pg_identify_object quotes schema names ("Billing", "[/]"): an app schema named so must
+    still count as the app's, and --also-reach must match it as typed."""
+    target = seeded(
+        dbs,
+        "reach",
+        'CREATE SCHEMA "Billing"; CREATE TABLE "Billing".t (id int PRIMARY KEY);'
+        'CREATE SCHEMA "[/]"; CREATE TABLE "[/]".u (id int REFERENCES "Billing".t);',
+    )
+    with target.connect(autocommit=True) as conn:
+        assert reach.reached_outside(conn, inside=["Billing", "[/]"], drop_schemas=["Billing", "[/]"]) == []
+        outside = reach.reached_outside(conn, inside=["Billing"], drop_schemas=["Billing", "[/]"])
+    assert {r.schema for r in outside} == {"[/]"}

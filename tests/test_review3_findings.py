@@ -114,6 +114,8 @@ def test_reset_behind_an_open_transaction_waits_forever_without_a_word(dbs15, pr
             pytest.fail(f"reset still waiting after 25 s with LOCK_TIMEOUT=2s; its stderr so far: {exc.stderr!r}")
         assert res.returncode == ExitCode.RESTORE_FAILED, res.stderr
         assert str(blocker.info.backend_pid) in res.stderr, res.stderr
+        # and while it waited, the status line named the blocker (not only the final message)
+        assert f"waiting for a lock held by pid {blocker.info.backend_pid} (" in res.stderr, res.stderr
     finally:
         blocker.close()
 
@@ -214,10 +216,9 @@ def test_the_printed_undo_command_after_target_says_the_word_url(dbs15, project,
     assert not printed.endswith("--target URL"), f"printed: {printed!r}"
 
 
-def test_a_restore_says_which_roles_it_created_and_that_an_undo_leaves_them(dbs15, project, invoke_cli):
-    """The restore creates the backup's missing roles (with their memberships); the undo point
-    restore leaves them: after `invoke restore --id UNDO` the server has a role it did not have
-    before the mistaken restore. Not 'back to where they were'."""
+def test_a_restore_says_which_roles_it_created_and_its_undo_removes_them(dbs15, project, invoke_cli):
+    """The restore creates the backup's missing roles (with their memberships); restoring its undo
+    point removes them again (nothing uses them), so the server is back to where it was."""
     dbs = dbs15
     admin = dbs.cluster.target()
     role = f"rv3_intruder_{os.getpid()}"
@@ -233,12 +234,11 @@ def test_a_restore_says_which_roles_it_created_and_that_an_undo_leaves_them(dbs1
     try:
         res = invoke_cli("restore", "--id", backup_id, "--yes", env=env)
         assert res.returncode == 0, res.stderr
-        # Roles are server-wide (other databases may use them by now): an undo does not drop them,
-        # and the restore says which it created and that an undo leaves them.
         said = " ".join(res.stderr.split())
-        assert f"roles created by this restore: {role}" in said and "an undo leaves them" in said, said
+        assert f"roles created by this restore: {role}" in said and "its undo point removes them again" in said, said
         undo = invoke_cli(*_undo_command(res).split()[1:], "--yes", "--no-undo", env=env)
         assert undo.returncode == 0, undo.stderr
+        assert scalar(admin, f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'") == 0, undo.stderr
     finally:
         for db in (target,):
             try:

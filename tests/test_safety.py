@@ -303,10 +303,10 @@ def test_backups_are_private_and_ignored_by_git_once(dbs15, project, invoke_cli)
         names = {p.name: _mode(p) for p in folder.iterdir()}
         assert {"manifest.json", "manifest.hmac", "app.dump", "roles.json"} <= names.keys()
         assert set(names.values()) == {0o600}, names
-    assert (project / ".gitignore").read_text() == ".backups/\n"
+    assert (project / ".gitignore").read_text() == ".backups/\n.env\n"
 
 
-@pytest.mark.parametrize("existing", ["node_modules/\n/.backups", "/.backups/\n*.log\n", ".backups\n"])
+@pytest.mark.parametrize("existing", ["node_modules/\n/.backups\n.env", "/.backups/\n*.log\n.env*\n", ".backups\n*.env\n", ".backups/*\n/.env\n"])
 def test_gitignore_untouched_when_it_already_ignores_backups(dbs15, project, invoke_cli, existing):
     dbs = dbs15
     source = seeded(dbs, "src", SOURCE_SQL)

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 from . import manifest as manifest_mod
 from .errors import IntegrityError, NotFound, UsageError
-from .storage import LocalStore
+from .storage import Store
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = manifest_mod.FORMAT_VERSION
@@ -169,7 +169,7 @@ class Backup:
         return self.manifest.get("label") or ""
 
     def files(self) -> list[dict[str, Any]]:
-        return list(self.manifest.get("files", []))
+        return list(self.manifest.get("files") or [])
 
     def file(self, role: str) -> dict[str, Any] | None:
         for f in self.files():
@@ -177,7 +177,7 @@ class Backup:
                 return f
         return None
 
-    def size(self, store: LocalStore) -> int:
+    def size(self, store: Store) -> int:
         if self.legacy:
             return sum(store.local_path("", n).stat().st_size for n in self.legacy_files)
         return sum(int(f.get("size", 0)) for f in self.files())
@@ -194,11 +194,11 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     return path
 
 
-def read_manifest(store: LocalStore, backup_id: str) -> dict[str, Any]:
+def read_manifest(store: Store, backup_id: str) -> dict[str, Any]:
     return _read_manifest(store, backup_id)[0]
 
 
-def _read_manifest(store: LocalStore, backup_id: str) -> tuple[dict[str, Any], bytes]:
+def _read_manifest(store: Store, backup_id: str) -> tuple[dict[str, Any], bytes]:
     path = store.local_path(backup_id, MANIFEST)
     try:
         raw = path.read_bytes()
@@ -207,11 +207,17 @@ def _read_manifest(store: LocalStore, backup_id: str) -> tuple[dict[str, Any], b
         raise IntegrityError(
             f"Backup {backup_id} has an unreadable manifest ({exc.__class__.__name__})", "restore another backup; this one cannot be trusted"
         ) from None
-    manifest_mod.parse(data, backup_id)  # raises on a wrong type, an unsafe file name, ...
+    try:
+        manifest_mod.parse(data, backup_id)  # raises on a wrong type, an unsafe file name, ...
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        # a field of a shape parse does not expect (a number where a list belongs, ...)
+        raise IntegrityError(
+            f"Backup {backup_id} has a malformed manifest ({exc.__class__.__name__})", "restore another backup; this one cannot be trusted"
+        ) from None
     return data, raw
 
 
-def load(store: LocalStore, backup_id: str) -> Backup:
+def load(store: Store, backup_id: str) -> Backup:
     m = ID_RE.match(backup_id)
     if not m or not store.exists(backup_id):
         raise NotFound(f"No backup with id {backup_id!r} in {store.describe()}", "run `invoke list` to see the ids")
@@ -229,7 +235,7 @@ def load(store: LocalStore, backup_id: str) -> Backup:
     )
 
 
-def _legacy_backups(store: LocalStore) -> list[Backup]:
+def _legacy_backups(store: Store) -> list[Backup]:
     by_date: dict[str, dict[str, str]] = {}
     for name in store.loose_files():
         m = LEGACY_RE.match(name)
@@ -249,7 +255,7 @@ def _legacy_backups(store: LocalStore) -> list[Backup]:
     return out
 
 
-def all_backups(store: LocalStore) -> tuple[list[Backup], list[str]]:
+def all_backups(store: Store) -> tuple[list[Backup], list[str]]:
     """(backups oldest first, problems) — a backup with a broken manifest is reported, not hidden."""
     backups: list[Backup] = []
     problems: list[str] = []
@@ -266,7 +272,7 @@ def all_backups(store: LocalStore) -> tuple[list[Backup], list[str]]:
 
 
 def resolve(
-    store: LocalStore,
+    store: Store,
     *,
     date: str | None = None,
     backup_id: str | None = None,
@@ -342,7 +348,7 @@ def resolve(
     raise NotFound(f"No backup from {day.isoformat()} in {store.describe()}", hint)
 
 
-def verify_checksums(store: LocalStore, backup: Backup) -> list[str]:
+def verify_checksums(store: Store, backup: Backup) -> list[str]:
     """Check every file's size and sha256 against the manifest. Raises on the first mismatch;
     returns the names checked. Legacy files have no checksums and return []."""
     if backup.legacy:
@@ -360,11 +366,16 @@ def verify_checksums(store: LocalStore, backup: Backup) -> list[str]:
     return checked
 
 
-def pin(store: LocalStore, backup: Backup) -> dict[str, int]:
+def pin(store: Store, backup: Backup) -> dict[str, int]:
     """Open every file of the backup once and check its size and sha256 through that open file:
     the restore then reads exactly those bytes (pg_restore gets /dev/fd/N), so a file swapped
     in the folder after this check is never restored. Returns name -> file descriptor; the
     caller closes them (`unpin`)."""
+    from . import crypt
+
+    encryption = backup.manifest.get("encryption") if backup.record.format >= manifest_mod.FORMAT_ENCRYPTED else None
+    # a key that cannot decrypt the backup fails here, before anything is read or touched
+    crypt.require(backup.id, encryption, getattr(store, "identity", None))
     pinned: dict[str, int] = {}
     try:
         for f in backup.record.files:
@@ -383,6 +394,13 @@ def pin(store: LocalStore, backup: Backup) -> dict[str, int]:
                 raise IntegrityError(
                     f"Backup {backup.id}: {f.name} does not match its checksum", "the file was changed or damaged; restore another backup"
                 )
+        encrypted = [f.name for f in backup.record.files if f.encrypted]
+        if encrypted:
+            identity = getattr(store, "identity", None)
+            assert identity is not None  # crypt.require
+            for name in encrypted:
+                crypt.check_decrypts(pinned[name], identity, name, backup.id)
+            crypt.serve(pinned, encrypted, identity)
     except BaseException:
         unpin(pinned)
         raise
@@ -400,6 +418,9 @@ def stamps(pinned: dict[str, int]) -> dict[str, tuple[int, int, int]]:
 
 
 def unpin(pinned: dict[str, int]) -> None:
+    from . import crypt
+
+    crypt.unserve(pinned)
     for fd in pinned.values():
         try:
             os.close(fd)
@@ -409,4 +430,8 @@ def unpin(pinned: dict[str, int]) -> None:
 
 
 def pinned_path(fd: int) -> Path:
-    return Path(f"/dev/fd/{fd}")
+    """Where a tool reads a pinned file: /dev/fd/N, or for an encrypted file the named pipe
+    that serves its plaintext, decrypted from the pinned bytes."""
+    from . import crypt
+
+    return crypt.plain_path(fd) or Path(f"/dev/fd/{fd}")

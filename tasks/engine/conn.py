@@ -87,7 +87,8 @@ def redact_url(url: str) -> str:
         if at and colon and "@" not in user and "/" not in user:
             rest = f"{user}:****@{hostpart}"
         return f"{scheme}://" + re.sub(r"(?i)((?:ssl)?password=)[^&]*", r"\1****", rest)
-    return re.sub(r"(?i)((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1****", url)
+    # an unterminated quote runs to the end: all of it is the password, none of it shown
+    return re.sub(r"(?i)((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*(?:'|$)|\S+)", r"\1****", url)
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,13 @@ from typing import Any
 
 import psycopg
 
-from . import additions, catalog, dbinfo, pgtools, roles, sqltext, zstream
+from . import additions, catalog, contenthash, dbinfo, drillplatform, pgtools, roles, sqltext, zstream
 from . import manifest as manifest_mod
+from . import project as project_mod
 from .conn import Target
 from .errors import BackupError, ConnectionFailed, Interrupted, ToolsMissing
 from .platform import detect
-from .storage import LocalStore, fsync_path
+from .storage import LocalStore, Store
 
 KINDS = ("full", "schema", "data")
 Step = Callable[[str], None]
@@ -46,29 +47,13 @@ class BackupResult:
     path: Path
     manifest: dict[str, Any]
     created_dir: bool
-    gitignore_updated: bool
+    gitignore_updated: list[str]  # lines added to the project's .gitignore
 
 
-def ensure_gitignore(backup_dir: Path, project: Path) -> bool:
-    """Add BACKUP_DIR to the project's .gitignore once. True if the file was changed."""
-    try:
-        rel = Path(os.path.relpath(backup_dir.resolve(), project.resolve()))
-    except ValueError:
-        return False
-    if rel.parts and rel.parts[0] == "..":
-        return False  # outside the project: nothing to ignore
-    entry = rel.as_posix().rstrip("/") + "/"
-    gitignore = project / ".gitignore"
-    existing = gitignore.read_text().splitlines() if gitignore.exists() else []
-    forms = {entry, entry.rstrip("/"), "/" + entry, "/" + entry.rstrip("/")}
-    if any(line.strip() in forms for line in existing):
-        return False
-    text = gitignore.read_text() if gitignore.exists() else ""
-    with open(gitignore, "a") as f:
-        if text and not text.endswith("\n"):
-            f.write("\n")
-        f.write(entry + "\n")
-    return True
+def ensure_gitignore(backup_dir: Path, project: Path) -> list[str]:
+    """Add BACKUP_DIR and `.env` to the project's .gitignore unless a pattern there already
+    covers them; the lines added."""
+    return project_mod.ensure_ignored(project, backup_dir)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -130,14 +115,16 @@ def _format(suite: pgtools.PgSuite) -> str:
     return zstream.FORMAT if compression(suite) == STREAM else "custom"
 
 
-def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: str, lock_timeout_ms: int) -> list[str]:
-    """`out`: where the archive goes; with zstd-stream compression pg_dump writes to its stdout
-    instead (`_Dump`) and `out` is only the name the caller chose."""
-    stream = compression(suite) == STREAM
+def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: str, lock_timeout_ms: int, stream: bool | None = None) -> list[str]:
+    """`out`: where the archive goes; with zstd-stream compression (`stream`, by default when
+    `compression` says so) pg_dump writes to its stdout instead (`_Dump`) and `out` is only the
+    name the caller chose. A file written by pg_dump itself is gzip level 1 then."""
+    stream = compression(suite) == STREAM if stream is None else stream
+    level = compression(suite) if compression(suite) != STREAM else "1"
     return [
         suite.tool("pg_dump"),
         "--format=custom",
-        "--compress=0" if stream else f"--compress={compression(suite)}",
+        "--compress=0" if stream else f"--compress={level}",
         *([] if stream else [f"--file={out}"]),
         f"--snapshot={snapshot}",
         # pg_dump locks every table it dumps (ACCESS SHARE) before reading any: behind an
@@ -145,7 +132,7 @@ def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: s
         f"--lock-wait-timeout={lock_timeout_ms}ms",
         "--no-password",
         f"--dbname={target.conninfo()}",
-    ]
+    ] + (["--no-sync"] if not stream and out.is_fifo() else [])  # a pipe into encryption or upload: the store syncs what it keeps
 
 
 def _file_name(suite: pgtools.PgSuite, name: str) -> str:
@@ -203,7 +190,7 @@ def _run_dump(suite: pgtools.PgSuite, args: list[str], out: Path, env: dict[str,
 
 def create_backup(
     target: Target,
-    store: LocalStore,
+    store: Store,
     *,
     kind: str = "full",
     label: str | None = None,
@@ -214,22 +201,32 @@ def create_backup(
     origin: dict[str, Any] | None = None,
     locked: bool = False,
     lock_timeout_ms: int = 30_000,
+    content_hashes: bool = False,
+    context: dict[str, Any] | None = None,
+    project: Path | None = None,
 ) -> BackupResult:
-    """`origin`: recorded in the manifest (signed with it) when the backup was made from
+    """`content_hashes`: record every table's content hash (contenthash.py) for drills; off by
+    default, since it more than doubles a backup's time (bench/content_hash.py).
+    `context`: recorded (and signed) as the manifest's "context" (predeploy: git commit, CI run).
+    `project`: the app repository whose .gitignore keeps the backups out (default: the one the
+    working directory is in).
+    `origin`: recorded in the manifest (signed with it) when the backup was made from
     something other than a live database (the runbook's files, loaded in a sandbox)."""
     if kind not in KINDS:
         raise BackupError(f"Unknown backup kind {kind!r}", f"use one of {', '.join(KINDS)}")
     key = signing_key or manifest_mod.signing_key(None, create=True)
+    # A database that cannot be reached leaves no folder and no .gitignore line behind.
+    target.connect(autocommit=True).close()
     created_dir = store.ensure()
     # Ignored before the first byte of a backup lands, so it can never be committed by accident.
-    gitignore = ensure_gitignore(store.root, Path.cwd())
+    gitignore = ensure_gitignore(store.root, project or project_mod.find_root(Path.cwd())) if isinstance(store, LocalStore) else []
     with contextlib.nullcontext() if locked else store.lock():
-        result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms)
+        result = _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms, content_hashes, context)
     result.created_dir, result.gitignore_updated = created_dir, gitignore
     return result
 
 
-def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms) -> BackupResult:
+def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock_timeout_ms, content_hashes=False, context=None) -> BackupResult:
     started = dt.datetime.now(dt.UTC)
     step(f"connecting to {target.display()}")
     conn = target.connect(autocommit=True)
@@ -254,7 +251,8 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
         env = target.tool_env()
         files: list[dict[str, Any]] = []
         manifest: dict[str, Any] = {}
-        with store.staging(backup_id) as folder:
+        # `out` says where each file goes: the staging folder, or a pipe into encryption / upload
+        with store.staging(backup_id) as folder, store.writer(folder) as out:
             login: list[str] = []
             app_roles: list[str] = []
             skipped_roles: list[str] = []
@@ -266,12 +264,12 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
                 app_roles = [r for r in everyone if r not in skipped_roles]
                 role_set = roles.read(conn, app_roles)
                 login = [r.name for r in role_set.roles if r.login]
-                _write_private(folder / "roles.json", role_set.to_json().encode())
+                out.write_bytes("roles.json", role_set.to_json().encode())
                 files.append({"name": "roles.json", "role": "roles", "format": "json"})
 
-            app_name = _file_name(suite, "app.dump")
             raw_sizes: dict[str, int | None] = {}
-            app_args = _pg_dump_args(suite, target, folder / app_name, snapshot, lock_timeout_ms)
+            app_path = out.path("app.dump")
+            app_args = _pg_dump_args(suite, target, app_path, snapshot, lock_timeout_ms)
             app_args.append("--large-objects" if suite.major >= 16 else "--blobs")
             if kind == "schema":
                 app_args.append("--schema-only")
@@ -286,14 +284,15 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
             step(f"dumping {'schema and data' if kind == 'full' else kind} of schemas: {', '.join(app_schemas) or '(none)'}")
             # stderr to a file: while we count rows, a full stderr pipe must not stall pg_dump.
             with tempfile.TemporaryFile() as errf:
-                dump = _Dump(suite, app_args, folder / app_name, env, errf)
+                dump = _Dump(suite, app_args, app_path, env, errf)
                 try:
                     # Count rows in the same snapshot while pg_dump works.
                     tabs = dbinfo.tables(conn, app_schemas + data_schemas)
                     counts = dbinfo.row_counts(conn, tabs) if kind != "schema" else {}
                     for name in dbinfo.filtered_config_tables(conn):
                         counts.pop(name, None)
-                    returncode, raw_sizes[app_name] = dump.wait()
+                    hashes = contenthash.snapshot_hashes(conn, tabs) if content_hashes and kind != "schema" else None
+                    returncode, raw_sizes["app.dump"] = dump.wait()
                 except psycopg.errors.LockNotAvailable:
                     dump.stop()
                     raise _lock_timeout_error(target, lock_timeout_ms, "counting rows") from None
@@ -306,33 +305,42 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
                 err = errf.read()
             if returncode != 0:
                 raise _explain_tool_error(pgtools.ToolError("pg_dump", returncode, pgtools.tail(err)), target, lock_timeout_ms)
-            files.append({"name": app_name, "role": "app", "format": _format(suite)})
+            files.append({"name": "app.dump", "role": "app", "format": _format(suite)})
 
             added: list[additions.Addition] = []
             if kind in ("full", "schema") and managed_present:
                 added = additions.find(conn, platform)
                 if added:
                     step("dumping the platform tables the app added triggers or policies to (schema only)")
-                    name = _file_name(suite, "platform-schema.dump")
-                    args = _pg_dump_args(suite, target, folder / name, snapshot, lock_timeout_ms) + ["--schema-only"]
+                    path = out.path("platform-schema.dump")
+                    args = _pg_dump_args(suite, target, path, snapshot, lock_timeout_ms) + ["--schema-only"]
                     args += [f"--table={sqltext.pattern(s, t)}" for s, t in sorted({(a.schema, a.table) for a in added})]
                     try:
-                        raw_sizes[name] = _run_dump(suite, args, folder / name, env)
+                        raw_sizes["platform-schema.dump"] = _run_dump(suite, args, path, env)
                     except pgtools.ToolError as exc:
                         raise _explain_tool_error(exc, target, lock_timeout_ms) from None
-                    files.append({"name": name, "role": "platform-schema", "format": _format(suite)})
+                    files.append({"name": "platform-schema.dump", "role": "platform-schema", "format": _format(suite)})
+            drill = None
+            if kind in ("full", "schema") and platform.name == "supabase" and managed_present:
+                step("recording the platform's schemas (for restore drills only; never restored)")
+                try:
+                    ddl_args = _pg_dump_args(suite, target, folder / drillplatform.FILE, snapshot, lock_timeout_ms, stream=False)
+                    drill = drillplatform.record(conn, managed_present, ddl_args, env)
+                except pgtools.ToolError as exc:
+                    raise _explain_tool_error(exc, target, lock_timeout_ms) from None
+                files.append(drill.pop("file"))
 
             if kind in ("full", "data") and data_schemas:
                 step(f"dumping platform data: {', '.join(data_schemas)}")
-                name = _file_name(suite, "platform.dump")
-                args = _pg_dump_args(suite, target, folder / name, snapshot, lock_timeout_ms) + ["--data-only"]
+                path = out.path("platform.dump")
+                args = _pg_dump_args(suite, target, path, snapshot, lock_timeout_ms) + ["--data-only"]
                 args += [f"--schema={s}" for s in data_schemas]
                 args += [f"--exclude-table={t}" for t in platform.excluded_data_tables]
                 try:
-                    raw_sizes[name] = _run_dump(suite, args, folder / name, env)
+                    raw_sizes["platform.dump"] = _run_dump(suite, args, path, env)
                 except pgtools.ToolError as exc:
                     raise _explain_tool_error(exc, target, lock_timeout_ms) from None
-                files.append({"name": name, "role": "platform", "format": _format(suite)})
+                files.append({"name": "platform.dump", "role": "platform", "format": _format(suite)})
             acl_roles = dbinfo.default_acl_roles(conn) if kind != "data" else []
             exts = dbinfo.extensions(conn)
             jobs = dbinfo.cron_jobs(conn) if kind != "schema" else None
@@ -340,13 +348,9 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
 
             step("checksumming")
             for f in files:
-                path = folder / f["name"]
-                os.chmod(path, 0o600)
-                fsync_path(path)
-                f["size"] = path.stat().st_size
+                f.update(out.finish(f["name"]))
                 if raw_sizes.get(f["name"]) is not None:
                     f["raw_size"] = raw_sizes[f["name"]]  # the archive before zstd compressed it
-                f["sha256"] = catalog.sha256_file(path)
             excluded = set(platform.excluded_data_tables)
             manifest = {
                 "format": catalog.FORMAT_VERSION,
@@ -394,6 +398,14 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
             }
             if origin is not None:
                 manifest["origin"] = origin
+            contenthash.record(manifest, hashes)
+            if drill is not None:
+                manifest["drill_platform"] = drill
+            if context:
+                manifest["context"] = context
+            if out.manifest_fields():
+                manifest.update(out.manifest_fields())
+                manifest["format"] = manifest_mod.FORMAT_ENCRYPTED
             catalog.write_manifest(folder, manifest)
             manifest_mod.sign(folder, key)
     except KeyboardInterrupt:
@@ -405,12 +417,12 @@ def _create(target, store, kind, label, pg_bin_dir, now, step, key, origin, lock
     finally:
         conn.close()
     step(f"backup {backup_id} complete")
-    return BackupResult(backup_id, store.root / backup_id, manifest, False, False)
+    return BackupResult(backup_id, store.local_path(backup_id, ""), manifest, False, [])
 
 
 def undo_point(
     target: Target,
-    store: LocalStore,
+    store: Store,
     *,
     before: str,
     pg_bin_dir: str | None = None,

@@ -18,6 +18,7 @@ class ExitCode:
     DECLINED = 7  # confirmation declined or impossible (no terminal, no --yes)
     TOOLS = 8  # no suitable pg_dump / psql / pg_restore
     BUSY = 9  # another backup or restore holds the lock
+    STORAGE = 10  # the object store (BACKUP_STORE) cannot be reached or refused a request
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -81,3 +82,9 @@ class Busy(BackupError):
 
 class Interrupted(BackupError):
     exit_code = ExitCode.INTERRUPTED
+
+
+class StorageError(BackupError):
+    """The object store could not be reached or refused a request."""
+
+    exit_code = ExitCode.STORAGE

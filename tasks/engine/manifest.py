@@ -26,7 +26,8 @@ from .additions import Addition
 from .errors import ConfigError, IntegrityError
 
 FORMAT_VERSION = 2  # 2: roles.json and platform-schema.dump (1 had roles.sql and platform-additions.sql)
-READABLE = (1, 2)
+FORMAT_ENCRYPTED = 3  # 2 + age encryption (`encryption` and each file's `encrypted`): older tools refuse it
+READABLE = (1, 2, 3)
 MAC_FILE = "manifest.hmac"
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 ROLES = ("roles", "app", "platform", "platform-schema")
@@ -42,7 +43,8 @@ class FileEntry:
     role: str
     format: str
     size: int
-    sha256: str
+    sha256: str  # of the stored bytes (the ciphertext, when encrypted)
+    encrypted: str = ""  # "age" when the stored file is encrypted
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class TableEntry:
     kind: str  # table | partitioned | matview
     rows: int | None
     section: str  # app | platform
+    hash: str | None = None  # content hash in the dump's snapshot (contenthash.py); absent in older backups
 
 
 @dataclass(frozen=True)
@@ -130,9 +133,24 @@ def parse(data: Any, backup_id: str) -> Manifest:
             or not re.fullmatch(r"[0-9a-f]{64}", digest)
         ):
             raise _bad(backup_id, f"no valid size or sha256 for {name}")
+        encrypted = _str(f.get("encrypted", ""), backup_id, "encryption") if data["format"] >= FORMAT_ENCRYPTED else ""
+        if encrypted not in ("", "age"):
+            raise IntegrityError(f"Backup {backup_id} is encrypted with {encrypted[:20]!r}", "upgrade this tool or restore another backup")
         files.append(
-            FileEntry(name, _str(f.get("role", ""), backup_id, "file role"), _str(f.get("format", ""), backup_id, "file format"), size, digest)
+            FileEntry(
+                name,
+                _str(f.get("role", ""), backup_id, "file role"),
+                _str(f.get("format", ""), backup_id, "file format"),
+                size,
+                digest,
+                encrypted,
+            )
         )
+    enc = data.get("encryption")
+    if data["format"] >= FORMAT_ENCRYPTED and enc is not None:
+        if not isinstance(enc, dict) or enc.get("scheme") != "age" or not isinstance(enc.get("recipients"), list):
+            raise _bad(backup_id, "an encryption record of the wrong shape")
+        _strs(enc["recipients"], backup_id, "recipients")
     if len({f.name for f in files}) != len(files) or len({f.role for f in files}) != len(files):
         raise _bad(backup_id, "a file listed twice")
     tables = []
@@ -142,6 +160,9 @@ def parse(data: Any, backup_id: str) -> Manifest:
         rows = t.get("rows")
         if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool)):
             raise _bad(backup_id, "a row count that is not a number")
+        digest = t.get("hash")
+        if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{32}", digest)):
+            raise _bad(backup_id, "a content hash that is not 32 hex digits")
         tables.append(
             TableEntry(
                 _str(t.get("schema"), backup_id, "schema"),
@@ -149,8 +170,14 @@ def parse(data: Any, backup_id: str) -> Manifest:
                 _str(t.get("kind"), backup_id, "table kind"),
                 rows,
                 _str(t.get("section", "app"), backup_id, "section"),
+                digest,
             )
         )
+    for name in ("label", "created_at", "completed_at"):
+        if data.get(name) is not None:
+            _str(data[name], backup_id, name)
+    if not isinstance(data.get("origin") or {}, dict):
+        raise _bad(backup_id, "an origin that is not an object")
     source = data.get("source") or {}
     tools = data.get("tools") or {}
     roles = data.get("roles") or {}

@@ -31,7 +31,21 @@ PG_BIN_VARS = ("PG_BIN_DIR",)
 SIGNING_KEY_VARS = ("BACKUP_SIGNING_KEY",)
 PROTECTED_VARS = ("PROTECTED_TARGETS",)
 LOCK_TIMEOUT_VARS = ("LOCK_TIMEOUT",)
+CONTENT_HASH_VARS = ("BACKUP_CONTENT_HASHES",)
+NOTIFY_VARS = ("BACKUP_NOTIFY_URL",)
 DEFAULT_LOCK_TIMEOUT = "30s"
+STORE_VARS = ("BACKUP_STORE",)
+AGE_RECIPIENTS_VARS = ("BACKUP_AGE_RECIPIENTS",)
+AGE_IDENTITY_VARS = ("BACKUP_AGE_IDENTITY",)
+# retention (`invoke prune`): setting -> (variable, default)
+RETENTION_VARS = {
+    "keep_last": ("BACKUP_KEEP_LAST", 3),
+    "keep_daily": ("BACKUP_KEEP_DAILY", 7),
+    "keep_weekly": ("BACKUP_KEEP_WEEKLY", 4),
+    "keep_monthly": ("BACKUP_KEEP_MONTHLY", 12),
+    "keep_undo_days": ("BACKUP_KEEP_UNDO_DAYS", 14),
+    "keep_predeploy_days": ("BACKUP_KEEP_PREDEPLOY_DAYS", 30),
+}
 
 _DURATION_RE = re.compile(r"^(\d+)\s*(ms|s|min|h)?$")
 _UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000}
@@ -61,26 +75,71 @@ class Settings:
     # libpq's variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, ...): environment, then .env. What a
     # URL lacks, these fill in, once (Target.from_url), for every connection of the run.
     pg_env: Mapping[str, str] = field(default_factory=dict)
+    # object storage URL (s3://, gs://, az://) or a folder; None: backup_dir only
+    store: str | None = None
+    age_recipients: tuple[str, ...] = ()  # public keys (age1...) or recipient files: encrypt every file
+    age_identity: str | None = None  # a key file that decrypts (path; the key itself is never shown)
+    retention: Mapping[str, int] = field(default_factory=dict)
     # setting name -> where its value came from ("flag --x", "environment VAR", ".env VAR", "default")
     sources: Mapping[str, str] = field(default_factory=dict)
+    content_hashes: bool = False  # BACKUP_CONTENT_HASHES: per-table content hashes for drills
+    notify_url: str | None = None  # BACKUP_NOTIFY_URL: secret (a webhook URL carries its token)
+    # the app repository (nearest folder with .git or pyproject.toml): its .gitignore keeps
+    # backups and .env out of git
+    project_root: Path | None = None
 
     def describe(self) -> list[tuple[str, str, str]]:
         """(name, shown value, source) rows; secrets redacted, suitable for printing."""
         rows = [
-            ("database_url", redact_url(self.database_url) if self.database_url else "(not set)"),
-            ("target_url", redact_url(self.target_url) if self.target_url else "(not set: restore and reset use database_url)"),
-            ("password", "****" if self.password else "(not set)"),
+            ("database_url", shown_url(self.database_url) if self.database_url else "(not set)"),
+            ("target_url", shown_url(self.target_url) if self.target_url else "(not set: restore and reset use database_url)"),
+            ("password", self._password_shown()),
             ("backup_dir", str(self.backup_dir)),
             ("pg_bin_dir", self.pg_bin_dir or "(search PATH and standard folders)"),
             ("signing_key", "****" if self.signing_key else "(this user's key file)"),
             ("protected_targets", ", ".join(redact_url(t) for t in self.protected_targets) or "(none)"),
             ("lock_timeout", self.lock_timeout),
+            ("store", shown_url(self.store) if self.store else "(not set: backups stay in backup_dir)"),
+            ("age_recipients", ", ".join(self.age_recipients) or "(not set: backups are not encrypted)"),
+            ("age_identity", self.age_identity or "(not set)"),
+            ("content_hashes", "on" if self.content_hashes else "off"),
+            ("notify_url", "****" if self.notify_url else "(not set)"),
         ]
-        return [(name, value, self.sources.get(name, "default")) for name, value in rows]
+        rows += [(name, str(self.retention.get(name, default))) for name, (_, default) in RETENTION_VARS.items()]
+        sources = dict(self.sources)
+        if self.database_url and url_has_password(self.database_url):
+            sources["password"] = sources.get("database_url", "default")
+        elif not self.password and _pgpass_file(self.pg_env):
+            sources["password"] = f"password file {_pgpass_file(self.pg_env)}"
+        return [(name, value, sources.get(name, "default")) for name, value in rows]
+
+    def _password_shown(self) -> str:
+        """Where the password comes from, never the password."""
+        if self.database_url and url_has_password(self.database_url):
+            return "in database_url (not shown)" + ("; the URL's wins over the variable" if self.password else "")
+        if self.password:
+            return "set (not shown)"
+        if _pgpass_file(self.pg_env):
+            return "looked up in the password file by libpq"
+        return "(not set)"
 
     @property
     def lock_timeout_ms(self) -> int:
         return parse_duration(self.lock_timeout)
+
+
+def url_has_password(url: str) -> bool:
+    return redact_url(url) != url
+
+
+def shown_url(url: str) -> str:
+    """A URL as shown to people: user@host:port/db, the password left out (not even ****)."""
+    return redact_url(url).replace(":****@", "@", 1)
+
+
+def _pgpass_file(pg_env: Mapping[str, str]) -> str | None:
+    path = Path(pg_env.get("PGPASSFILE") or os.environ.get("PGPASSFILE") or Path.home() / ".pgpass").expanduser()
+    return str(path) if path.is_file() else None
 
 
 def read_dotenv(cwd: Path | None = None) -> dict[str, str]:
@@ -169,6 +228,10 @@ def load_settings(
     lock_timeout = _pick("lock_timeout", flags.get("lock_timeout"), "lock-timeout", LOCK_TIMEOUT_VARS, environ, dotenv, sources)
     lock_timeout = (lock_timeout or DEFAULT_LOCK_TIMEOUT).strip()
     parse_duration(lock_timeout)
+    hashes = _pick("content_hashes", None, None, CONTENT_HASH_VARS, environ, dotenv, sources)
+    if hashes is not None and hashes.strip().lower() not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"BACKUP_CONTENT_HASHES {hashes[:20]!r} is not on or off", "set it to on or off")
+    notify_url = _pick("notify_url", None, None, NOTIFY_VARS, environ, dotenv, sources)
     target_url = _pick("target_url", flags.get("target"), "target", TARGET_URL_VARS, environ, dotenv, sources)
     pg_env: dict[str, str] = {}
     for var in ENV_VARS:
@@ -176,6 +239,13 @@ def load_settings(
             if mapping.get(var):
                 pg_env[var] = mapping[var]
                 break
+    store = _pick("store", flags.get("store"), "store", STORE_VARS, environ, dotenv, sources)
+    recipients = _pick("age_recipients", None, None, AGE_RECIPIENTS_VARS, environ, dotenv, sources)
+    identity = _pick("age_identity", None, None, AGE_IDENTITY_VARS, environ, dotenv, sources)
+    retention: dict[str, int] = {}
+    for name, (var, default) in RETENTION_VARS.items():
+        text = _pick(name, flags.get(name), name.replace("_", "-"), (var,), environ, dotenv, sources)
+        retention[name] = default if text is None else _count(str(text), sources[name])
     if url is not None and not url.strip():
         raise ConfigError("DATABASE_URL is empty", "set it to postgresql://USER@HOST:5432/DBNAME")
     return Settings(
@@ -188,5 +258,17 @@ def load_settings(
         lock_timeout=lock_timeout,
         target_url=target_url.strip() if target_url and target_url.strip() else None,
         pg_env=pg_env,
+        store=store.strip() if store and store.strip() else None,
+        age_recipients=tuple(r.strip() for r in re.split(r"[,\n]", recipients or "") if r.strip()),
+        age_identity=identity.strip() if identity and identity.strip() else None,
+        retention=retention,
         sources=sources,
+        content_hashes=hashes is not None and hashes.strip().lower() in ("on", "true", "1", "yes"),
+        notify_url=notify_url.strip() if notify_url and notify_url.strip() else None,
     )
+
+
+def _count(text: str, source: str) -> int:
+    if not re.fullmatch(r"\s*\d+\s*", text):
+        raise ConfigError(f"{source} is {text[:20]!r}, not a whole number", "use 0 or more, for example 7")
+    return int(text)

@@ -8,25 +8,39 @@ satisfies by downloading into a cache first.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Any, Protocol
 
 from .errors import Busy, UsageError
 
 STAGING_PREFIX = ".tmp-"
+_ID = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{6}Z(?:-\d+)?$")  # catalog.ID_RE: other folders are not backups
 
 
 class Store(Protocol):
+    """What catalog, dump, restore and prune need of a store: LocalStore (a folder) and
+    remote.RemoteStore (object storage, over objects.Blobs) implement it."""
+
+    identity: Any  # crypt.Identity that decrypts, or None
+
     def ids(self) -> list[str]: ...
+    def exists(self, backup_id: str) -> bool: ...
     def files(self, backup_id: str) -> list[str]: ...
+    def loose_files(self) -> list[str]: ...
     def local_path(self, backup_id: str, name: str) -> Path: ...
     def staging(self, backup_id: str) -> AbstractContextManager[Path]: ...
+    def writer(self, folder: Path) -> BackupWriter: ...
+    def lock(self, *, reading: bool = False, step: Callable[[str], None] | None = None) -> AbstractContextManager[None]: ...
     def delete(self, backup_id: str) -> None: ...
+    def ensure(self) -> bool: ...
     def describe(self) -> str: ...
 
 
@@ -42,8 +56,13 @@ def fsync_path(path: Path) -> None:
 class LocalStore:
     """Backups as folders under one directory (BACKUP_DIR), created 0700, files 0600."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, recipients: list[str] | None = None, identity: Any = None):
         self.root = Path(root)
+        self.recipients = list(recipients or [])  # age public keys: every file is encrypted for them
+        self.identity = identity  # crypt.Identity: decrypts for restore and verify
+
+    def writer(self, folder: Path) -> BackupWriter:
+        return BackupWriter(folder, recipients=self.recipients)
 
     def describe(self) -> str:
         return str(self.root)
@@ -61,7 +80,7 @@ class LocalStore:
     def ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").is_file())
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _ID.match(p.name) and (p / "manifest.json").is_file())
 
     def loose_files(self) -> list[str]:
         """Plain files at the top level (the runbook's hand-made dumps live here)."""
@@ -169,3 +188,178 @@ class LocalStore:
         if not self.root.is_dir():
             return []
         return [p for p in self.root.iterdir() if p.name.startswith(STAGING_PREFIX)]
+
+
+class _Tee:
+    """Where one stored file's bytes go: hashed and counted (what the manifest records is
+    what is stored), then into each output (a local file, an upload)."""
+
+    def __init__(self, outputs: list[IO[bytes]]):
+        self.outputs = outputs
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        data = bytes(data)
+        self.hash.update(data)
+        self.size += len(data)
+        for out in self.outputs:
+            out.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+
+class BackupWriter:
+    """Where the files of a backup being written go (dump.py asks it for each file's path).
+
+    Plain: files in the staging folder, as the tools write them. Encrypting (`recipients`) or
+    uploading (`upload`): each file's path is a named pipe (FIFO) that a thread drains into age
+    encryption, then the upload and/or the file in the staging folder (`keep_file`); no
+    plaintext touches the disk and nothing waits for the whole file. `finish(name)` gives what
+    the manifest records of the stored bytes."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        recipients: list[str] | None = None,
+        upload: Callable[[str], IO[bytes]] | None = None,
+        keep_file: bool = True,
+    ):
+        self.folder = folder
+        self.recipients = list(recipients or [])
+        self.upload = upload
+        self.keep_file = keep_file
+        self.streaming = bool(self.recipients or upload)
+        self.results: dict[str, dict[str, Any]] = {}
+        self.errors: dict[str, BaseException] = {}
+        self.threads: dict[str, threading.Thread] = {}
+        self.aborted = False
+
+    def __enter__(self) -> BackupWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+            failed = next(iter(self.errors.values()), None)
+            if failed is not None and not isinstance(failed, BrokenPipeError):
+                # the tool's error (a broken pipe) came from this one: say what really failed
+                raise failed from None
+
+    def path(self, name: str) -> Path:
+        """Where a tool writes the file `name`."""
+        path = self.folder / name
+        if not self.streaming:
+            return path
+        os.mkfifo(path, 0o600)
+        t = threading.Thread(target=self._drain, args=(name, path), name=f"store-{name}", daemon=True)
+        self.threads[name] = t
+        t.start()
+        return path
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        if not self.streaming:
+            fd = os.open(self.folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            return
+        import io
+
+        self._store(name, io.BytesIO(data))
+
+    def _outputs(self, name: str) -> tuple[list[IO[bytes]], IO[bytes] | None]:
+        outputs: list[IO[bytes]] = []
+        local = None
+        if self.keep_file:
+            stored = self.folder / (name if not self.streaming else f".{name}.part")
+            local = os.fdopen(os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+            outputs.append(local)
+        if self.upload is not None:
+            outputs.append(self.upload(name))
+        return outputs, local
+
+    def _store(self, name: str, source: IO[bytes]) -> None:
+        outputs, local = self._outputs(name)
+        tee = _Tee(outputs)
+        try:
+            if self.recipients:
+                from .crypt import Encrypting
+
+                enc = Encrypting(tee, self.recipients)
+                try:
+                    while chunk := source.read(1 << 20):
+                        enc.write(chunk)
+                finally:
+                    enc.close()
+            else:
+                while chunk := source.read(1 << 20):
+                    tee.write(chunk)
+            if self.aborted:
+                raise BrokenPipeError("aborted")
+            for out in outputs:
+                if out is local:
+                    out.flush()
+                    os.fsync(out.fileno())
+                out.close()  # an upload exists only now, complete
+        except BaseException:
+            if local is not None:
+                local.close()
+            # an unclosed upload is never completed: nothing of it lists
+            raise
+        if local is not None and self.streaming:
+            os.rename(self.folder / f".{name}.part", self.folder / f"{name}.stored")
+        self.results[name] = {"size": tee.size, "sha256": tee.hash.hexdigest()}
+
+    def _drain(self, name: str, fifo: Path) -> None:
+        try:
+            with open(fifo, "rb", buffering=0) as source:
+                self._store(name, source)
+        except BaseException as exc:
+            self.errors[name] = exc
+
+    def finish(self, name: str) -> dict[str, Any]:
+        """Size and sha256 of the stored file (and `encrypted` when it is); raises what went
+        wrong storing it."""
+        if not self.streaming:
+            path = self.folder / name
+            os.chmod(path, 0o600)
+            fsync_path(path)
+            from .catalog import sha256_file
+
+            return {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        t = self.threads.get(name)
+        if t is not None:
+            t.join()
+            (self.folder / name).unlink(missing_ok=True)  # the FIFO
+        if name in self.errors:
+            raise self.errors[name]
+        if self.keep_file and (self.folder / f"{name}.stored").exists():
+            os.rename(self.folder / f"{name}.stored", self.folder / name)
+        out = dict(self.results[name])
+        if self.recipients:
+            out["encrypted"] = "age"
+        return out
+
+    def manifest_fields(self) -> dict[str, Any]:
+        if not self.recipients:
+            return {}
+        return {"encryption": {"scheme": "age", "recipients": list(self.recipients), "files": sorted(self.results)}}
+
+    def abort(self) -> None:
+        """Stop every file still being written; nothing of them is kept or completed."""
+        self.aborted = True
+        for name, t in self.threads.items():
+            if t.is_alive():
+                try:  # a drain still waiting for its writer: open and close the write end, it ends
+                    os.close(os.open(self.folder / name, os.O_WRONLY | os.O_NONBLOCK))
+                except OSError:
+                    pass
+                t.join(timeout=30)

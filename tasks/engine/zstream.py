@@ -58,14 +58,16 @@ class Compressor:
     on a thread. `finish()` returns the raw byte count once the producer's output ended."""
 
     def __init__(self, out: Path, env: dict[str, str]):
-        # zstd names the file itself (-o): it refuses to overwrite one, and the process says what it writes
-        self.proc = pgtools.popen(
-            [need_tool(), f"-{LEVEL}", "-q", "--no-progress", "-o", str(out)],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # A new file zstd names itself (-o: it refuses to overwrite one, and the process says what
+        # it writes); a named pipe the store drains (encryption, upload) it writes as its stdout.
+        fifo = out.is_fifo()
+        argv = [need_tool(), f"-{LEVEL}", "-q", "--no-progress", *([] if fifo else ["-o", str(out)])]
+        sink = open(out, "wb") if fifo else None
+        try:
+            self.proc = pgtools.popen(argv, env=env, stdin=subprocess.PIPE, stdout=sink or subprocess.DEVNULL, stderr=subprocess.PIPE)
+        finally:
+            if sink is not None:
+                sink.close()
         assert self.proc.stdin is not None
         pipes.widen(self.proc.stdin.fileno())
         self.raw = 0

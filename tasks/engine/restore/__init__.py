@@ -15,7 +15,7 @@ from tempfile import TemporaryDirectory
 
 from ..catalog import Backup
 from ..conn import Target
-from ..storage import LocalStore
+from ..storage import Store
 from .execute import RestoreResult, execute_restore
 from .plan import RestorePlan, plan_restore
 from .reset import ResetPlan, execute_reset, plan_reset
@@ -23,8 +23,8 @@ from .reset import ResetPlan, execute_reset, plan_reset
 
 @contextmanager
 def source(
-    store: LocalStore, backup: Backup, target: Target, *, pg_bin_dir: str | None = None, step: Callable[[str], None] = lambda m: None
-) -> Iterator[tuple[LocalStore, Backup]]:
+    store: Store, backup: Backup, target: Target, *, pg_bin_dir: str | None = None, step: Callable[[str], None] = lambda m: None
+) -> Iterator[tuple[Store, Backup]]:
     """The backup a restore plans from: the backup itself, or, for the runbook's hand-made
     files, a backup made from them in a throwaway database (they never reach the target as
     SQL), kept in a temporary folder for as long as the block runs."""

@@ -26,7 +26,7 @@ from typing import IO
 
 from .. import catalog, quiet, sqltext, toc
 from ..errors import IntegrityError, Interrupted, RestoreFailed, UsageError
-from ..storage import LocalStore
+from ..storage import Store
 from . import archive, statements
 from .plan import RestorePlan, entries
 from .session import Session, run
@@ -49,7 +49,7 @@ def _is_lo(e: toc.Entry) -> bool:
 
 def execute_restore(
     plan: RestorePlan,
-    store: LocalStore,
+    store: Store,
     *,
     step: Step = lambda m: None,
     progress: Callable[[int], None] | None = None,
@@ -105,6 +105,9 @@ def execute_restore(
         if plan.cron_sql:
             step(f"scheduling {len(plan.cron_jobs)} pg_cron jobs")
             s.sql(plan.cron_sql)
+        if plan.undo_sql:
+            step("removing what the undone restore added")
+            s.sql(plan.undo_sql)
         step("checking row counts against the manifest")
         s.sql(statements.check_sql(plan.checks, _fresh(plan)))
         s.sql(statements.POWER_CHECK)
@@ -275,7 +278,7 @@ def _feed(plan: RestorePlan, s: Session, archive_path: Path, env: dict[str, str]
     s.script(archive.guarded(chunks, s.key, plan.server.major, s.lock_timeout))
 
 
-def _archives(plan: RestorePlan, store: LocalStore, s: Session, env: dict[str, str], step: Step) -> None:
+def _archives(plan: RestorePlan, store: Store, s: Session, env: dict[str, str], step: Step) -> None:
     record = plan.backup.record
     app_file = record.file("app")
     if app_file is None:

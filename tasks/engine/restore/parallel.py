@@ -28,7 +28,7 @@ from typing import IO
 
 from .. import catalog, pgtools, quiet, sqltext, toc, zstream
 from ..errors import Interrupted, RestoreFailed, UsageError
-from ..storage import LocalStore
+from ..storage import Store
 from . import execute, statements
 from .plan import RestorePlan, entries
 from .session import Session
@@ -38,7 +38,7 @@ Step = Callable[[str], None]
 
 def execute_parallel(
     plan: RestorePlan,
-    store: LocalStore,
+    store: Store,
     *,
     jobs: int,
     step: Step = lambda m: None,
@@ -124,6 +124,9 @@ def _run(plan: RestorePlan, jobs: int, step: Step, progress, lock_timeout_ms: in
         if plan.cron_sql:
             step(f"scheduling {len(plan.cron_jobs)} pg_cron jobs")
             s.sql(plan.cron_sql)
+        if plan.undo_sql:
+            step("removing what the undone restore added")
+            s.sql(plan.undo_sql)
         checks(s, counts=True)
 
     _session(plan, first, step, progress, lock_timeout_ms)

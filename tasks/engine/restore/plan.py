@@ -10,13 +10,13 @@ from pathlib import Path
 
 import psycopg
 
-from .. import additions, catalog, dbinfo, pgtools, quiet, reach, roles, sqltext, toc
+from .. import additions, catalog, dbinfo, pgtools, quiet, reach, roles, sqltext, toc, undo
 from .. import manifest as manifest_mod
 from ..catalog import Backup
 from ..conn import Target
 from ..errors import RestoreFailed, UsageError
 from ..platform import Platform, by_name, detect
-from ..storage import LocalStore
+from ..storage import Store
 from . import statements
 
 Step = Callable[[str], None]
@@ -66,6 +66,12 @@ class RestorePlan:
     create_extensions: tuple[str, ...] = ()  # the target lacks them; this role may create them
     cron_jobs: tuple[str, ...] = ()  # for the plan shown
     cron_sql: str = ""
+    # restoring an undo point: what the restore it preceded added (its signed aftermath), removed
+    # again where nothing uses it any more
+    undo_roles: tuple[str, ...] = ()
+    undo_extensions: tuple[str, ...] = ()
+    undo_cron_jobs: tuple[str, ...] = ()
+    undo_sql: str = ""
 
     @property
     def target_empty(self) -> bool:
@@ -86,7 +92,8 @@ class RestorePlan:
             source = "runbook files " + ", ".join(b.runbook_files) + " (loaded in a throwaway database)"
         contents = self.mode + (f" (made from the runbook files {', '.join(b.runbook_files)})" if b.runbook_files else "")
         rows = [
-            ("backup", f"{b.id}" + (f"  [{b.label}]" if b.label else "")),
+            ("backup", b.id),
+            *([("label", b.label)] if b.label else []),
             ("created", b.created),
             ("source", str(source)),
             ("contents", contents),
@@ -129,6 +136,11 @@ class RestorePlan:
                     + (" …" if len(self.cron_jobs) > 8 else ""),
                 )
             )
+        if self.undo_roles or self.undo_extensions or self.undo_cron_jobs:
+            added = [f"roles {', '.join(self.undo_roles)}"] if self.undo_roles else []
+            added += [f"extensions {', '.join(self.undo_extensions)}"] if self.undo_extensions else []
+            added += [f"pg_cron jobs {', '.join(self.undo_cron_jobs)}"] if self.undo_cron_jobs else []
+            rows.append(("will remove", "what the undone restore added, each only if nothing uses it: " + "; ".join(added)))
         if self.roles.create:
             rows.append(("will create", "roles " + ", ".join(self.roles.shown())))
         if self.roles.keep:
@@ -146,7 +158,7 @@ def shown(tables: tuple[tuple[str, str], ...] | list[tuple[str, str]], most: int
 
 
 def plan_restore(
-    store: LocalStore,
+    store: Store,
     backup: Backup,
     target: Target,
     *,
@@ -171,14 +183,14 @@ def plan_restore(
     step("verifying checksums")
     pinned = catalog.pin(store, backup)
     try:
-        return _plan(store, backup, target, mode, pg_bin_dir, also_reach, record, authenticity, pinned, step)
+        return _plan(store, backup, target, mode, pg_bin_dir, also_reach, record, authenticity, pinned, step, key)
     except BaseException:
         catalog.unpin(pinned)
         raise
 
 
 def _plan(
-    store: LocalStore,
+    store: Store,
     backup: Backup,
     target: Target,
     mode: str,
@@ -188,6 +200,7 @@ def _plan(
     authenticity: manifest_mod.Authenticity,
     pinned: dict[str, int],
     step: Step,
+    key: manifest_mod.SigningKey | None = None,
 ) -> RestorePlan:
     checked = tuple(pinned)
     if backup.runbook_files:
@@ -279,13 +292,17 @@ def _plan(
                 reset_sql=reset,
                 addition_oids=frozenset(a.oid for a in record.additions),
             )
+            own_roles: set[str] = set()
             roles_file = record.file("roles")
             if roles_file and roles_file.format == "json":
-                with open(pinned[roles_file.name], "rb", closefd=False) as f:
-                    f.seek(0)
+                # the pinned file itself, or (encrypted) the pipe serving its plaintext
+                with open(catalog.pinned_path(pinned[roles_file.name]), "rb") as f:
                     role_set = roles.RoleSet.from_json(f.read().decode("utf-8", "replace"))
                 kw["roles"] = roles.plan(role_set, roles.facts(conn, role_set.names()))
                 warnings.extend(kw["roles"].warnings)
+                own_roles = set(role_set.names())
+            if backup.undo_point and mode == "full":
+                kw.update(_aftermath(conn, store, backup, record, key, warnings, own_roles))
         else:
             truncate = tuple(_tables_to_empty(conn, record))
             los = dbinfo.large_object_count(conn)  # data too: replaced
@@ -293,7 +310,10 @@ def _plan(
             kw.update(truncate_tables=truncate, large_objects=los, reset_sql=statements.truncate_sql(list(truncate), los > 0, partitioned))
         kw.update(_skips(conn, record, platform, server))
         if mode in ("full", "schema"):
-            kw.update(_extensions(conn, record, server))
+            # an extension in a schema the reset drops whole goes with it (plain PostgreSQL's
+            # `public`): the archive's own entry creates it again
+            dropped = set(app_present) - ({"public"} if platform.name == "supabase" else set())
+            kw.update(_extensions(conn, record, server, dropped))
         if mode in ("full", "data") and record.cron_jobs:
             kw.update(_cron(conn, record, server))
         kw["source_platform"] = by_name(record.source_platform)
@@ -336,11 +356,13 @@ def check_reach(reached: list[reach.Reached], allowed: tuple[str, ...], verb: st
     return tuple(reached)
 
 
-def _extensions(conn: psycopg.Connection, record: manifest_mod.Manifest, server: dbinfo.ServerInfo) -> dict:
+def _extensions(
+    conn: psycopg.Connection, record: manifest_mod.Manifest, server: dbinfo.ServerInfo, dropped: frozenset[str] | set[str] = frozenset()
+) -> dict:
     """Extensions the backup's source had: skipped where the target has them, created (from the
     archive's own entry, before what needs them) where this role may; otherwise refused here,
     before anything changes, naming each one and where to enable it."""
-    have = {name for name, _, _ in dbinfo.extensions(conn)}
+    have = {name for name, schema, _ in dbinfo.extensions(conn) if schema not in dropped}
     missing = [e.name for e in record.extensions if e.name not in have]
     why = dbinfo.creatable_extensions(conn, missing, server.is_superuser)
     refused = [f"{name} ({why[name]})" for name in missing if why[name]]
@@ -406,6 +428,38 @@ def _cron(conn: psycopg.Connection, record: manifest_mod.Manifest, server: dbinf
         )
     sql_text = sqltext.do_block("BEGIN\n" + "\n".join(lines) + "\nEND") + "\n" if lines else ""
     return {"cron_jobs": tuple(shown_jobs), "cron_sql": sql_text}
+
+
+def _aftermath(
+    conn: psycopg.Connection,
+    store: Store,
+    backup: Backup,
+    record: manifest_mod.Manifest,
+    key: manifest_mod.SigningKey | None,
+    warnings: list[str],
+    own_roles: set[str],
+) -> dict:
+    """Restoring an undo point: the roles, extensions and pg_cron jobs that the restore it
+    preceded added (recorded, signed, before that restore ran) and that the undo point itself
+    did not have; removed where nothing uses them any more."""
+    after, why = undo.read(store.local_path(backup.id, ""), key)
+    if why:
+        warnings.append(f"undo point {backup.id}: {why}; roles, extensions and pg_cron jobs the undone restore added stay")
+    if not after:
+        return {}
+    existing_roles = set(dbinfo.existing_roles(conn, list(after.roles)))
+    drop_roles = tuple(r for r in after.roles if r in existing_roles and r not in own_roles)
+    have = {name for name, _, _ in dbinfo.extensions(conn)}
+    own_ext = {e.name for e in record.extensions}
+    drop_ext = tuple(e for e in after.extensions if e in have and e not in own_ext)
+    own_jobs = {j.name for j in record.cron_jobs or () if j.name}
+    drop_jobs = tuple(j for j in after.cron_jobs if j not in own_jobs)
+    return {
+        "undo_roles": drop_roles,
+        "undo_extensions": drop_ext,
+        "undo_cron_jobs": drop_jobs,
+        "undo_sql": undo.undo_sql(drop_roles, drop_ext, drop_jobs),
+    }
 
 
 def _platform_tables(conn: psycopg.Connection, record: manifest_mod.Manifest) -> list[tuple[str, str]]:

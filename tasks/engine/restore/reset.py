@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -11,7 +12,9 @@ from .. import additions, dbinfo, reach
 from ..conn import Target
 from ..errors import RestoreFailed
 from ..platform import Platform, detect
+from ..sqltext import restrict_key
 from . import statements
+from .execute import BlockerWatch
 from .plan import check_reach
 
 
@@ -67,10 +70,14 @@ def plan_reset(target: Target, also_reach: tuple[str, ...] = ()) -> ResetPlan:
         )
 
 
-def execute_reset(plan: ResetPlan, lock_timeout_ms: int = 30_000) -> None:
+def execute_reset(plan: ResetPlan, lock_timeout_ms: int = 30_000, step: Callable[[str], None] = lambda m: None) -> None:
+    """`step` hears, while the reset waits for a lock, which sessions hold it."""
+    appname = "fortress-reset-" + restrict_key()[:16]
     try:
-        with plan.target.connect() as conn:
-            with conn.transaction():
+        with plan.target.connect(autocommit=True) as monitor, plan.target.connect() as conn:
+            conn.execute("SELECT pg_catalog.set_config('application_name', %s, false)", (appname,))
+            conn.commit()
+            with BlockerWatch(monitor, appname, step), conn.transaction():
                 conn.execute("SET LOCAL client_min_messages = warning")
                 # never queue silently in front of the app's readers: give up, name who holds the lock
                 conn.execute(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}")

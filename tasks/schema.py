@@ -1,0 +1,133 @@
+"""invoke diff / invoke schema: the app's schema, compared between backups or written to a file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+from . import _ui
+from ._flags import task
+from .engine import catalog, pgtools, schemadiff
+from .engine.conn import Target
+from .engine.dump import create_backup
+from .engine.errors import ConfigError, UsageError
+from .engine.manifest import signing_key
+from .engine.storage import LocalStore
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _printable(text: str) -> str:
+    """Names are hostile: control characters shown as escapes, never sent to the terminal."""
+    return "".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" for c in text)
+
+
+@contextmanager
+def _archive(which: str, settings, step) -> Iterator[tuple[str, pgtools.PgSuite, Path]]:
+    """The app archive of a backup (by id or UTC date), or of the live database (`live`:
+    a schema-only dump made the way `invoke backup` makes one, in a temporary folder)."""
+    if which == "live":
+        if not settings.database_url:
+            raise ConfigError("`live` needs a database", "set DATABASE_URL in .env or the environment, or pass --url")
+        target = Target.from_url(settings.database_url, settings.password, settings.pg_env)
+        with tempfile.TemporaryDirectory(prefix="fortress-diff-") as tmp:
+            store = LocalStore(Path(tmp))
+            result = create_backup(
+                target, store, kind="schema", pg_bin_dir=settings.pg_bin_dir, step=step, signing_key=signing_key(settings.signing_key, create=True)
+            )
+            backup = catalog.load(store, result.backup_id)
+            with _pinned(store, backup, settings) as (suite, path):
+                yield f"live {target.display()}", suite, path
+        return
+    store = LocalStore(settings.backup_dir)
+    if _DATE.match(which):
+        backup = catalog.resolve(store, date=which, mode="schema", any_source=True)
+    else:
+        backup = catalog.resolve(store, backup_id=which)
+    if backup.legacy:
+        raise UsageError(f"{which} is a set of runbook files", "diff backups made by `invoke backup`")
+    with _pinned(store, backup, settings) as (suite, path):
+        yield backup.id, suite, path
+
+
+def _locked(settings, *which: str):
+    """The backup folder's lock, once, while backups are read from it."""
+    if all(w == "live" for w in which):
+        return nullcontext()
+    return LocalStore(settings.backup_dir).lock(reading=True, step=_ui.step)
+
+
+@contextmanager
+def _pinned(store: LocalStore, backup, settings) -> Iterator[tuple[pgtools.PgSuite, Path]]:
+    pinned = catalog.pin(store, backup)  # checksums checked; read through these open files
+    try:
+        record = backup.record
+        app = record.file("app")
+        if app is None:
+            raise UsageError(f"Backup {backup.id} has no app archive", "pick another backup")
+        major = max(record.pg_dump_major, 0)
+        suite = pgtools.pick(
+            pgtools.discover(settings.pg_bin_dir), at_least=major, prefer=major or None, tools=("pg_restore",), purpose=f"reading backup {backup.id}"
+        )
+        yield suite, catalog.pinned_path(pinned[app.name])
+    finally:
+        catalog.unpin(pinned)
+
+
+@task(
+    help={
+        "a": "A backup id or UTC date (the newest backup of that day).",
+        "b": "Another backup id or date, or `live` for the database itself (DATABASE_URL or --url).",
+        "json": "Print the report as JSON (for tools).",
+        "url": "The database `live` means (default: DATABASE_URL).",
+        "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
+    },
+)
+@_ui.guarded
+def diff(c, a, b, json_=False, url=None, backup_dir=None):
+    """Compare the schema of two backups (or a backup and `live`) object by object."""
+    settings = _ui.settings_from(url=url, backup_dir=backup_dir)
+    with (
+        _locked(settings, a, b),
+        _archive(a, settings, _ui.step) as (a_name, a_suite, a_path),
+        _archive(b, settings, _ui.step) as (b_name, b_suite, b_path),
+    ):
+        report = schemadiff.compare(schemadiff.read(a_suite, a_path), schemadiff.read(b_suite, b_path), a_name, b_name)
+    if json_:
+        print(json.dumps(report.as_json(), indent=2, sort_keys=True, ensure_ascii=True))
+        return
+    for line in report.lines():
+        style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+        text = _ui.escape(_printable(line))
+        _ui.out.print(f"[{style}]{text}[/{style}]" if style and _ui.out.is_terminal else text, soft_wrap=True)
+
+
+@task(
+    help={
+        "out": "File to write (it is replaced atomically).",
+        "id": "Take the schema from this backup instead of the live database.",
+        "url": "Database to read (default: DATABASE_URL).",
+        "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
+    },
+)
+@_ui.guarded
+def schema(c, out, id=None, url=None, backup_dir=None):
+    """Write the app's schema (no data, no passwords) as one deterministic SQL file to commit."""
+    settings = _ui.settings_from(url=url, backup_dir=backup_dir)
+    with _locked(settings, id or "live"), _archive(id or "live", settings, _ui.step) as (name, suite, path):
+        text = schemadiff.schema_sql(suite, path)
+    dest = Path(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent if str(dest.parent) else ".")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _ui.out.print(_ui.escape(f"wrote the schema of {name} to {dest} ({len(text.splitlines())} lines)"))
