@@ -256,7 +256,7 @@ def med(runs: list[dict], key: str) -> float:
 
 
 def report(major: int, kind: str, size: int, runs: dict[str, list[dict]]) -> None:
-    print(f"{'method':<15}{'wall s':>8}{'client cpu':>11}{'server cpu':>11}{'tool MB':>9}{'child MB':>9}{'output MB':>10}  checked")
+    print(f"{'method':<15}{'wall s':>8}{'client cpu':>11}{'server cpu':>11}{'tool MB':>9}{'kids MB':>9}{'output MB':>10}  checked")
     for m, rs in runs.items():
         tool = f"{med(rs, 'self_rss_mb'):9.0f}" if "self_rss_mb" in rs[0] else f"{'':>9}"
         child = f"{med(rs, 'children_rss_mb'):9.0f}" if "children_rss_mb" in rs[0] else f"{'':>9}"
