@@ -322,7 +322,7 @@ def _plan(
             # partitioned parents are checked through their partitions; matviews are refreshed
             # from the restored rows, so a stale source matview may differ
             kw["checks"] = tuple((t.schema, t.name, int(t.rows)) for t in record.tables if t.rows is not None and t.kind == "table")
-        _list_archives(suite, record, pinned)
+        _list_archives(suite, record, pinned, mode)
         return RestorePlan(
             backup=backup,
             target=target,
@@ -514,7 +514,7 @@ def _skips(conn: psycopg.Connection, record: manifest_mod.Manifest, platform: Pl
     return out
 
 
-def _list_archives(suite: pgtools.PgSuite, record: manifest_mod.Manifest, pinned: dict[str, int]) -> None:
+def _list_archives(suite: pgtools.PgSuite, record: manifest_mod.Manifest, pinned: dict[str, int], mode: str) -> None:
     """Read the archives' tables of contents now, side by side, as the restore will ask for
     them (toc.read caches them): an archive pg_restore (or zstd) cannot read is refused here,
     before the plan is shown and before any undo point, not once the restore has begun."""
@@ -524,9 +524,9 @@ def _list_archives(suite: pgtools.PgSuite, record: manifest_mod.Manifest, pinned
     for f in record.files:
         if f.role in ("app", "platform", "platform-schema") and f.name in pinned:
             path = catalog.pinned_path(pinned[f.name])
-            sections: list[tuple[str, ...]] = [(), ("data",)]
+            sections: list[tuple[str, ...]] = {"platform": [("data",)], "platform-schema": [()]}.get(f.role, [()])
             if f.role == "app":
-                sections += [("pre-data", "data"), ("post-data",), ("pre-data",), ("data", "post-data")]
+                sections += {"full": [("pre-data", "data"), ("post-data",)], "data": [("data",)]}.get(mode, [("pre-data",), ("post-data",)])
             jobs += [(path, s) for s in sections]
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(lambda job: toc.read(suite, job[0], job[1]), jobs))
