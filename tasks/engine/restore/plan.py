@@ -524,9 +524,11 @@ def _list_archives(suite: pgtools.PgSuite, record: manifest_mod.Manifest, pinned
     for f in record.files:
         if f.role in ("app", "platform", "platform-schema") and f.name in pinned:
             path = catalog.pinned_path(pinned[f.name])
-            sections: list[tuple[str, ...]] = {"platform": [("data",)], "platform-schema": [()]}.get(f.role, [()])
-            if f.role == "app":
-                sections += {"full": [("pre-data", "data"), ("post-data",)], "data": [("data",)]}.get(mode, [("pre-data",), ("post-data",)])
+            sections: list[tuple[str, ...]] = [("data",)] if f.role == "platform" else [()]
+            if f.role == "app" and mode == "full":
+                sections += [("pre-data", "data"), ("post-data",)]
+            elif f.role == "app":
+                sections += [("data",)] if mode == "data" else [("pre-data",), ("post-data",)]
             jobs += [(path, s) for s in sections]
     with ThreadPoolExecutor(3) as pool:
         list(pool.map(lambda job: toc.read(suite, job[0], job[1]), jobs))
