@@ -15,11 +15,15 @@ order a restore asks for its entries).
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
+import stat
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
@@ -47,10 +51,31 @@ def need_tool() -> str:
 
 def is_zstd(path: str | Path) -> bool:
     try:
+        if stat.S_ISFIFO(os.stat(path).st_mode):
+            return _fifo_is_zstd(str(path))
         with open(path, "rb") as f:
             return f.read(4) == MAGIC
     except OSError:
         return False
+
+
+@lru_cache(maxsize=64)
+def _fifo_is_zstd(path: str) -> bool:
+    """An encrypted backup's file is a named pipe serving its plaintext anew to each reader
+    (crypt.Served), which puts a fresh pipe at the path once a reader is done: peek once, and
+    wait for that fresh pipe, so the next reader never opens the one just closed."""
+    before = os.stat(path).st_ino
+    with open(path, "rb") as f:
+        head = f.read(4)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            if os.stat(path).st_ino != before:
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.002)
+    return head == MAGIC
 
 
 class Compressor:

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .. import catalog, pgtools, quiet, sqltext, toc, zstream
+from .. import catalog, pgtools, pipes, quiet, sqltext, toc, zstream
 from ..errors import Interrupted, RestoreFailed, UsageError
 from ..storage import Store
 from . import execute, statements
@@ -160,13 +161,20 @@ def _session(plan: RestorePlan, body: Callable[[Session, str], None], step: Step
 
 @contextlib.contextmanager
 def _seekable(archive: Path, env: dict[str, str]) -> Iterator[Path]:
-    """pg_restore --jobs reads the archive at its entries' offsets: a zstd file is decompressed
-    into a private temporary file first (its raw size, for the time of the restore)."""
-    if not zstream.is_zstd(archive):
+    """pg_restore --jobs reads the archive at its entries' offsets: a zstd file is decompressed,
+    and an encrypted one's plaintext copied, into a private temporary file first (its raw size,
+    for the time of the restore)."""
+    packed = zstream.is_zstd(archive)
+    if not packed and not stat.S_ISFIFO(os.stat(archive).st_mode):
         yield archive
         return
     with tempfile.TemporaryDirectory(prefix="fortress-jobs-") as tmp:
         out = Path(tmp) / "archive.dump"
+        if not packed:  # an encrypted backup's plaintext pipe (crypt.Served): copied, kernel to kernel
+            with open(archive, "rb") as src, open(out, "xb") as dst:
+                pipes.relay(src.fileno(), dst.fileno())
+            yield out
+            return
         with open(archive, "rb") as src, open(out, "xb") as dst:
             proc = pgtools.popen([zstream.need_tool(), "-d", "-q", "-c"], env=env, stdin=src, stdout=dst, stderr=subprocess.PIPE)
             try:

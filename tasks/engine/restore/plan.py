@@ -4,6 +4,8 @@ freeze the plan. The plan shown to the person is the plan executed: nothing is d
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -520,7 +522,7 @@ def _list_archives(suite: pgtools.PgSuite, record: manifest_mod.Manifest, pinned
     before the plan is shown and before any undo point, not once the restore has begun."""
     from concurrent.futures import ThreadPoolExecutor
 
-    jobs = []
+    jobs: list[tuple[Path, list[tuple[str, ...]]]] = []
     for f in record.files:
         if f.role in ("app", "platform", "platform-schema") and f.name in pinned:
             path = catalog.pinned_path(pinned[f.name])
@@ -529,9 +531,18 @@ def _list_archives(suite: pgtools.PgSuite, record: manifest_mod.Manifest, pinned
                 sections += [("pre-data", "data"), ("post-data",)]
             elif f.role == "app":
                 sections += [("data",)] if mode == "data" else [("pre-data",), ("post-data",)]
-            jobs += [(path, s) for s in sections]
+            if stat.S_ISFIFO(os.stat(path).st_mode):
+                # an encrypted file's plaintext pipe serves one reader at a time (crypt.Served)
+                jobs.append((path, sections))
+            else:
+                jobs += [(path, [s]) for s in sections]
+
+    def listed(job: tuple[Path, list[tuple[str, ...]]]) -> None:
+        for sections in job[1]:
+            toc.read(suite, job[0], sections)
+
     with ThreadPoolExecutor(3) as pool:
-        list(pool.map(lambda job: toc.read(suite, job[0], job[1]), jobs))
+        list(pool.map(listed, jobs))
 
 
 def entries(plan: RestorePlan, suite: pgtools.PgSuite, archive: Path) -> list[toc.Entry]:
