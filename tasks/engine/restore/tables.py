@@ -560,9 +560,7 @@ def _readd(conn: psycopg.Connection, plan: TablePlan, fk: ForeignKey, names: lis
         with conn.transaction():
             conn.execute(f"ALTER TABLE {sqltext.qualified(*fk.child)} ADD CONSTRAINT {sqltext.ident(fk.name)} {fk.definition}")
             if fk.comment is not None:
-                conn.execute(
-                    f"COMMENT ON CONSTRAINT {sqltext.ident(fk.name)} ON {sqltext.qualified(*fk.child)} IS {sqltext.literal(fk.comment)}"
-                )
+                conn.execute(f"COMMENT ON CONSTRAINT {sqltext.ident(fk.name)} ON {sqltext.qualified(*fk.child)} IS {sqltext.literal(fk.comment)}")
     except psycopg.errors.ForeignKeyViolation as exc:
         link = next((li for li in plan.links if li.name == fk.name and li.child == fk.child), None)
         detail = (exc.diag.message_detail or "").strip()
