@@ -194,7 +194,11 @@ def restore(
                 done.append(result)
         _ui.say(
             f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
-            + (f"{result.tables_checked} {'table matches' if result.tables_checked == 1 else 'tables match'} the manifest's row counts" if result.tables_checked else "no row counts to check")
+            + (
+                f"{result.tables_checked} {'table matches' if result.tables_checked == 1 else 'tables match'} the manifest's row counts"
+                if result.tables_checked
+                else "no row counts to check"
+            )
         )
         _undo_said(point, tgt, settings, backup_dir)
         if dev is not None:
