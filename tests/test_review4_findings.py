@@ -137,3 +137,12 @@ def test_verify_quick_does_not_pass_a_full_backup_without_files(dbs17, project, 
     resign(bdir / bid)
     res = invoke_cli("verify", "--id", bid, "--level", "quick", env={"DATABASE_URL": dbs17.url(src)})
     assert res.returncode == 5, res.stdout + res.stderr
+
+
+def test_a_bad_connection_parameter_is_a_configuration_error(project, invoke_cli):
+    """`?connect_timeout=abc` in the URL: libpq refuses the parameter; that is bad configuration
+    (exit 2, naming it), not an unexpected failure (exit 1)."""
+    url = f"postgresql://u@127.0.0.1:{closed_port()}/x?connect_timeout=abc"
+    res = invoke_cli("backup", "--url", url)
+    assert res.returncode == 2, res.stderr
+    assert "connect_timeout" in error_line(res)
