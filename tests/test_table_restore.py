@@ -3,6 +3,8 @@ through the CLI as a user runs it and, on the hosted-Supabase-shaped platform, t
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tasks.engine import catalog
@@ -148,3 +150,31 @@ def test_into_schema_on_hosted_as_postgres(major, request, tmp_path):
 
     assert fingerprints(project, schemas=["public"])["public.notes"] == live
     assert fingerprints(project, schemas=["restored_copy"])["restored_copy.notes"] == at_backup
+
+
+def test_in_place_restore_behind_a_lock_names_the_blocker_while_waiting_and_rolls_back(db17, tmp_path, invoke_cli):
+    target = seeded(db17, "tbllock", APP)
+    store, bid = _backup(target, tmp_path)
+    psql(target, DRIFT)
+    before = fingerprints(target, schemas=["app"])
+    holder = target.connect()
+    try:
+        holder.execute("SET application_name = 'nightly-report'")
+        holder.execute("LOCK TABLE app.other IN ACCESS SHARE MODE")  # a reader, mid-transaction
+        started = time.monotonic()
+        env = {**_env(db17, target, tmp_path), "LOCK_TIMEOUT": "2s"}
+        res = invoke_cli("restore", "--id", bid, "--table", "app.other", "--yes", env=env, timeout=60)
+        took = time.monotonic() - started
+        pid = holder.info.backend_pid
+        assert res.returncode == 6, res.stdout + res.stderr
+        # the status line named the blocker while the restore waited, as a full restore's does
+        assert f"waiting for a lock held by pid {pid} (nightly-report, idle in transaction since " in res.stderr, res.stderr
+        line = error_line(res)
+        assert f"pid {pid} (nightly-report" in line and "waited 2 s (LOCK_TIMEOUT)" in line and "unchanged" in line, line
+        assert f"pg_terminate_backend(pid) for pid {pid}" in line, line
+        assert took < 25, f"the restore took {took:.0f} s"
+        assert holder.execute("SELECT v FROM app.other").fetchone()[0] == "changed"  # the holder is unharmed
+        holder.commit()
+    finally:
+        holder.close()
+    assert fingerprints(target, schemas=["app"]) == before

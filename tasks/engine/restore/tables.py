@@ -42,6 +42,7 @@ from ..errors import Interrupted, NotFound, RestoreFailed, UsageError
 from ..platform import Platform, detect
 from ..storage import LocalStore
 from . import statements
+from .execute import BlockerWatch, _lock_timeout
 
 Step = Callable[[str], None]
 Name = tuple[str, str]
@@ -494,52 +495,21 @@ def _execute(plan: TablePlan, commit: bool, step: Step, lock_timeout_ms: int) ->
     archive = catalog.pinned_path(plan.pinned[plan.backup.record.file("app").name])  # type: ignore[union-attr]
     names = plan.names()
     unchanged = f"rolled back, {plan.target.dbname} is unchanged"
+    # found by this name, the sessions that block the restore's are named while it waits
+    appname = "fortress-tables-" + sqltext.restrict_key()[:16]
+    watch: BlockerWatch | None = None
     try:
-        with plan.target.connect() as conn:
-            conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (f"{lock_timeout_ms}ms",))
-            conn.execute("SET LOCAL client_min_messages = warning")
-            if plan.into_schema:
-                step(f"creating schema {plan.into_schema} and {len(names)} tables")
-                for text in plan.before:
-                    conn.execute(text)
-            else:
-                step(f"setting aside {len(plan.foreign_keys)} foreign keys; emptying {len(names)} tables")
-                for fk in plan.foreign_keys:
-                    conn.execute(f"ALTER TABLE {sqltext.qualified(*fk.child)} DROP CONSTRAINT {sqltext.ident(fk.name)}")
-                conn.execute(quiet.start_sql(names, replica=plan.replica_mode, temp_table=plan.temp_ok))
-                conn.execute("TRUNCATE " + ", ".join(f"ONLY {sqltext.qualified(*n)}" for n in names))
-            total = 0
-            for name, entry in plan.data:
-                step(f"loading {shown(name)}" + (f" into {shown(plan.placed(name))}" if plan.into_schema else ""))
-                total += _load(conn, plan, archive, entry, plan.placed(name))
-            for seq, value, called in plan.sequences:
-                conn.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)", (sqltext.qualified(*seq), value, called))
-            if plan.into_schema:
-                step("adding keys and indexes")
-                for text in plan.after:
-                    conn.execute(text)
-            else:
-                conn.execute(quiet.end_sql(names, replica=plan.replica_mode, temp_table=plan.temp_ok))
-                step("adding the foreign keys again (each one checked)")
-                for fk in plan.foreign_keys:
-                    _readd(conn, plan, fk, names)
-            step("checking row counts against the manifest")
-            check = statements.check_sql([(*plan.placed((s, t)), n) for s, t, n in plan.tables])
-            if check:
-                conn.execute(check)
-            changed = [n for n, st in catalog.stamps(plan.pinned).items() if st != plan.pinned_stamps.get(n)]
-            if changed:
-                raise RestoreFailed(
-                    f"{', '.join(changed)} of backup {plan.backup.id} changed while it was being restored; {unchanged}",
-                    "find out who writes to the backup folder, then restore again",
-                )
-            if commit:
-                conn.commit()
-            else:
-                conn.rollback()
+        with plan.target.connect(autocommit=True) as monitor, plan.target.connect() as conn:
+            conn.execute("SELECT pg_catalog.set_config('application_name', %s, false)", (appname,))
+            conn.commit()
+            watch = BlockerWatch(monitor, appname, step)
+            with watch:
+                total = _run(conn, plan, archive, names, step, lock_timeout_ms, unchanged, commit)
     except KeyboardInterrupt:
         raise Interrupted(f"Restore interrupted; {unchanged}") from None
     except psycopg.errors.LockNotAvailable:
+        if watch is not None and watch.seen:
+            raise _lock_timeout(plan.target.dbname, lock_timeout_ms, watch.seen) from None
         with plan.target.connect(autocommit=True) as c2:
             holders = ", ".join(dbinfo.lock_holders(c2)) or "a session that has ended since"
         raise RestoreFailed(
@@ -553,6 +523,53 @@ def _execute(plan: TablePlan, commit: bool, step: Step, lock_timeout_ms: int) ->
             hint = "the backup's archive and its manifest disagree: restore another backup (see `invoke list`)"
         raise RestoreFailed(f"Restore failed, {unchanged}: {msg}", hint) from None
     return TableResult(plan.backup.id, plan.target.display(), [plan.placed(n) for n in names], total)
+
+
+def _run(
+    conn: psycopg.Connection, plan: TablePlan, archive: Path, names: list[Name], step: Step, lock_timeout_ms: int, unchanged: str, commit: bool
+) -> int:
+    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (f"{lock_timeout_ms}ms",))
+    conn.execute("SET LOCAL client_min_messages = warning")
+    if plan.into_schema:
+        step(f"creating schema {plan.into_schema} and {len(names)} tables")
+        for text in plan.before:
+            conn.execute(text)
+    else:
+        step(f"setting aside {len(plan.foreign_keys)} foreign keys; emptying {len(names)} tables")
+        for fk in plan.foreign_keys:
+            conn.execute(f"ALTER TABLE {sqltext.qualified(*fk.child)} DROP CONSTRAINT {sqltext.ident(fk.name)}")
+        conn.execute(quiet.start_sql(names, replica=plan.replica_mode, temp_table=plan.temp_ok))
+        conn.execute("TRUNCATE " + ", ".join(f"ONLY {sqltext.qualified(*n)}" for n in names))
+    total = 0
+    for name, entry in plan.data:
+        step(f"loading {shown(name)}" + (f" into {shown(plan.placed(name))}" if plan.into_schema else ""))
+        total += _load(conn, plan, archive, entry, plan.placed(name))
+    for seq, value, called in plan.sequences:
+        conn.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)", (sqltext.qualified(*seq), value, called))
+    if plan.into_schema:
+        step("adding keys and indexes")
+        for text in plan.after:
+            conn.execute(text)
+    else:
+        conn.execute(quiet.end_sql(names, replica=plan.replica_mode, temp_table=plan.temp_ok))
+        step("adding the foreign keys again (each one checked)")
+        for fk in plan.foreign_keys:
+            _readd(conn, plan, fk, names)
+    step("checking row counts against the manifest")
+    check = statements.check_sql([(*plan.placed((s, t)), n) for s, t, n in plan.tables])
+    if check:
+        conn.execute(check)
+    changed = [n for n, st in catalog.stamps(plan.pinned).items() if st != plan.pinned_stamps.get(n)]
+    if changed:
+        raise RestoreFailed(
+            f"{', '.join(changed)} of backup {plan.backup.id} changed while it was being restored; {unchanged}",
+            "find out who writes to the backup folder, then restore again",
+        )
+    if commit:
+        conn.commit()
+    else:
+        conn.rollback()
+    return total
 
 
 def _readd(conn: psycopg.Connection, plan: TablePlan, fk: ForeignKey, names: list[Name]) -> None:
