@@ -178,3 +178,35 @@ def test_in_place_restore_behind_a_lock_names_the_blocker_while_waiting_and_roll
     finally:
         holder.close()
     assert fingerprints(target, schemas=["app"]) == before
+
+
+PARTITIONED = """
+CREATE SCHEMA app;
+CREATE TABLE app.events (id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+CREATE TABLE app.events_low PARTITION OF app.events FOR VALUES FROM (0) TO (10);
+CREATE TABLE app.events_high PARTITION OF app.events FOR VALUES FROM (10) TO (20) PARTITION BY RANGE (k);
+CREATE TABLE app.events_high_a PARTITION OF app.events_high FOR VALUES FROM (10) TO (15);
+CREATE TABLE app.events_high_b PARTITION OF app.events_high FOR VALUES FROM (15) TO (20);
+CREATE TABLE app.marks (id int PRIMARY KEY, event_id int, event_k int, FOREIGN KEY (event_id, event_k) REFERENCES app.events);
+INSERT INTO app.events SELECT g, g % 20, 'event ' || g FROM generate_series(1, 60) g;
+INSERT INTO app.marks SELECT g, g, g % 20 FROM generate_series(1, 5) g;
+"""
+
+
+def test_a_partitioned_table_named_restores_the_rows_of_all_its_partitions(db17, tmp_path, invoke_cli):
+    target = seeded(db17, "parted", PARTITIONED)
+    store, bid = _backup(target, tmp_path)
+    at_backup = fingerprints(target, schemas=["app"])
+    psql(target, "DELETE FROM app.events WHERE id > 50; UPDATE app.events SET v = 'changed' WHERE id < 30")
+    psql(target, "UPDATE app.marks SET event_id = 7, event_k = 7 WHERE id = 1")
+    marks, schema = fingerprints(target, schemas=["app"])["app.marks"], schema_dump(target)
+
+    res = invoke_cli("restore", "--id", bid, "--table", "app.events", "--yes", "--no-undo", env=_env(db17, target, tmp_path))
+
+    assert res.returncode == 0, res.stdout + res.stderr
+    for leaf in ("app.events_low", "app.events_high_a", "app.events_high_b"):  # every partition, also a level down
+        assert f"rows of {leaf}:" in res.stderr, res.stderr
+    after = fingerprints(target, schemas=["app"])
+    assert {k: v for k, v in after.items() if k != "app.marks"} == {k: v for k, v in at_backup.items() if k != "app.marks"}
+    assert after["app.marks"] == marks and schema_dump(target) == schema  # the key to the partitioned table came back
+    assert scalar(target, "SELECT count(*) FROM app.events") == 60

@@ -150,10 +150,40 @@ class TablePlan:
 # -- choosing tables ---------------------------------------------------------------------------
 
 
-def choose(record: manifest_mod.Manifest, tables: tuple[str, ...], schemas: tuple[str, ...]) -> list[tuple[str, str, int]]:
+def choose(
+    record: manifest_mod.Manifest, tables: tuple[str, ...], schemas: tuple[str, ...], partitions: dict[Name, list[Name]] | None = None
+) -> list[tuple[str, str, int]]:
     """The backup's tables named by `--table` (`schema.table`, quoted where a name needs it,
-    or a table name found in one schema only) and `--schema`, in the manifest's order."""
+    or a table name found in one schema only) and `--schema`, in the manifest's order. A
+    partitioned table stands for its partitions (`partitions`: each partitioned table's own,
+    from the archive), down to the ones that hold rows."""
     app = [t for t in record.tables if t.section == "app"]
+    kinds = {(t.schema, t.name): t.kind for t in app}
+    picked = _pick(record, app, tables, schemas)
+    for name in sorted(n for n in picked if kinds.get(n) == "partitioned"):
+        if partitions is None:
+            raise UsageError(f"{shown(name)} is a partitioned table", "name its partitions with --table")
+        picked.discard(name)
+        todo, leaves = list(partitions.get(name, ())), []
+        while todo:
+            part = todo.pop(0)
+            if kinds.get(part) == "partitioned":
+                todo.extend(partitions.get(part, ()))
+            elif kinds.get(part) == "table":
+                leaves.append(part)
+        if not leaves:
+            raise UsageError(f"{shown(name)} is a partitioned table with no partitions in backup {record.id}", "there are no rows to restore")
+        picked.update(leaves)
+    out = []
+    for t in app:
+        if (t.schema, t.name) in picked:
+            if t.kind != "table":
+                raise UsageError(f"{shown((t.schema, t.name))} is a {t.kind}; table restores take tables", "restore the whole backup")
+            out.append((t.schema, t.name, int(t.rows or 0)))
+    return out
+
+
+def _pick(record: manifest_mod.Manifest, app: list[manifest_mod.TableEntry], tables: tuple[str, ...], schemas: tuple[str, ...]) -> set[Name]:
     picked: set[Name] = set()
     for spec in tables:
         found = _find(app, spec)
@@ -170,16 +200,37 @@ def choose(record: manifest_mod.Manifest, tables: tuple[str, ...], schemas: tupl
         if not inside:
             raise NotFound(f"Backup {record.id} has no table in schema {schema!r}", "see `invoke list` and the backup's manifest")
         picked.update(inside)
-    out = []
-    for t in app:
-        if (t.schema, t.name) in picked:
-            if t.kind != "table":
-                raise UsageError(
-                    f"{shown((t.schema, t.name))} is a {'partitioned table' if t.kind == 'partitioned' else t.kind}; "
-                    "table restores take ordinary tables",
-                    "name its partitions with --table instead" if t.kind == "partitioned" else "restore the whole backup",
-                )
-            out.append((t.schema, t.name, int(t.rows or 0)))
+    return picked
+
+
+def _ancestors(partitions: dict[Name, list[Name]], names: list[Name]) -> list[Name]:
+    """The partitioned tables above these partitions, nearest first."""
+    parent_of = {child: parent for parent, children in partitions.items() for child in children}
+    out: list[Name] = []
+    for name in names:
+        up = parent_of.get(name)
+        while up is not None and up not in out:
+            out.append(up)
+            up = parent_of.get(up)
+    return out
+
+
+def _partitions(suite: pgtools.PgSuite, archive: Path) -> dict[Name, list[Name]]:
+    """Each partitioned table's partitions, from the archive's `ALTER TABLE ONLY parent ATTACH
+    PARTITION child` statements (parsed; the TOC's text is not exact for every name)."""
+    attach = [e for e in toc.read(suite, archive) if e.desc == "TABLE ATTACH"]
+    out: dict[Name, list[Name]] = {}
+    if not attach:
+        return out
+    for raw in archivesql.parse(archivesql.render(suite, archive, attach), archive):
+        st = raw.stmt
+        if not isinstance(st, ast.AlterTableStmt) or (parent := archivesql.relname(st.relation)) is None:
+            continue
+        for cmd in st.cmds or ():
+            if cmd.subtype == AlterTableType.AT_AttachPartition and isinstance(cmd.def_, ast.PartitionCmd):
+                child = archivesql.relname(cmd.def_.name)
+                if child is not None:
+                    out.setdefault(parent, []).append(child)
     return out
 
 
@@ -220,19 +271,20 @@ def plan_tables(
         if not into_schema or "\x00" in into_schema or len(into_schema.encode()) > 63:
             raise UsageError("--into-schema needs a schema name of 1 to 63 bytes", "for example --into-schema restored_2026_11_24")
     record = backup.record
-    chosen = choose(record, tables, schemas)
+    app = [t for t in record.tables if t.section == "app"]
+    _pick(record, app, tables, schemas)  # a name the backup lacks: said before any work
     key = signing_key if signing_key is not None else manifest_mod.signing_key(None, create=False)
     authenticity = manifest_mod.check(store.local_path(backup.id, ""), key, backup.manifest_bytes)
     step("verifying checksums")
     pinned = catalog.pin(store, backup)
     try:
-        return _plan(backup, target, chosen, into_schema, pg_bin_dir, record, authenticity, pinned, step)
+        return _plan(backup, target, (tables, schemas), into_schema, pg_bin_dir, record, authenticity, pinned, step)
     except BaseException:
         catalog.unpin(pinned)
         raise
 
 
-def _plan(backup, target, chosen, into_schema, pg_bin_dir, record, authenticity, pinned, step) -> TablePlan:
+def _plan(backup, target, named, into_schema, pg_bin_dir, record, authenticity, pinned, step) -> TablePlan:
     app_file = record.file("app")
     if app_file is None:
         raise RestoreFailed(f"Backup {backup.id} has no app archive", "restore another backup")
@@ -248,6 +300,9 @@ def _plan(backup, target, chosen, into_schema, pg_bin_dir, record, authenticity,
             purpose=f"reading a backup made with pg_dump {record.pg_dump_major}",
         )
         archive = catalog.pinned_path(pinned[app_file.name])
+        tables, schemas = named
+        partitions = _partitions(suite, archive)
+        chosen = choose(record, tables, schemas, partitions)
         names = [(s, t) for s, t, _ in chosen]
         step("reading the chosen tables from the archive")
         facts = _archive_facts(suite, archive, names)
@@ -275,12 +330,15 @@ def _plan(backup, target, chosen, into_schema, pg_bin_dir, record, authenticity,
                     f"The target has no table {', '.join(shown(n) for n in absent)} to restore rows into; nothing was changed",
                     "restore it beside the live data with --into-schema NAME, or restore the whole backup",
                 )
-            fks = _foreign_keys(conn, names)
+            # a key on (or to) a partitioned table that holds a restored partition is set aside too:
+            # TRUNCATE refuses a partition whose partitioned table a key references
+            scope = names + _ancestors(partitions, names)
+            fks = _foreign_keys(conn, scope)
             kw["foreign_keys"] = tuple(ForeignKey(name, child, d, comment) for name, child, _, d, comment in fks)
             kw["links"] = tuple(
-                Link(name, child, parent, d, parent if child in names else child)
+                Link(name, child, parent, d, parent if child in scope else child)
                 for name, child, parent, d, _ in fks
-                if not (child in names and parent in names)
+                if not (child in scope and parent in scope)
             )
             kw["sequences"] = tuple((q, v, c) for q, v, c in facts.setvals if q in facts.owned)
             kw["live_rows"] = tuple(_count(conn, n) for n in names)
