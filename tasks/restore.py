@@ -165,7 +165,8 @@ def restore(
                 signing_key=key,
                 also_reach=_schemas(also_reach),
             )
-            rows = plan.summary_rows() + [_undo_row(undo, plan.target_size)] + ([("protected", "yes (PROTECTED_TARGETS)")] if protected else [])
+            undo_row = ("undo point", "none: the target is a new throwaway server") if dev is not None else _undo_row(undo, plan.target_size)
+            rows = plan.summary_rows() + [undo_row] + ([("protected", "yes (PROTECTED_TARGETS)")] if protected else [])
             _ui.show_plan(rows, "Restore plan")
             for w in plan.warnings:
                 _ui.warn(w)
