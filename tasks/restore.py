@@ -251,7 +251,7 @@ def _start_sandbox(backup, settings):
 
     dev = devcopy.start(settings.pg_bin_dir, devcopy.backup_major(backup))
     _ui.step(f"started PostgreSQL {dev.version} ({dev.why}) at {dev.display}: a development copy that stays running")
-    # the URL says everything; none of the user's PG* variables (sslmode=require, a service) apply
+    # the URL names host, port, user, database and password: none is filled in from .env
     return dev, Target.from_url(dev.url, None, {})
 
 
