@@ -124,3 +124,19 @@ def test_restore_over_a_target_with_an_extension_in_public(dbs, project, invoke_
     res = invoke_cli("restore", "--id", undo, "--yes", "--no-undo", env=_env(dbs, target, bdir))
     assert res.returncode == 0, res.stderr
     assert scalar(target, "SELECT count(*) FROM people") == 2
+
+
+def test_a_signed_aftermath_copied_into_another_undo_point_is_ignored(tmp_path):
+    """The signature covers the undo point's id: an aftermath taken from one undo point (say one
+    that lists a role still wanted elsewhere) cannot be replayed by copying it into another."""
+    from tasks.engine import manifest, undo
+
+    key = manifest.SigningKey(b"k" * 32, "test")
+    first, second = tmp_path / "2026-11-30T101010Z", tmp_path / "2026-11-30T111111Z"
+    first.mkdir(), second.mkdir()
+    undo.write(first, undo.Aftermath("b1", roles=("app_writer",)), key)
+    assert undo.read(first, key)[0] == undo.Aftermath("b1", roles=("app_writer",))
+    for name in (undo.FILE, undo.MAC):
+        (second / name).write_bytes((first / name).read_bytes())
+    after, why = undo.read(second, key)
+    assert after is None and "not signed" in why
