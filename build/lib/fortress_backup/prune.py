@@ -10,11 +10,13 @@ from ._flags import task
 from .engine import catalog
 from .engine import prune as prune_engine
 from .engine.errors import Declined
+from .engine.manifest import signing_key
 from .engine.retention import Policy, plan_prune
 from .engine.stores import open_store
 
 
 @task(
+    auto_shortflags=False,  # Invoke runs out of letters for its flags and prints `--=STRING`
     help={
         "keep_last": "Keep the newest N backups (default: BACKUP_KEEP_LAST or 3).",
         "keep_daily": "Keep the newest backup of each of the last N days that have one (default: BACKUP_KEEP_DAILY or 7).",
@@ -23,7 +25,7 @@ from .engine.stores import open_store
         "apply": "Remove what the plan says without asking. Without it, prune asks in a terminal and only prints the plan elsewhere.",
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
         "remote": "Prune the object store (BACKUP_STORE) instead of the local folder.",
-    }
+    },
 )
 @_ui.guarded
 def prune(c, keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=None, apply=False, backup_dir=None, remote=False):
@@ -43,11 +45,14 @@ def prune(c, keep_last=None, keep_daily=None, keep_weekly=None, keep_monthly=Non
     store = open_store(settings, remote=remote)
     with store.lock():
         backups, problems = catalog.all_backups(store)
-        plan = plan_prune(prune_engine.items(backups), policy, dt.datetime.now(dt.UTC))
+        found, unauthenticated = prune_engine.items(backups, store, signing_key(settings.signing_key, create=False))
+        plan = plan_prune(found, policy, dt.datetime.now(dt.UTC))
         for p in problems:
             _ui.warn(f"{p} (left as it is)")
         remove = [d for d in plan if not d.keep]
         rows = [(d.id, "keep" if d.keep else "REMOVE", d.reason) for d in plan]
+        rows += [(i, "keep", "not signed with this machine's key: never counted, never removed") for i in unauthenticated]
+        rows.sort()
         title = f"Prune plan for {store.describe()} (policy: {policy.describe()})"
         _ui.out.print(_ui.table(title, ["id", "action", "why"], rows) if rows else f"no backups in {store.describe()}")
         if not remove:

@@ -40,6 +40,7 @@ def _target(settings):
 
 
 @task(
+    auto_shortflags=False,  # Invoke runs out of letters for its flags and prints `--=STRING`
     help={
         "date": "UTC date of the backup to restore, YYYY-MM-DD; the newest complete one of that day.",
         "id": "Exact backup id (see `invoke list`), instead of --date.",
@@ -193,7 +194,11 @@ def restore(
                 done.append(result)
         _ui.say(
             f"restored {result.backup_id} into {result.target} in {activity.elapsed:.1f} s; "
-            + (f"{result.tables_checked} tables match the manifest's row counts" if result.tables_checked else "no row counts to check")
+            + (
+                f"{result.tables_checked} {'table matches' if result.tables_checked == 1 else 'tables match'} the manifest's row counts"
+                if result.tables_checked
+                else "no row counts to check"
+            )
         )
         _undo_said(point, tgt, settings, backup_dir)
         if dev is not None:

@@ -96,12 +96,12 @@ def restore_tables(
     if beside:
         _ui.out.print(
             _ui.escape(f"restored {where} from {result.backup_id} beside the live data in {activity.elapsed:.1f} s; ")
-            + _ui.escape(f"{len(result.tables)} tables match the manifest's row counts. ")
+            + _ui.escape(f"{len(result.tables)} {'table matches' if len(result.tables) == 1 else 'tables match'} the manifest's row counts. ")
             + _ui.escape(f"Remove the copy with DROP SCHEMA {sqltext.ident(into_schema or '')} CASCADE")
         )
     else:
         _ui.out.print(
             _ui.escape(f"restored the rows of {where} from {result.backup_id} in {activity.elapsed:.1f} s; ")
-            + f"{len(result.tables)} tables match the manifest's row counts"
+            + f"{len(result.tables)} {'table matches' if len(result.tables) == 1 else 'tables match'} the manifest's row counts"
         )
         _undo_said(point, tgt, settings, backup_dir)

@@ -249,6 +249,11 @@ class Target:
             conn = psycopg.connect(**kw, **kwargs)
         except psycopg.OperationalError as exc:
             raise explain_connect_error(self, exc) from None
+        except psycopg.ProgrammingError as exc:  # libpq refused a parameter: bad value for connect_timeout, an unknown option
+            raise ConfigError(
+                f"The connection settings are invalid: {' '.join(str(exc).split())}",
+                "fix that parameter in the URL (DATABASE_URL, TARGET_DATABASE_URL, --url/--target) or in the PG* variables",
+            ) from None
         if search_path is not None:
             try:
                 # a SET after connecting rather than libpq's `options`, which poolers may refuse

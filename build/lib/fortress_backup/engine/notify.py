@@ -44,10 +44,10 @@ def post(url: str, body: dict[str, Any]) -> str | None:
     without the URL."""
     if not url.startswith(("https://", "http://")):
         return "BACKUP_NOTIFY_URL is not an http(s) URL; no notification was sent"
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json", "User-Agent": "fortress-backup"}
-    )
     try:
+        req = urllib.request.Request(
+            url, data=json.dumps(body).encode(), method="POST", headers={"Content-Type": "application/json", "User-Agent": "fortress-backup"}
+        )
         with urllib.request.urlopen(req, timeout=TIMEOUT) as resp:  # noqa: S310 (http(s) only, checked above)
             resp.read(1 << 16)
         return None
@@ -56,3 +56,5 @@ def post(url: str, body: dict[str, Any]) -> str | None:
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         return f"the notification to BACKUP_NOTIFY_URL could not be delivered ({type(reason).__name__})"
+    except Exception as exc:  # a malformed URL (InvalidURL, a ValueError): its text would show the token
+        return f"BACKUP_NOTIFY_URL is not a valid URL ({type(exc).__name__}); no notification was sent"

@@ -11,7 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from . import catalog
+from . import manifest as manifest_mod
+from . import verify as verify_mod
 from .retention import Decision, Item
+from .storage import LocalStore
 
 
 def _created(b: catalog.Backup) -> dt.datetime:
@@ -25,17 +28,34 @@ def _created(b: catalog.Backup) -> dt.datetime:
         return dt.datetime.strptime(f"{m.group(1)}T{m.group(2)}", "%Y-%m-%dT%H%M%S").replace(tzinfo=dt.UTC)
 
 
-def verified(b: catalog.Backup) -> bool:
-    """Whether a verification of this backup passed: `verify` (issue 10) records its result
-    under the manifest's `verified` key or a signed side record; until then, none is."""
-    v: Any = b.manifest.get("verified")
-    return isinstance(v, dict) and v.get("ok") is True
+def verified(store: Any, b: catalog.Backup, key: manifest_mod.SigningKey | None) -> bool:
+    """Whether the latest `invoke verify` of this backup passed, by a result signed with this
+    machine's key (verification.json beside the manifest; results of a remote backup stay where
+    it was verified)."""
+    if not isinstance(store, LocalStore):
+        return False
+    r = verify_mod.latest_result(store, b.id, key)
+    return bool(r and r.get("ok") is True and r.get("authentic"))
 
 
-def items(backups: list[catalog.Backup]) -> list[Item]:
-    out = []
+def authentic(store: Any, b: catalog.Backup, key: manifest_mod.SigningKey | None) -> bool:
+    """A manifest this machine cannot authenticate never decides what is deleted: anyone who can
+    write the folder (or the bucket) could date one in the future to push real backups out."""
+    try:
+        return manifest_mod.check(store.local_path(b.id, ""), key, b.manifest_bytes).ok
+    except Exception:  # a signature that does not match, an unreadable one
+        return False
+
+
+def items(backups: list[catalog.Backup], store: Any = None, key: manifest_mod.SigningKey | None = None) -> tuple[list[Item], list[str]]:
+    """The retention items of the authenticated backups, and the ids of those left out (never
+    counted, never removed)."""
+    out, unauthenticated = [], []
     for b in backups:
         if b.legacy:
+            continue
+        if not authentic(store, b, key):
+            unauthenticated.append(b.id)
             continue
         src = catalog.backup_source(b)
         out.append(
@@ -45,10 +65,10 @@ def items(backups: list[catalog.Backup]) -> list[Item]:
                 source=src.describe() if src else "",
                 undo_point=b.undo_point,
                 label=b.label,
-                verified=verified(b),
+                verified=verified(store, b, key),
             )
         )
-    return out
+    return out, unauthenticated
 
 
 def apply(store: Any, plan: list[Decision], step: Callable[[str], None] = lambda m: None) -> list[str]:

@@ -204,7 +204,9 @@ def _schema_sql(server_version: int, cls: str, obj: str, sub: str) -> str:
     lookups = dict(_OWN_SCHEMA, **(_OWN_SCHEMA_15 if server_version >= 150000 else {}))
     cases = "".join(f" WHEN 'pg_catalog.{catalog}'::pg_catalog.regclass THEN ({q.format(obj=obj)})" for catalog, q in lookups.items())
     return (
-        f"coalesce((pg_catalog.pg_identify_object({cls}, {obj}, {sub})).schema,"
+        # pg_identify_object quotes a schema name that needs it ("Billing", "[/]"): unquoted here,
+        # so it compares with the catalog's names and with --also-reach
+        f"coalesce((pg_catalog.parse_ident((pg_catalog.pg_identify_object({cls}, {obj}, {sub})).schema))[1],"
         f" (SELECT nspname FROM pg_catalog.pg_namespace WHERE oid = CASE {cls}{cases} END))"
     )
 

@@ -180,6 +180,10 @@ class LocalStore:
     def delete(self, backup_id: str) -> None:
         path = self.root / backup_id
         # Rename first so a half-deleted backup is never listed as complete.
+        if path.is_symlink():
+            # a backup folder that is a link (to another disk): the link goes, never what it points at
+            path.unlink()
+            return
         doomed = self.root / f"{STAGING_PREFIX}deleting-{backup_id}"
         os.rename(path, doomed)
         shutil.rmtree(doomed)

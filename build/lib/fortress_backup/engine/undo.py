@@ -55,7 +55,7 @@ def write(folder: Path, after: Aftermath, key: manifest_mod.SigningKey) -> None:
         )
         + "\n"
     ).encode()
-    mac = (json.dumps({"alg": "hmac-sha256", "key_id": key.key_id, "mac": key.mac(b"aftermath\0" + data)}) + "\n").encode()
+    mac = (json.dumps({"alg": "hmac-sha256", "key_id": key.key_id, "mac": key.mac(_signed(folder, data))}) + "\n").encode()
     for name, body in ((FILE, data), (MAC, mac)):
         tmp = folder / f".{name}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -80,7 +80,7 @@ def read(folder: Path, key: manifest_mod.SigningKey | None) -> tuple[Aftermath |
         mac = str(sig["mac"]) if isinstance(sig, dict) else ""
     except (OSError, ValueError, KeyError):
         mac = ""
-    if key is None or not mac or not hmac.compare_digest(mac, key.mac(b"aftermath\0" + data)):
+    if key is None or not mac or not hmac.compare_digest(mac, key.mac(_signed(folder, data))):
         return None, f"its {FILE} is not signed with this machine's key, so it is ignored"
     try:
         raw = json.loads(data)
@@ -93,6 +93,12 @@ def read(folder: Path, key: manifest_mod.SigningKey | None) -> tuple[Aftermath |
     except (ValueError, KeyError, TypeError):
         return None, f"its {FILE} is damaged, so it is ignored"
     return after, ""
+
+
+def _signed(folder: Path, data: bytes) -> bytes:
+    """What the MAC covers: the undo point's id too, so a signed aftermath copied into another
+    undo point's folder does not verify there."""
+    return b"aftermath\0" + os.fsencode(folder.name) + b"\0" + data
 
 
 def _names(value) -> tuple[str, ...]:

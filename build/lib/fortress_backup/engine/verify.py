@@ -139,10 +139,20 @@ def write_result(store: LocalStore, result: VerifyResult, key: manifest_mod.Sign
 # --- levels ---------------------------------------------------------------------------------------
 
 
-def _quick(store: LocalStore, backup: Backup, key: manifest_mod.SigningKey | None, result: VerifyResult) -> manifest_mod.Authenticity:
+def _quick(
+    store: LocalStore, backup: Backup, key: manifest_mod.SigningKey | None, result: VerifyResult, allow_unsigned: bool = False
+) -> manifest_mod.Authenticity:
+    if not backup.record.files:
+        raise IntegrityError(f"Backup {backup.id}: its manifest lists no files, so there is nothing to restore", "do not rely on this backup")
     catalog.verify_checksums(store, backup)  # raises IntegrityError naming the file
     auth = manifest_mod.check(store.local_path(backup.id, ""), key, backup.manifest_bytes)  # raises on a forged signature
     if not auth.ok:
+        if not allow_unsigned:
+            # whoever can write the folder can rewrite the manifest and every checksum in it
+            raise IntegrityError(
+                f"Backup {backup.id} is {auth.text}: its checksums prove nothing",
+                "verify it with the signing key it was made with (BACKUP_SIGNING_KEY), or pass --allow-unsigned if you trust where it came from",
+            )
         result.notes.append(auth.text)
     return auth
 
@@ -329,7 +339,7 @@ def verify_backup(
     started = time.monotonic()
     try:
         step(f"checking {len(backup.record.files)} files' checksums and the manifest's signature")
-        auth = _quick(store, backup, signing_key, result)
+        auth = _quick(store, backup, signing_key, result, allow_unsigned)
         result.strength = "checksums match"
         if level in ("archive", "drill"):
             _archive(store, backup, pg_bin_dir, result, step)

@@ -101,7 +101,7 @@ def run(session_factory: Callable[[IO[bytes]], Session], body: Callable[[Session
             errf.seek(0)
             raise RestoreFailed(
                 f"Restore failed and was rolled back, {dbname} is unchanged: {psql_error(errf.read())}",
-                "fix the cause above and run the restore again",
+                "fix what this message names and run the restore again",
             )
     return session
 

@@ -78,6 +78,7 @@ class ForeignKey:
     name: str
     child: Name
     definition: str
+    comment: str | None = None  # set aside with the key, put back with it
 
 
 @dataclass(frozen=True)
@@ -274,10 +275,10 @@ def _plan(backup, target, chosen, into_schema, pg_bin_dir, record, authenticity,
                     "restore it beside the live data with --into-schema NAME, or restore the whole backup",
                 )
             fks = _foreign_keys(conn, names)
-            kw["foreign_keys"] = tuple(ForeignKey(name, child, d) for name, child, _, d in fks)
+            kw["foreign_keys"] = tuple(ForeignKey(name, child, d, comment) for name, child, _, d, comment in fks)
             kw["links"] = tuple(
                 Link(name, child, parent, d, parent if child in names else child)
-                for name, child, parent, d in fks
+                for name, child, parent, d, _ in fks
                 if not (child in names and parent in names)
             )
             kw["sequences"] = tuple((q, v, c) for q, v, c in facts.setvals if q in facts.owned)
@@ -311,7 +312,8 @@ def _count(conn: psycopg.Connection, name: Name) -> int | None:
 
 
 _FK_SQL = """
-SELECT k.conname, cn.nspname, c.relname, pn.nspname, p.relname, pg_catalog.pg_get_constraintdef(k.oid)
+SELECT k.conname, cn.nspname, c.relname, pn.nspname, p.relname, pg_catalog.pg_get_constraintdef(k.oid),
+       pg_catalog.obj_description(k.oid, 'pg_constraint')
 FROM pg_catalog.pg_constraint k
 JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
 JOIN pg_catalog.pg_class p ON p.oid = k.confrelid JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
@@ -322,10 +324,10 @@ ORDER BY 2, 3, 1
 """
 
 
-def _foreign_keys(conn: psycopg.Connection, names: list[Name]) -> list[tuple[str, Name, Name, str]]:
+def _foreign_keys(conn: psycopg.Connection, names: list[Name]) -> list[tuple[str, Name, Name, str, str | None]]:
     s, t = [n[0] for n in names], [n[1] for n in names]
     rows = conn.execute(_FK_SQL, (s, t, s, t)).fetchall()
-    return [(r[0], (r[1], r[2]), (r[3], r[4]), r[5]) for r in rows]
+    return [(r[0], (r[1], r[2]), (r[3], r[4]), r[5], r[6]) for r in rows]
 
 
 # -- what the archive says about the chosen tables -------------------------------------------
@@ -557,6 +559,8 @@ def _readd(conn: psycopg.Connection, plan: TablePlan, fk: ForeignKey, names: lis
     try:
         with conn.transaction():
             conn.execute(f"ALTER TABLE {sqltext.qualified(*fk.child)} ADD CONSTRAINT {sqltext.ident(fk.name)} {fk.definition}")
+            if fk.comment is not None:
+                conn.execute(f"COMMENT ON CONSTRAINT {sqltext.ident(fk.name)} ON {sqltext.qualified(*fk.child)} IS {sqltext.literal(fk.comment)}")
     except psycopg.errors.ForeignKeyViolation as exc:
         link = next((li for li in plan.links if li.name == fk.name and li.child == fk.child), None)
         detail = (exc.diag.message_detail or "").strip()
