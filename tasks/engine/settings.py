@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 
 from .conn import ENV_VARS, redact_url
 from .errors import ConfigError
+from .objects import check_store_url
 
 DEFAULT_BACKUP_DIR = ".backups"
 
@@ -240,6 +241,8 @@ def load_settings(
                 pg_env[var] = mapping[var]
                 break
     store = _pick("store", flags.get("store"), "store", STORE_VARS, environ, dotenv, sources)
+    if store and store.strip():
+        check_store_url(store)  # one clear error in every command, before anything runs
     recipients = _pick("age_recipients", None, None, AGE_RECIPIENTS_VARS, environ, dotenv, sources)
     identity = _pick("age_identity", None, None, AGE_IDENTITY_VARS, environ, dotenv, sources)
     retention: dict[str, int] = {}
