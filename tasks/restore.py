@@ -115,18 +115,17 @@ def restore(
         return
     if schema_only and data_only:
         raise UsageError("--schema-only and --data-only exclude each other", "pass at most one of them")
-    dev = None
-    if target == "sandbox":
-        from .engine import devcopy
-
-        _ui.step("starting a throwaway PostgreSQL server that stays running (a development copy)")
-        dev = devcopy.start(_ui.settings_from(backup_dir=backup_dir).pg_bin_dir)
-        target, yes, any_source, undo = dev.url, True, True, False
+    sandbox = target == "sandbox"
+    if sandbox:  # started once the backup is known (its version), below
+        target, yes, any_source, undo = None, True, True, False
     settings = _ui.settings_from(backup_dir=backup_dir, lock_timeout=lock_timeout, target=target)
     store = local_store(settings)
     mode = "schema" if schema_only else "data" if data_only else None
-    tgt, protected = _resolved_target(settings, yes, confirm_target)
-    src = catalog.source_key(tgt.host, tgt.port, tgt.dbname, tgt.user)
+    tgt: Target | None = None
+    protected = False
+    if not sandbox:
+        tgt, protected = _resolved_target(settings, yes, confirm_target)
+    src = catalog.source_key(tgt.host, tgt.port, tgt.dbname, tgt.user) if tgt is not None else None
     backup_store: Any = store  # where the backup is: the local folder, else the object store
     try:
         backup = catalog.resolve(store, date=date, backup_id=id, mode=mode or "full", target=src, any_source=any_source)
@@ -145,6 +144,10 @@ def restore(
             f"The runbook files {', '.join(backup.legacy_files)} carry no signature; nothing was changed",
             "restore them only if you trust where they came from: add --allow-unsigned",
         )
+    dev = None
+    if sandbox:
+        dev, tgt = _start_sandbox(backup, settings)
+    assert tgt is not None
     done: list = []  # the restore's result once it has committed
     try:
         key = signing_key(settings.signing_key, create=undo)
@@ -162,7 +165,8 @@ def restore(
                 signing_key=key,
                 also_reach=_schemas(also_reach),
             )
-            rows = plan.summary_rows() + [_undo_row(undo, plan.target_size)] + ([("protected", "yes (PROTECTED_TARGETS)")] if protected else [])
+            undo_row = ("undo point", "none: the target is a new throwaway server") if dev is not None else _undo_row(undo, plan.target_size)
+            rows = plan.summary_rows() + [undo_row] + ([("protected", "yes (PROTECTED_TARGETS)")] if protected else [])
             _ui.show_plan(rows, "Restore plan")
             for w in plan.warnings:
                 _ui.warn(w)
@@ -236,6 +240,29 @@ def restore(
             "the target holds the backup now" + (f"; its undo point is {point.backup_id}" if point is not None else ""),
             target_unchanged=False,
         ) from None
+    finally:
+        if dev is not None and not done:
+            _remove_sandbox(dev)
+
+
+def _start_sandbox(backup, settings):
+    """`--target sandbox`: a throwaway server of the backup's own major version where installed."""
+    from .engine import devcopy
+
+    dev = devcopy.start(settings.pg_bin_dir, devcopy.backup_major(backup))
+    _ui.step(f"started PostgreSQL {dev.version} ({dev.why}) at {dev.display}: a development copy that stays running")
+    # the URL names host, port, user, database and password: none is filled in from .env
+    return dev, Target.from_url(dev.url, None, {})
+
+
+def _remove_sandbox(dev) -> None:
+    """A restore into the sandbox that did not complete: the server and its folder go."""
+    try:
+        dev.remove()
+    except Exception:  # the error that brought us here is the one to report
+        _ui.warn(f"could not remove the throwaway server at {dev.display}; remove it with: {dev.stop_command}")
+        return
+    _ui.step(f"removed the throwaway server at {dev.display} (the restore into it did not complete)")
 
 
 def _resolved_target(settings, yes: bool, confirm_target: str | None) -> tuple[Target, bool]:

@@ -38,7 +38,13 @@ def _archive(which: str, settings, step) -> Iterator[tuple[str, pgtools.PgSuite,
         with tempfile.TemporaryDirectory(prefix="fortress-diff-") as tmp:
             store = LocalStore(Path(tmp))
             result = create_backup(
-                target, store, kind="schema", pg_bin_dir=settings.pg_bin_dir, step=step, signing_key=signing_key(settings.signing_key, create=True)
+                target,
+                store,
+                kind="schema",
+                pg_bin_dir=settings.pg_bin_dir,
+                step=_live_steps(step),
+                signing_key=signing_key(settings.signing_key, create=True),
+                project=Path(tmp),  # nothing is kept: the app's .gitignore is left alone
             )
             backup = catalog.load(store, result.backup_id)
             with _pinned(store, backup, settings) as (suite, path):
@@ -53,6 +59,23 @@ def _archive(which: str, settings, step) -> Iterator[tuple[str, pgtools.PgSuite,
         raise UsageError(f"{which} is a set of runbook files", "diff backups made by `invoke backup`")
     with _pinned(store, backup, settings) as (suite, path):
         yield backup.id, suite, path
+
+
+def _live_steps(step):
+    """The backup engine's step lines, told as what really happens for `live`: the schema is
+    read into a temporary folder and compared, nothing is kept."""
+
+    def say(message: str) -> None:
+        if message == "checksumming" or message.startswith("reading roles"):
+            return
+        if message.startswith("backup ") and message.endswith(" complete"):
+            step("read the live schema (pg_dump --schema-only into a temporary folder; no backup is kept)")
+        elif message.startswith("dumping schema of schemas: "):
+            step("reading the live schema of schemas: " + message.removeprefix("dumping schema of schemas: "))
+        else:
+            step(message)
+
+    return say
 
 
 def _locked(settings, *which: str):
@@ -119,10 +142,16 @@ def diff(c, a, b, json_=False, url=None, backup_dir=None):
 def schema(c, out, id=None, url=None, backup_dir=None):
     """Write the app's schema (no data, no passwords) as one deterministic SQL file to commit."""
     settings = _ui.settings_from(url=url, backup_dir=backup_dir)
+    dest = Path(out)
+    # checked before the schema is read: the file is written next to where it goes, then renamed
+    if dest.is_dir():
+        raise UsageError(f"--out {out} is a folder; nothing was written", f"name a file, for example --out {Path(out) / 'schema.sql'}")
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"--out {out}: folder {parent} does not exist; nothing was written", "create it first, or name a file in an existing folder")
     with _locked(settings, id or "live"), _archive(id or "live", settings, _ui.step) as (name, suite, path):
         text = schemadiff.schema_sql(suite, path)
-    dest = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent if str(dest.parent) else ".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.fixtures_cli import engine_backup
+from tests.fixtures_cli import engine_backup, error_line
 from tests.helpers import psql, seeded
 
 SCHEMA = """
@@ -63,3 +63,40 @@ def test_schema_out_is_deterministic_sql_without_data(dbs17, tmp_path, invoke_cl
     assert "CREATE TABLE public.projects" in text and "secret row" not in text and "\\restrict" not in text
     invoke_cli("schema", "--out", str(tmp_path / "again.sql"), env=env)
     assert (tmp_path / "again.sql").read_text() == text
+
+
+def test_live_says_it_reads_the_schema_and_keeps_no_backup(dbs17, tmp_path, invoke_cli, project):
+    db = seeded(dbs17, "difflive", SCHEMA)
+    env = {"DATABASE_URL": dbs17.url(db), "BACKUP_DIR": str(tmp_path / "b")}
+
+    res = invoke_cli("diff", "live", "live", env=env)
+
+    assert res.returncode == 0, res.stderr
+    assert "no schema differences" in res.stdout
+    assert "reading the live schema of schemas: public" in res.stderr, res.stderr
+    assert "no backup is kept" in res.stderr
+    assert "backup " not in res.stderr.replace("no backup is kept", ""), res.stderr  # no "backup <id> complete", no checksumming
+    assert "checksumming" not in res.stderr
+    # nothing kept, nothing written into the app's repository
+    assert not (tmp_path / "b").exists()
+    assert not (project / ".gitignore").exists()
+
+
+def test_schema_out_a_folder_or_a_missing_folder_is_one_clear_line(dbs17, tmp_path, invoke_cli):
+    db = seeded(dbs17, "schemadir", SCHEMA)
+    env = {"DATABASE_URL": dbs17.url(db), "BACKUP_DIR": str(tmp_path / "b")}
+    folder = tmp_path / "out"
+    folder.mkdir()
+
+    res = invoke_cli("schema", "--out", str(folder), env=env)
+
+    assert res.returncode == 2, res.stderr
+    line = error_line(res, only_line=True)  # refused before the database is read
+    assert f"--out {folder} is a folder" in line and f"--out {folder / 'schema.sql'}" in line, line
+    assert "nothing was written" in line and "/." not in line  # no hidden temp file named
+    assert list(folder.iterdir()) == []
+
+    missing = invoke_cli("schema", "--out", str(tmp_path / "nope" / "s.sql"), env=env)
+    assert missing.returncode == 2, missing.stderr
+    assert f"folder {tmp_path / 'nope'} does not exist" in error_line(missing, only_line=True)
+    assert not (tmp_path / "nope").exists()

@@ -3,6 +3,8 @@ through the CLI as a user runs it and, on the hosted-Supabase-shaped platform, t
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tasks.engine import catalog
@@ -148,3 +150,63 @@ def test_into_schema_on_hosted_as_postgres(major, request, tmp_path):
 
     assert fingerprints(project, schemas=["public"])["public.notes"] == live
     assert fingerprints(project, schemas=["restored_copy"])["restored_copy.notes"] == at_backup
+
+
+def test_in_place_restore_behind_a_lock_names_the_blocker_while_waiting_and_rolls_back(db17, tmp_path, invoke_cli):
+    target = seeded(db17, "tbllock", APP)
+    store, bid = _backup(target, tmp_path)
+    psql(target, DRIFT)
+    before = fingerprints(target, schemas=["app"])
+    holder = target.connect()
+    try:
+        holder.execute("SET application_name = 'nightly-report'")
+        holder.execute("LOCK TABLE app.other IN ACCESS SHARE MODE")  # a reader, mid-transaction
+        started = time.monotonic()
+        env = {**_env(db17, target, tmp_path), "LOCK_TIMEOUT": "2s"}
+        res = invoke_cli("restore", "--id", bid, "--table", "app.other", "--yes", env=env, timeout=60)
+        took = time.monotonic() - started
+        pid = holder.info.backend_pid
+        assert res.returncode == 6, res.stdout + res.stderr
+        # the status line named the blocker while the restore waited, as a full restore's does
+        assert f"waiting for a lock held by pid {pid} (nightly-report, idle in transaction since " in res.stderr, res.stderr
+        line = error_line(res)
+        assert f"pid {pid} (nightly-report" in line and "waited 2 s (LOCK_TIMEOUT)" in line and "unchanged" in line, line
+        assert f"pg_terminate_backend(pid) for pid {pid}" in line, line
+        assert took < 25, f"the restore took {took:.0f} s"
+        assert holder.execute("SELECT v FROM app.other").fetchone()[0] == "changed"  # the holder is unharmed
+        holder.commit()
+    finally:
+        holder.close()
+    assert fingerprints(target, schemas=["app"]) == before
+
+
+PARTITIONED = """
+CREATE SCHEMA app;
+CREATE TABLE app.events (id int, k int, v text, PRIMARY KEY (id, k)) PARTITION BY RANGE (k);
+CREATE TABLE app.events_low PARTITION OF app.events FOR VALUES FROM (0) TO (10);
+CREATE TABLE app.events_high PARTITION OF app.events FOR VALUES FROM (10) TO (20) PARTITION BY RANGE (k);
+CREATE TABLE app.events_high_a PARTITION OF app.events_high FOR VALUES FROM (10) TO (15);
+CREATE TABLE app.events_high_b PARTITION OF app.events_high FOR VALUES FROM (15) TO (20);
+CREATE TABLE app.marks (id int PRIMARY KEY, event_id int, event_k int, FOREIGN KEY (event_id, event_k) REFERENCES app.events);
+INSERT INTO app.events SELECT g, g % 20, 'event ' || g FROM generate_series(1, 60) g;
+INSERT INTO app.marks SELECT g, g, g % 20 FROM generate_series(1, 5) g;
+"""
+
+
+def test_a_partitioned_table_named_restores_the_rows_of_all_its_partitions(db17, tmp_path, invoke_cli):
+    target = seeded(db17, "parted", PARTITIONED)
+    store, bid = _backup(target, tmp_path)
+    at_backup = fingerprints(target, schemas=["app"])
+    psql(target, "DELETE FROM app.events WHERE id > 50; UPDATE app.events SET v = 'changed' WHERE id < 30")
+    psql(target, "UPDATE app.marks SET event_id = 7, event_k = 7 WHERE id = 1")
+    marks, schema = fingerprints(target, schemas=["app"])["app.marks"], schema_dump(target)
+
+    res = invoke_cli("restore", "--id", bid, "--table", "app.events", "--yes", "--no-undo", env=_env(db17, target, tmp_path))
+
+    assert res.returncode == 0, res.stdout + res.stderr
+    for leaf in ("app.events_low", "app.events_high_a", "app.events_high_b"):  # every partition, also a level down
+        assert f"rows of {leaf}:" in res.stderr, res.stderr
+    after = fingerprints(target, schemas=["app"])
+    assert {k: v for k, v in after.items() if k != "app.marks"} == {k: v for k, v in at_backup.items() if k != "app.marks"}
+    assert after["app.marks"] == marks and schema_dump(target) == schema  # the key to the partitioned table came back
+    assert scalar(target, "SELECT count(*) FROM app.events") == 60

@@ -42,6 +42,7 @@ from ..errors import Interrupted, NotFound, RestoreFailed, UsageError
 from ..platform import Platform, detect
 from ..storage import LocalStore
 from . import statements
+from .execute import BlockerWatch, _lock_timeout
 
 Step = Callable[[str], None]
 Name = tuple[str, str]
@@ -149,10 +150,40 @@ class TablePlan:
 # -- choosing tables ---------------------------------------------------------------------------
 
 
-def choose(record: manifest_mod.Manifest, tables: tuple[str, ...], schemas: tuple[str, ...]) -> list[tuple[str, str, int]]:
+def choose(
+    record: manifest_mod.Manifest, tables: tuple[str, ...], schemas: tuple[str, ...], partitions: dict[Name, list[Name]] | None = None
+) -> list[tuple[str, str, int]]:
     """The backup's tables named by `--table` (`schema.table`, quoted where a name needs it,
-    or a table name found in one schema only) and `--schema`, in the manifest's order."""
+    or a table name found in one schema only) and `--schema`, in the manifest's order. A
+    partitioned table stands for its partitions (`partitions`: each partitioned table's own,
+    from the archive), down to the ones that hold rows."""
     app = [t for t in record.tables if t.section == "app"]
+    kinds = {(t.schema, t.name): t.kind for t in app}
+    picked = _pick(record, app, tables, schemas)
+    for name in sorted(n for n in picked if kinds.get(n) == "partitioned"):
+        if partitions is None:
+            raise UsageError(f"{shown(name)} is a partitioned table", "name its partitions with --table")
+        picked.discard(name)
+        todo, leaves = list(partitions.get(name, ())), []
+        while todo:
+            part = todo.pop(0)
+            if kinds.get(part) == "partitioned":
+                todo.extend(partitions.get(part, ()))
+            elif kinds.get(part) == "table":
+                leaves.append(part)
+        if not leaves:
+            raise UsageError(f"{shown(name)} is a partitioned table with no partitions in backup {record.id}", "there are no rows to restore")
+        picked.update(leaves)
+    out = []
+    for t in app:
+        if (t.schema, t.name) in picked:
+            if t.kind != "table":
+                raise UsageError(f"{shown((t.schema, t.name))} is a {t.kind}; table restores take tables", "restore the whole backup")
+            out.append((t.schema, t.name, int(t.rows or 0)))
+    return out
+
+
+def _pick(record: manifest_mod.Manifest, app: list[manifest_mod.TableEntry], tables: tuple[str, ...], schemas: tuple[str, ...]) -> set[Name]:
     picked: set[Name] = set()
     for spec in tables:
         found = _find(app, spec)
@@ -169,16 +200,37 @@ def choose(record: manifest_mod.Manifest, tables: tuple[str, ...], schemas: tupl
         if not inside:
             raise NotFound(f"Backup {record.id} has no table in schema {schema!r}", "see `invoke list` and the backup's manifest")
         picked.update(inside)
-    out = []
-    for t in app:
-        if (t.schema, t.name) in picked:
-            if t.kind != "table":
-                raise UsageError(
-                    f"{shown((t.schema, t.name))} is a {'partitioned table' if t.kind == 'partitioned' else t.kind}; "
-                    "table restores take ordinary tables",
-                    "name its partitions with --table instead" if t.kind == "partitioned" else "restore the whole backup",
-                )
-            out.append((t.schema, t.name, int(t.rows or 0)))
+    return picked
+
+
+def _ancestors(partitions: dict[Name, list[Name]], names: list[Name]) -> list[Name]:
+    """The partitioned tables above these partitions, nearest first."""
+    parent_of = {child: parent for parent, children in partitions.items() for child in children}
+    out: list[Name] = []
+    for name in names:
+        up = parent_of.get(name)
+        while up is not None and up not in out:
+            out.append(up)
+            up = parent_of.get(up)
+    return out
+
+
+def _partitions(suite: pgtools.PgSuite, archive: Path) -> dict[Name, list[Name]]:
+    """Each partitioned table's partitions, from the archive's `ALTER TABLE ONLY parent ATTACH
+    PARTITION child` statements (parsed; the TOC's text is not exact for every name)."""
+    attach = [e for e in toc.read(suite, archive) if e.desc == "TABLE ATTACH"]
+    out: dict[Name, list[Name]] = {}
+    if not attach:
+        return out
+    for raw in archivesql.parse(archivesql.render(suite, archive, attach), archive):
+        st = raw.stmt
+        if not isinstance(st, ast.AlterTableStmt) or (parent := archivesql.relname(st.relation)) is None:
+            continue
+        for cmd in st.cmds or ():
+            if cmd.subtype == AlterTableType.AT_AttachPartition and isinstance(cmd.def_, ast.PartitionCmd):
+                child = archivesql.relname(cmd.def_.name)
+                if child is not None:
+                    out.setdefault(parent, []).append(child)
     return out
 
 
@@ -219,19 +271,20 @@ def plan_tables(
         if not into_schema or "\x00" in into_schema or len(into_schema.encode()) > 63:
             raise UsageError("--into-schema needs a schema name of 1 to 63 bytes", "for example --into-schema restored_2026_11_24")
     record = backup.record
-    chosen = choose(record, tables, schemas)
+    app = [t for t in record.tables if t.section == "app"]
+    _pick(record, app, tables, schemas)  # a name the backup lacks: said before any work
     key = signing_key if signing_key is not None else manifest_mod.signing_key(None, create=False)
     authenticity = manifest_mod.check(store.local_path(backup.id, ""), key, backup.manifest_bytes)
     step("verifying checksums")
     pinned = catalog.pin(store, backup)
     try:
-        return _plan(backup, target, chosen, into_schema, pg_bin_dir, record, authenticity, pinned, step)
+        return _plan(backup, target, (tables, schemas), into_schema, pg_bin_dir, record, authenticity, pinned, step)
     except BaseException:
         catalog.unpin(pinned)
         raise
 
 
-def _plan(backup, target, chosen, into_schema, pg_bin_dir, record, authenticity, pinned, step) -> TablePlan:
+def _plan(backup, target, named, into_schema, pg_bin_dir, record, authenticity, pinned, step) -> TablePlan:
     app_file = record.file("app")
     if app_file is None:
         raise RestoreFailed(f"Backup {backup.id} has no app archive", "restore another backup")
@@ -247,6 +300,9 @@ def _plan(backup, target, chosen, into_schema, pg_bin_dir, record, authenticity,
             purpose=f"reading a backup made with pg_dump {record.pg_dump_major}",
         )
         archive = catalog.pinned_path(pinned[app_file.name])
+        tables, schemas = named
+        partitions = _partitions(suite, archive)
+        chosen = choose(record, tables, schemas, partitions)
         names = [(s, t) for s, t, _ in chosen]
         step("reading the chosen tables from the archive")
         facts = _archive_facts(suite, archive, names)
@@ -274,12 +330,15 @@ def _plan(backup, target, chosen, into_schema, pg_bin_dir, record, authenticity,
                     f"The target has no table {', '.join(shown(n) for n in absent)} to restore rows into; nothing was changed",
                     "restore it beside the live data with --into-schema NAME, or restore the whole backup",
                 )
-            fks = _foreign_keys(conn, names)
+            # a key on (or to) a partitioned table that holds a restored partition is set aside too:
+            # TRUNCATE refuses a partition whose partitioned table a key references
+            scope = names + _ancestors(partitions, names)
+            fks = _foreign_keys(conn, scope)
             kw["foreign_keys"] = tuple(ForeignKey(name, child, d, comment) for name, child, _, d, comment in fks)
             kw["links"] = tuple(
-                Link(name, child, parent, d, parent if child in names else child)
+                Link(name, child, parent, d, parent if child in scope else child)
                 for name, child, parent, d, _ in fks
-                if not (child in names and parent in names)
+                if not (child in scope and parent in scope)
             )
             kw["sequences"] = tuple((q, v, c) for q, v, c in facts.setvals if q in facts.owned)
             kw["live_rows"] = tuple(_count(conn, n) for n in names)
@@ -494,52 +553,21 @@ def _execute(plan: TablePlan, commit: bool, step: Step, lock_timeout_ms: int) ->
     archive = catalog.pinned_path(plan.pinned[plan.backup.record.file("app").name])  # type: ignore[union-attr]
     names = plan.names()
     unchanged = f"rolled back, {plan.target.dbname} is unchanged"
+    # found by this name, the sessions that block the restore's are named while it waits
+    appname = "fortress-tables-" + sqltext.restrict_key()[:16]
+    watch: BlockerWatch | None = None
     try:
-        with plan.target.connect() as conn:
-            conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (f"{lock_timeout_ms}ms",))
-            conn.execute("SET LOCAL client_min_messages = warning")
-            if plan.into_schema:
-                step(f"creating schema {plan.into_schema} and {len(names)} tables")
-                for text in plan.before:
-                    conn.execute(text)
-            else:
-                step(f"setting aside {len(plan.foreign_keys)} foreign keys; emptying {len(names)} tables")
-                for fk in plan.foreign_keys:
-                    conn.execute(f"ALTER TABLE {sqltext.qualified(*fk.child)} DROP CONSTRAINT {sqltext.ident(fk.name)}")
-                conn.execute(quiet.start_sql(names, replica=plan.replica_mode, temp_table=plan.temp_ok))
-                conn.execute("TRUNCATE " + ", ".join(f"ONLY {sqltext.qualified(*n)}" for n in names))
-            total = 0
-            for name, entry in plan.data:
-                step(f"loading {shown(name)}" + (f" into {shown(plan.placed(name))}" if plan.into_schema else ""))
-                total += _load(conn, plan, archive, entry, plan.placed(name))
-            for seq, value, called in plan.sequences:
-                conn.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)", (sqltext.qualified(*seq), value, called))
-            if plan.into_schema:
-                step("adding keys and indexes")
-                for text in plan.after:
-                    conn.execute(text)
-            else:
-                conn.execute(quiet.end_sql(names, replica=plan.replica_mode, temp_table=plan.temp_ok))
-                step("adding the foreign keys again (each one checked)")
-                for fk in plan.foreign_keys:
-                    _readd(conn, plan, fk, names)
-            step("checking row counts against the manifest")
-            check = statements.check_sql([(*plan.placed((s, t)), n) for s, t, n in plan.tables])
-            if check:
-                conn.execute(check)
-            changed = [n for n, st in catalog.stamps(plan.pinned).items() if st != plan.pinned_stamps.get(n)]
-            if changed:
-                raise RestoreFailed(
-                    f"{', '.join(changed)} of backup {plan.backup.id} changed while it was being restored; {unchanged}",
-                    "find out who writes to the backup folder, then restore again",
-                )
-            if commit:
-                conn.commit()
-            else:
-                conn.rollback()
+        with plan.target.connect(autocommit=True) as monitor, plan.target.connect() as conn:
+            conn.execute("SELECT pg_catalog.set_config('application_name', %s, false)", (appname,))
+            conn.commit()
+            watch = BlockerWatch(monitor, appname, step)
+            with watch:
+                total = _run(conn, plan, archive, names, step, lock_timeout_ms, unchanged, commit)
     except KeyboardInterrupt:
         raise Interrupted(f"Restore interrupted; {unchanged}") from None
     except psycopg.errors.LockNotAvailable:
+        if watch is not None and watch.seen:
+            raise _lock_timeout(plan.target.dbname, lock_timeout_ms, watch.seen) from None
         with plan.target.connect(autocommit=True) as c2:
             holders = ", ".join(dbinfo.lock_holders(c2)) or "a session that has ended since"
         raise RestoreFailed(
@@ -553,6 +581,53 @@ def _execute(plan: TablePlan, commit: bool, step: Step, lock_timeout_ms: int) ->
             hint = "the backup's archive and its manifest disagree: restore another backup (see `invoke list`)"
         raise RestoreFailed(f"Restore failed, {unchanged}: {msg}", hint) from None
     return TableResult(plan.backup.id, plan.target.display(), [plan.placed(n) for n in names], total)
+
+
+def _run(
+    conn: psycopg.Connection, plan: TablePlan, archive: Path, names: list[Name], step: Step, lock_timeout_ms: int, unchanged: str, commit: bool
+) -> int:
+    conn.execute("SELECT pg_catalog.set_config('lock_timeout', %s, true)", (f"{lock_timeout_ms}ms",))
+    conn.execute("SET LOCAL client_min_messages = warning")
+    if plan.into_schema:
+        step(f"creating schema {plan.into_schema} and {len(names)} tables")
+        for text in plan.before:
+            conn.execute(text)
+    else:
+        step(f"setting aside {len(plan.foreign_keys)} foreign keys; emptying {len(names)} tables")
+        for fk in plan.foreign_keys:
+            conn.execute(f"ALTER TABLE {sqltext.qualified(*fk.child)} DROP CONSTRAINT {sqltext.ident(fk.name)}")
+        conn.execute(quiet.start_sql(names, replica=plan.replica_mode, temp_table=plan.temp_ok))
+        conn.execute("TRUNCATE " + ", ".join(f"ONLY {sqltext.qualified(*n)}" for n in names))
+    total = 0
+    for name, entry in plan.data:
+        step(f"loading {shown(name)}" + (f" into {shown(plan.placed(name))}" if plan.into_schema else ""))
+        total += _load(conn, plan, archive, entry, plan.placed(name))
+    for seq, value, called in plan.sequences:
+        conn.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)", (sqltext.qualified(*seq), value, called))
+    if plan.into_schema:
+        step("adding keys and indexes")
+        for text in plan.after:
+            conn.execute(text)
+    else:
+        conn.execute(quiet.end_sql(names, replica=plan.replica_mode, temp_table=plan.temp_ok))
+        step("adding the foreign keys again (each one checked)")
+        for fk in plan.foreign_keys:
+            _readd(conn, plan, fk, names)
+    step("checking row counts against the manifest")
+    check = statements.check_sql([(*plan.placed((s, t)), n) for s, t, n in plan.tables])
+    if check:
+        conn.execute(check)
+    changed = [n for n, st in catalog.stamps(plan.pinned).items() if st != plan.pinned_stamps.get(n)]
+    if changed:
+        raise RestoreFailed(
+            f"{', '.join(changed)} of backup {plan.backup.id} changed while it was being restored; {unchanged}",
+            "find out who writes to the backup folder, then restore again",
+        )
+    if commit:
+        conn.commit()
+    else:
+        conn.rollback()
+    return total
 
 
 def _readd(conn: psycopg.Connection, plan: TablePlan, fk: ForeignKey, names: list[Name]) -> None:
