@@ -25,9 +25,9 @@ def _source(b: catalog.Backup) -> str:
 
 
 def _verified(store, b: catalog.Backup, key) -> str:
-    """The latest `invoke verify` result recorded next to the manifest."""
-    if b.legacy or not isinstance(store, LocalStore):
-        return ""  # results of a remote backup are kept where it was verified
+    """The latest `invoke verify` result recorded next to the manifest (in the object store too)."""
+    if b.legacy:
+        return ""
     r = verify_mod.latest_result(store, b.id, key)
     if r is None:
         return "never"
@@ -92,7 +92,10 @@ def list_(c, backup_dir=None, verify=False, remote=False, json=False):
             _ui.warn(p)
         broken = [(p,) for p in problems]
     for upload in getattr(store, "incomplete", list)():
-        _ui.warn(f"{store.describe()}/{upload}/ has files but no manifest: an upload running now, or one cut off (never listed or restored)")
+        _ui.warn(
+            f"{store.describe()}/{upload}/ has files but no manifest: an upload running now, or one cut off (never listed or restored; "
+            "`invoke prune --remote --apply` removes it once older than BACKUP_UPLOAD_GRACE)"
+        )
     for leftover in store.stale_staging():
         _ui.warn(
             f"{leftover} is being written by a backup or restore running now, "

@@ -11,7 +11,7 @@ from .engine.errors import ConfigError, IntegrityError, UsageError
 from .engine.manifest import signing_key
 from .engine.predeploy import DEFAULT_BUDGET, run_predeploy
 from .engine.settings import parse_duration
-from .engine.storage import LocalStore
+from .engine.stores import write_store
 from .engine.verify import LEVELS
 
 
@@ -21,7 +21,7 @@ from .engine.verify import LEVELS
         "budget": "Time budget, e.g. 10min (default: PREDEPLOY_BUDGET or 15min); a drill that would not fit is skipped, "
         "saying so, and the backup verified at archive level.",
         "url": "Database to back up (default: DATABASE_URL or SUPABASE_DB_URL).",
-        "backup_dir": "Folder for backups (default: BACKUP_DIR or .backups).",
+        "backup_dir": "Folder for backups (default: BACKUP_DIR or .backups; with BACKUP_STORE set, the object store instead).",
     }
 )
 @_notify.on_failure("predeploy")
@@ -39,7 +39,7 @@ def predeploy(c, level="drill", budget=None, url=None, backup_dir=None):
     if not settings.database_url:
         raise ConfigError("No database configured", "set DATABASE_URL in the environment (in CI: from a secret), or pass --url")
     target = Target.from_url(settings.database_url, settings.password, settings.pg_env)
-    store = LocalStore(settings.backup_dir)
+    store = write_store(settings)  # the object store when BACKUP_STORE is one
     key = signing_key(settings.signing_key, create=True)
     with _ui.Activity("pre-deploy backup") as activity:
         result = run_predeploy(

@@ -363,7 +363,7 @@ def test_settings_description_never_shows_the_password():
     url = f"postgresql://app:{quote(PASSWORD, safe='')}@db.example.com:5432/app"
     s = load_settings({}, {"DATABASE_URL": url, "PGPASSWORD": "other-" + PASSWORD}, {})
     shown = repr(s.describe())
-    assert "app:****@db.example.com:5432/app" in shown
+    assert "postgresql://app@db.example.com:5432/app" in shown
     for secret in (PASSWORD, quote(PASSWORD, safe=""), "s3cr3t"):
         assert secret not in shown
 
@@ -661,7 +661,7 @@ def test_target_database_url_setting_and_pg_variables_flag_environment_dotenv():
     assert load_settings({"target": "postgresql://x@h/d"}, {"TARGET_DATABASE_URL": url}, {}).sources["target_url"] == "flag --target"
     assert load_settings({}, {}, {"TARGET_DATABASE_URL": url}).sources["target_url"] == ".env TARGET_DATABASE_URL"
     shown = repr(s.describe())
-    assert "app:****@db.example.com/app" in shown and PASSWORD not in shown and quote(PASSWORD, safe="") not in shown
+    assert "postgresql://app@db.example.com/app" in shown and PASSWORD not in shown and quote(PASSWORD, safe="") not in shown
 
 
 # --- read-only media ----------------------------------------------------------------------------------------

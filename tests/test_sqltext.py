@@ -27,7 +27,7 @@ NASTY = [
     "$do$",
     "new\nline",
     "cr\rreturn",
-    "\\! touch /tmp/x",
+    "\\! touch /tmp/fortress-sqltext-pwned",
     "-- comment",
     "/* c */",
     "ünïcødé ✓",
@@ -110,7 +110,7 @@ def test_any_name_round_trips_through_backup_and_restore(pg17, tmp_path_factory,
                 f"SELECT {q.ident(column)}, obj_description({q.literal(q.qualified(schema, table))}::regclass) FROM {q.qualified(schema, table)}"
             ).fetchall()
         assert got == [(value, value or None)]  # an empty comment is no comment
-        assert not os.path.exists("/tmp/x")
+        assert not os.path.exists("/tmp/fortress-sqltext-pwned")
     finally:
         pg17.drop_database(f"hs_{tag}")
         pg17.drop_database(f"ht_{tag}")

@@ -86,7 +86,10 @@ def _fill(text: str, context: dict[str, str]) -> str:
 def _run_steps(workflow: dict, repo: Path, context: dict[str, str], extra_env: dict[str, str]) -> list[subprocess.CompletedProcess]:
     results = []
     for job in workflow["jobs"].values():
-        base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "UV_CACHE_DIR", "XDG_CONFIG_HOME")}
+        # what a runner's own environment gives every step: paths, and the machine's TLS trust
+        # (uv fetches the build backend from the package index)
+        kept = ("PATH", "HOME", "LANG", "TMPDIR", "UV_CACHE_DIR", "XDG_CONFIG_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR")
+        base = {k: v for k, v in os.environ.items() if k in kept or k.startswith(("UV_INDEX", "UV_DEFAULT_INDEX", "PIP_"))}
         base |= {"CI": "true", "GITHUB_ACTIONS": "true", **extra_env}
         job_env = {k: _fill(v, context) for k, v in job.get("env", {}).items()}
         for step in job["steps"]:

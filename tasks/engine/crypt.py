@@ -180,6 +180,13 @@ class Served:
             if self.stopping:
                 os.close(out)
                 return
+            # The next open of the path gets a new pipe, put in place as soon as this reader has
+            # its own: a reader that opens the file again (pg_restore opens an archive twice)
+            # waits for that pipe's fresh stream instead of attaching to this one, whose buffer
+            # may still hold bytes from the middle of the file after this reader stopped.
+            fresh = path.with_name(f".{path.name}.next")
+            os.mkfifo(fresh, 0o600)
+            os.rename(fresh, path)
             sink = open(out, "wb", buffering=1 << 20)
             try:
                 _pyrage().decrypt_io(_Pread(fd), sink, list(self.identity.keys))
@@ -189,11 +196,6 @@ class Served:
                 # or the file does not decrypt: the reader sees a short file and fails
                 pass
             finally:
-                # The next reader gets a new pipe at the same path (renamed into place before this
-                # one ends), so it can never be mixed up with the end of this reader's stream.
-                fresh = path.with_name(f".{path.name}.next")
-                os.mkfifo(fresh, 0o600)
-                os.rename(fresh, path)
                 try:
                     sink.close()
                 except OSError:

@@ -10,6 +10,12 @@ Time budget (`--budget`, PREDEPLOY_BUDGET, default 15min): after the backup, the
 estimated (the last drill of a backup of the same database, else three times this backup's time
 plus 10 s). When it would not fit in what is left of the budget, the backup is verified at
 `archive` level instead, and the result says that the drill was skipped and why.
+
+With an object store (BACKUP_STORE) the backup goes there (nothing kept locally) and the
+verification reads it back from the store, so what is proven is what the store holds. With
+encryption (BACKUP_AGE_RECIPIENTS), reading it back needs BACKUP_AGE_IDENTITY for one of the
+recipients; without it only `--level quick` (the stored bytes' checksums) can run, and predeploy
+refuses before backing up rather than make a backup it cannot verify.
 """
 
 from __future__ import annotations
@@ -22,13 +28,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import catalog, verify
+from . import catalog, crypt, verify
 from . import manifest as manifest_mod
 from .conn import Target
 from .dump import create_backup
-from .errors import Busy
+from .errors import Busy, ConfigError
 from .settings import DEFAULT_BACKUP_DIR
-from .storage import LocalStore
+from .storage import LocalStore, Store
 
 Step = Callable[[str], None]
 DEFAULT_BUDGET = "15min"
@@ -78,14 +84,44 @@ def ci_context(cwd: Path, environ: Mapping[str, str]) -> dict:
     return ctx
 
 
-def restore_command(backup_id: str, backup_dir: Path) -> str:
+def restore_command(backup_id: str, store: LocalStore | Path | Store) -> str:
+    """The command that restores this backup: `--backup-dir` for a folder other than the default;
+    for a backup in object storage, the store it is in (restore looks there when a backup is not
+    local). A store URL carries no credentials (settings refuse one that does)."""
     argv = ["invoke", "restore", "--id", backup_id]
-    if str(backup_dir) != DEFAULT_BACKUP_DIR:
-        argv += ["--backup-dir", str(backup_dir)]
-    return shlex.join(argv)
+    if isinstance(store, Path | LocalStore):
+        backup_dir = store if isinstance(store, Path) else store.root
+        if str(backup_dir) != DEFAULT_BACKUP_DIR:
+            argv += ["--backup-dir", str(backup_dir)]
+        return shlex.join(argv)
+    return f"BACKUP_STORE={shlex.quote(store.describe())} " + shlex.join(argv)
 
 
-def _drill_estimate(store: LocalStore, backup: catalog.Backup, backup_seconds: float) -> float:
+def check_keys(store: Store, level: str) -> None:
+    """Before the backup: one that will be encrypted is verified above `quick` only by reading it,
+    which needs a key it is encrypted for."""
+    recipients = list(getattr(store, "recipients", None) or [])
+    if not recipients or level == "quick":
+        return
+    identity = getattr(store, "identity", None)
+    names = ", ".join(recipients)
+    if identity is None:
+        raise ConfigError(
+            f"predeploy --level {level} reads back the backup it makes, which is encrypted for {names}, "
+            "and no key to decrypt it is configured (BACKUP_AGE_IDENTITY); nothing was backed up",
+            "set BACKUP_AGE_IDENTITY to the key file of one of those recipients, or pass --level quick (checksums of the encrypted files only)",
+        )
+    try:
+        crypt.require("predeploy", {"scheme": crypt.SCHEME, "recipients": recipients}, identity)
+    except ConfigError:
+        raise ConfigError(
+            f"predeploy --level {level} reads back the backup it makes, which is encrypted for {names}; "
+            f"the key in {identity.source} is none of them; nothing was backed up",
+            "set BACKUP_AGE_IDENTITY to the key file of one of those recipients, or pass --level quick",
+        ) from None
+
+
+def _drill_estimate(store: Store, backup: catalog.Backup, backup_seconds: float) -> float:
     src = catalog.backup_source(backup)
     backups, _ = catalog.all_backups(store)
     for other in reversed(backups):
@@ -99,7 +135,7 @@ def _drill_estimate(store: LocalStore, backup: catalog.Backup, backup_seconds: f
 
 def run_predeploy(
     target: Target,
-    store: LocalStore,
+    store: Store,
     *,
     level: str = "drill",
     budget_s: float = 900.0,
@@ -110,6 +146,7 @@ def run_predeploy(
     cwd: Path | None = None,
     step: Step = lambda m: None,
 ) -> PredeployResult:
+    check_keys(store, level)
     environ = os.environ if environ is None else environ
     cwd = cwd or Path.cwd()
     started = time.monotonic()
@@ -135,11 +172,11 @@ def run_predeploy(
         except Busy:
             if time.monotonic() + 1 > deadline:
                 raise Busy(
-                    f"Another backup, restore or prune held {store.root} for the whole time budget ({budget_s:g} s)",
+                    f"Another backup, restore or prune held {store.describe()} for the whole time budget ({budget_s:g} s)",
                     "let it finish, or raise --budget, then run predeploy again",
                 ) from None
             if not waited:
-                step(f"another run is using {store.root}; waiting for it (up to the time budget)")
+                step(f"another run is using {store.describe()}; waiting for it (up to the time budget)")
                 waited = True
             time.sleep(1.0)
     backup_seconds = time.monotonic() - started
@@ -159,6 +196,6 @@ def run_predeploy(
         context=context,
         verification=verification,
         drill_skipped=skipped,
-        restore_command=restore_command(result.backup_id, store.root),
+        restore_command=restore_command(result.backup_id, store),
         seconds=time.monotonic() - started,
     )

@@ -2,19 +2,23 @@
 
 The plan itself is pure (retention.plan_prune); this module only reads manifests and deletes.
 Runbook files (hand-made `dump-DATE.sql`) are never touched: they are not this tool's.
+
+In an object store, uploads cut off midway (files without a manifest: never a backup) are
+planned too (`leftovers`): removed once last written longer ago than the grace
+(BACKUP_UPLOAD_GRACE, default 24h), kept while younger (the upload may still be running).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from . import catalog
 from . import manifest as manifest_mod
 from . import verify as verify_mod
 from .retention import Decision, Item
-from .storage import LocalStore
 
 
 def _created(b: catalog.Backup) -> dt.datetime:
@@ -30,10 +34,7 @@ def _created(b: catalog.Backup) -> dt.datetime:
 
 def verified(store: Any, b: catalog.Backup, key: manifest_mod.SigningKey | None) -> bool:
     """Whether the latest `invoke verify` of this backup passed, by a result signed with this
-    machine's key (verification.json beside the manifest; results of a remote backup stay where
-    it was verified)."""
-    if not isinstance(store, LocalStore):
-        return False
+    machine's key (verification.json beside the manifest, also in the object store)."""
     r = verify_mod.latest_result(store, b.id, key)
     return bool(r and r.get("ok") is True and r.get("authentic"))
 
@@ -79,4 +80,58 @@ def apply(store: Any, plan: list[Decision], step: Callable[[str], None] = lambda
         step(f"removing {d.id}")
         store.delete(d.id)
         removed.append(d.id)
+    return removed
+
+
+@dataclass(frozen=True)
+class Leftover:
+    """Files of an upload that never got its manifest, and what prune does with them."""
+
+    id: str
+    last_written: dt.datetime
+    remove: bool
+    reason: str
+
+
+def _ago(delta: dt.timedelta) -> str:
+    s = max(int(delta.total_seconds()), 0)
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= n:
+            return f"{s // n}{unit}"
+    return f"{s}s"
+
+
+def plan_leftovers(uploads: dict[str, dt.datetime], now: dt.datetime, grace: dt.timedelta, grace_text: str) -> list[Leftover]:
+    """Pure: incomplete upload id -> when it was last written, to a decision for each."""
+    out = []
+    for upload_id, last in sorted(uploads.items()):
+        age = now - last
+        written = f"last written {_ago(age)} ago"
+        if age > grace:
+            out.append(Leftover(upload_id, last, True, f"upload cut off: files without a manifest, {written} (grace {grace_text})"))
+        else:
+            out.append(Leftover(upload_id, last, False, f"upload without a manifest, {written}: may still be running (grace {grace_text})"))
+    return out
+
+
+def leftovers(store: Any, now: dt.datetime, grace: dt.timedelta, grace_text: str) -> list[Leftover]:
+    """The incomplete uploads of an object store, planned (a local folder has none: its staging
+    folders are removed under its lock)."""
+    if not hasattr(store, "last_written"):
+        return []
+    return plan_leftovers({i: store.last_written(i) for i in store.incomplete()}, now, grace, grace_text)
+
+
+def remove_leftovers(store: Any, planned: list[Leftover], grace: dt.timedelta, step: Callable[[str], None] = lambda m: None) -> list[str]:
+    """Remove the cut-off uploads the plan removes, each checked again first (it may have
+    completed or been written to since). Returns the ids removed."""
+    removed = []
+    for left in planned:
+        if not left.remove:
+            continue
+        step(f"removing the cut-off upload {left.id}")
+        if store.remove_upload(left.id, dt.datetime.now(dt.UTC), grace):
+            removed.append(left.id)
+        else:
+            step(f"{left.id} was written to or completed since the plan: left as it is")
     return removed

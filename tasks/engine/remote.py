@@ -4,8 +4,8 @@ the local folder (storage.LocalStore), so catalog, dump and restore work on eith
 Layout: `<prefix>/<backup id>/<file>`, the files of the manifest first, then `manifest.hmac`,
 then `manifest.json` last: a backup exists only once its manifest does. An upload cut off
 midway (a killed runner) leaves files without a manifest, which never list, restore or count
-(`list --remote` warns about them; `stale_uploads` names those older than a day, for a clean-up
-that is not wired into prune yet).
+(`list --remote` warns about them; `prune --remote` removes those last written longer ago than
+BACKUP_UPLOAD_GRACE, never a younger one: that upload may still be running).
 
 Reading: a backup's files are fetched into a private cache folder (0700) as a stream, part by
 part, never whole in memory; an encrypted backup stays encrypted there (restore decrypts through
@@ -41,6 +41,7 @@ class RemoteStore:
         self.identity = identity
         self._cache: Path | None = None
         self._listing: dict[str, set[str]] | None = None
+        self._written: dict[str, dt.datetime] = {}  # backup id -> its newest object's time
         self._writing: str | None = None
 
     # --- what catalog and restore read -------------------------------------------------------
@@ -61,11 +62,15 @@ class RemoteStore:
         (foreign files in the prefix) are ignored."""
         if self._listing is None:
             listing: dict[str, set[str]] = {}
+            written: dict[str, dt.datetime] = {}
             for obj in self.blobs.list():
                 parts = obj.key.split("/")
                 if len(parts) == 2 and ID_RE.match(parts[0]) and parts[1]:
                     listing.setdefault(parts[0], set()).add(parts[1])
-            self._listing = listing
+                    if obj.modified is not None:
+                        when = obj.modified if obj.modified.tzinfo else obj.modified.replace(tzinfo=dt.UTC)
+                        written[parts[0]] = max(written.get(parts[0], when), when)
+            self._listing, self._written = listing, written
         return self._listing
 
     def refresh(self) -> None:
@@ -108,6 +113,22 @@ class RemoteStore:
                     f.write(chunk)
             os.rename(part, path)
         return path
+
+    def forget(self, backup_id: str) -> None:
+        """Drop a backup's fetched files from the cache (after a verification: a store's worth of
+        backups is never kept on this disk at once)."""
+        if self._cache is not None and ID_RE.match(backup_id):
+            shutil.rmtree(self._cache / backup_id, ignore_errors=True)
+
+    def put_file(self, backup_id: str, name: str, data: bytes) -> None:
+        """Write (replace) one small file beside a backup's manifest: its verification results.
+        Never the manifest, its signature or a file the manifest lists."""
+        assert ID_RE.match(backup_id) and name not in (MANIFEST, MAC_FILE) and "/" not in name
+        self.blobs.put(f"{backup_id}/{name}", data)
+        if self._listing is not None:
+            self._listing.setdefault(backup_id, set()).add(name)
+        if self._cache is not None:
+            (self._cache / backup_id / name).unlink(missing_ok=True)
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -187,13 +208,31 @@ class RemoteStore:
         self._remove_objects(backup_id)
         self._listing = None
 
-    def stale_uploads(self, now: dt.datetime) -> list[str]:
-        """Incomplete uploads older than a day: cut off, never to be finished."""
-        out = []
-        for backup_id in self.incomplete():
-            m = ID_RE.match(backup_id)
-            assert m is not None
-            started = dt.datetime.strptime(f"{m.group(1)}T{m.group(2)}", "%Y-%m-%dT%H%M%S").replace(tzinfo=dt.UTC)
-            if now - started > STALE_UPLOAD:
-                out.append(backup_id)
-        return out
+    def last_written(self, backup_id: str) -> dt.datetime:
+        """When anything of this backup was last written: its newest object, or the time its id
+        names (when the upload started), whichever is later."""
+        m = ID_RE.match(backup_id)
+        assert m is not None
+        started = dt.datetime.strptime(f"{m.group(1)}T{m.group(2)}", "%Y-%m-%dT%H%M%S").replace(tzinfo=dt.UTC)
+        self._objects()
+        return max(started, self._written.get(backup_id, started))
+
+    def stale_uploads(self, now: dt.datetime, grace: dt.timedelta = STALE_UPLOAD) -> list[str]:
+        """Incomplete uploads last written longer than `grace` ago: cut off, never to be finished."""
+        return [i for i in self.incomplete() if now - self.last_written(i) > grace]
+
+    def remove_upload(self, backup_id: str, now: dt.datetime, grace: dt.timedelta) -> bool:
+        """Remove a cut-off upload's files, after listing it again: not if a manifest appeared (it
+        completed) or anything of it was written within `grace` (it is running). Only its own
+        files (`<id>/<name>`) go. True when removed."""
+        if not ID_RE.match(backup_id):
+            raise IntegrityError(f"{backup_id!r} is not a backup id", "run `invoke list --remote`")
+        self.refresh()
+        if backup_id not in self.incomplete() or now - self.last_written(backup_id) <= grace:
+            return False
+        for obj in self.blobs.list(f"{backup_id}/"):
+            parts = obj.key.split("/")
+            if len(parts) == 2 and parts[0] == backup_id and parts[1] != MANIFEST:
+                self.blobs.delete(obj.key)
+        self.refresh()
+        return True

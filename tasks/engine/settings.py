@@ -19,6 +19,7 @@ from dotenv import dotenv_values
 
 from .conn import ENV_VARS, redact_url
 from .errors import ConfigError
+from .objects import check_store_url
 
 DEFAULT_BACKUP_DIR = ".backups"
 
@@ -37,6 +38,8 @@ DEFAULT_LOCK_TIMEOUT = "30s"
 STORE_VARS = ("BACKUP_STORE",)
 AGE_RECIPIENTS_VARS = ("BACKUP_AGE_RECIPIENTS",)
 AGE_IDENTITY_VARS = ("BACKUP_AGE_IDENTITY",)
+UPLOAD_GRACE_VARS = ("BACKUP_UPLOAD_GRACE",)
+DEFAULT_UPLOAD_GRACE = "24h"
 # retention (`invoke prune`): setting -> (variable, default)
 RETENTION_VARS = {
     "keep_last": ("BACKUP_KEEP_LAST", 3),
@@ -61,6 +64,24 @@ def parse_duration(text: str) -> int:
     return ms
 
 
+_GRACE_RE = re.compile(r"^(\d+)\s*(s|min|h|d)$")
+_UNIT_S = {"s": 1, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_grace(text: str) -> int:
+    """BACKUP_UPLOAD_GRACE (`24h`, `2d`, `90min`, `30s`) in seconds: how old an upload without a
+    manifest must be before `prune --remote` takes it for cut off. Zero or anything else is a
+    ConfigError: a running upload must never be removed."""
+    m = _GRACE_RE.match(text.strip())
+    seconds = int(m.group(1)) * _UNIT_S[m.group(2)] if m else 0
+    if seconds <= 0:
+        raise ConfigError(
+            f"BACKUP_UPLOAD_GRACE {text[:20]!r} is not a positive duration",
+            "use for example 24h, 2d or 90min (longer than your longest backup takes to upload)",
+        )
+    return seconds
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str | None
@@ -80,6 +101,8 @@ class Settings:
     age_recipients: tuple[str, ...] = ()  # public keys (age1...) or recipient files: encrypt every file
     age_identity: str | None = None  # a key file that decrypts (path; the key itself is never shown)
     retention: Mapping[str, int] = field(default_factory=dict)
+    # how old files without a manifest in the object store must be for prune to remove them
+    upload_grace: str = DEFAULT_UPLOAD_GRACE
     # setting name -> where its value came from ("flag --x", "environment VAR", ".env VAR", "default")
     sources: Mapping[str, str] = field(default_factory=dict)
     content_hashes: bool = False  # BACKUP_CONTENT_HASHES: per-table content hashes for drills
@@ -106,6 +129,7 @@ class Settings:
             ("notify_url", "****" if self.notify_url else "(not set)"),
         ]
         rows += [(name, str(self.retention.get(name, default))) for name, (_, default) in RETENTION_VARS.items()]
+        rows.append(("upload_grace", self.upload_grace))
         sources = dict(self.sources)
         if self.database_url and url_has_password(self.database_url):
             sources["password"] = sources.get("database_url", "default")
@@ -126,6 +150,10 @@ class Settings:
     @property
     def lock_timeout_ms(self) -> int:
         return parse_duration(self.lock_timeout)
+
+    @property
+    def upload_grace_s(self) -> int:
+        return parse_grace(self.upload_grace)
 
 
 def url_has_password(url: str) -> bool:
@@ -240,8 +268,13 @@ def load_settings(
                 pg_env[var] = mapping[var]
                 break
     store = _pick("store", flags.get("store"), "store", STORE_VARS, environ, dotenv, sources)
+    if store and store.strip():
+        check_store_url(store)  # one clear error in every command, before anything runs
     recipients = _pick("age_recipients", None, None, AGE_RECIPIENTS_VARS, environ, dotenv, sources)
     identity = _pick("age_identity", None, None, AGE_IDENTITY_VARS, environ, dotenv, sources)
+    grace = _pick("upload_grace", flags.get("upload_grace"), "upload-grace", UPLOAD_GRACE_VARS, environ, dotenv, sources)
+    grace = (grace or DEFAULT_UPLOAD_GRACE).strip()
+    parse_grace(grace)
     retention: dict[str, int] = {}
     for name, (var, default) in RETENTION_VARS.items():
         text = _pick(name, flags.get(name), name.replace("_", "-"), (var,), environ, dotenv, sources)
@@ -262,6 +295,7 @@ def load_settings(
         age_recipients=tuple(r.strip() for r in re.split(r"[,\n]", recipients or "") if r.strip()),
         age_identity=identity.strip() if identity and identity.strip() else None,
         retention=retention,
+        upload_grace=grace,
         sources=sources,
         content_hashes=hashes is not None and hashes.strip().lower() in ("on", "true", "1", "yes"),
         notify_url=notify_url.strip() if notify_url and notify_url.strip() else None,

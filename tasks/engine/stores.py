@@ -27,6 +27,11 @@ def local_store(settings: Settings) -> LocalStore:
 
 def remote_store(settings: Settings, *, keep_local: bool = False) -> RemoteStore:
     if not is_remote(settings.store):
+        if settings.store:
+            raise ConfigError(
+                f"BACKUP_STORE is the local folder {settings.store}, not an object store, so there is nothing --remote can reach",
+                "leave out --remote (that folder is used), or set BACKUP_STORE to s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX",
+            )
         raise ConfigError(
             "No object store configured (BACKUP_STORE)", "set BACKUP_STORE to s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX"
         )

@@ -14,8 +14,18 @@ drill    the backup restored into a throwaway local PostgreSQL (sandbox.py; the 
 
 The outcome (when, level, seconds, ok, per-table mismatches, notes) is appended to
 `verification.json` next to the manifest (never the signed manifest itself), HMAC'd under the
-signing key, and shown by `invoke list`. Verification failures are results, not exceptions:
-verify_backup() returns them; errors that stop a check from running (no server binaries) raise.
+signing key, and shown by `invoke list`. For a backup in object storage that file is uploaded
+beside its manifest (`<id>/verification.json`), so `list --remote` and `prune --remote` see it.
+Verification failures are results, not exceptions: verify_backup() returns them; errors that
+stop a check from running (no server binaries, no key for an encrypted backup) raise.
+
+Every level reads the backup's files as a restore does: opened once and checked (catalog.pin),
+then read through those open files; a backup in object storage is fetched into a private cache
+first (streamed to disk, never whole in memory) and dropped from it when its verification ends;
+an encrypted backup's files are read through pipes that decrypt them (crypt.serve), so no
+plaintext file is written (a drill's throwaway server holds the restored rows until it is
+removed, at the end of the drill). `quick` of an encrypted backup needs no key: without one it
+checks the stored (encrypted) bytes and says that their contents were not decrypted.
 """
 
 from __future__ import annotations
@@ -34,11 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import catalog, contenthash, dbinfo, drillplatform, pgtools, toc, zstream
+from . import catalog, contenthash, crypt, dbinfo, drillplatform, pgtools, toc, zstream
 from . import manifest as manifest_mod
 from .catalog import Backup
 from .errors import BackupError, IntegrityError, RestoreFailed, UsageError
-from .storage import LocalStore
+from .storage import LocalStore, Store
 
 LEVELS = ("quick", "archive", "drill")
 RESULTS = "verification.json"
@@ -83,14 +93,19 @@ def _mac(key: manifest_mod.SigningKey, entry: dict[str, Any]) -> str:
     return hmac.new(key.secret, b"fortress-verification:" + body, hashlib.sha256).hexdigest()
 
 
-def read_results(store: LocalStore, backup_id: str, key: manifest_mod.SigningKey | None = None) -> list[dict[str, Any]]:
+MAX_RESULTS_BYTES = 1 << 20  # a results file is small; a bigger one is not read
+
+
+def read_results(store: Store, backup_id: str, key: manifest_mod.SigningKey | None = None) -> list[dict[str, Any]]:
     """The recorded results, oldest first; each gets "authentic": whether its MAC verifies under
     `key` (a results file is not signed with the manifest: anyone who can write the folder could
     write one). Unreadable files read as no results."""
-    path = store.local_path(backup_id, RESULTS)
     try:
+        path = store.local_path(backup_id, RESULTS)  # a backup in object storage: fetched
+        if path.stat().st_size > MAX_RESULTS_BYTES:
+            return []
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, BackupError):
         return []
     out = []
     for entry in data.get("results", []) if isinstance(data, dict) else []:
@@ -103,25 +118,39 @@ def read_results(store: LocalStore, backup_id: str, key: manifest_mod.SigningKey
     return out
 
 
-def latest_result(store: LocalStore, backup_id: str, key: manifest_mod.SigningKey | None = None) -> dict[str, Any] | None:
+def latest_result(store: Store, backup_id: str, key: manifest_mod.SigningKey | None = None) -> dict[str, Any] | None:
     results = read_results(store, backup_id, key)
     return results[-1] if results else None
 
 
-def write_result(store: LocalStore, result: VerifyResult, key: manifest_mod.SigningKey | None) -> bool:
+def _results_body(store: Store, result: VerifyResult, key: manifest_mod.SigningKey | None) -> str:
+    previous = [{k: v for k, v in r.items() if k != "authentic"} for r in read_results(store, result.backup_id, key)]
+    entry = result.to_dict()
+    if key is not None:
+        entry["mac"] = _mac(key, entry)
+    return json.dumps({"results": (previous + [entry])[-KEEP_RESULTS:]}, indent=2) + "\n"
+
+
+def write_result(store: Store, result: VerifyResult, key: manifest_mod.SigningKey | None) -> bool:
     """Append to the backup's verification.json (temporary name, fsync, rename; 0600). False when
-    the folder cannot be written (read-only media): the result is then only reported."""
+    the folder cannot be written (read-only media): the result is then only reported. A backup in
+    object storage gets the file uploaded beside its manifest (an object is replaced whole); False
+    when the store refuses the write (read-only credentials)."""
+    if not isinstance(store, LocalStore):
+        from .errors import StorageError
+
+        try:
+            store.put_file(result.backup_id, RESULTS, _results_body(store, result, key).encode())  # type: ignore[attr-defined]
+        except StorageError:
+            return False
+        return True
     folder = store.local_path(result.backup_id, "")
     if not os.access(folder, os.W_OK):
         return False
     from filelock import FileLock
 
     with FileLock(str(folder.parent / ".verification.lock"), mode=0o600, timeout=60):
-        previous = [{k: v for k, v in r.items() if k != "authentic"} for r in read_results(store, result.backup_id, key)]
-        entry = result.to_dict()
-        if key is not None:
-            entry["mac"] = _mac(key, entry)
-        body = json.dumps({"results": (previous + [entry])[-KEEP_RESULTS:]}, indent=2) + "\n"
+        body = _results_body(store, result, key)
         fd, tmp = tempfile.mkstemp(prefix=".verification-", dir=folder)
         try:
             with os.fdopen(fd, "w") as f:
@@ -140,11 +169,23 @@ def write_result(store: LocalStore, result: VerifyResult, key: manifest_mod.Sign
 
 
 def _quick(
-    store: LocalStore, backup: Backup, key: manifest_mod.SigningKey | None, result: VerifyResult, allow_unsigned: bool = False
+    store: Store,
+    backup: Backup,
+    key: manifest_mod.SigningKey | None,
+    result: VerifyResult,
+    allow_unsigned: bool = False,
+    pinned: dict[str, int] | None = None,
 ) -> manifest_mod.Authenticity:
+    """`pinned`: filled with the backup's files, opened and checked (catalog.pin: an encrypted
+    file's first bytes also decrypted), for the levels above to read; None checks an encrypted
+    backup without its key: the stored bytes' checksums only."""
     if not backup.record.files:
         raise IntegrityError(f"Backup {backup.id}: its manifest lists no files, so there is nothing to restore", "do not rely on this backup")
-    catalog.verify_checksums(store, backup)  # raises IntegrityError naming the file
+    if pinned is None:
+        catalog.verify_checksums(store, backup)  # raises IntegrityError naming the file
+        result.notes.append("age-encrypted and no key configured (BACKUP_AGE_IDENTITY): the stored bytes' checksums were checked, not their contents")
+    else:
+        pinned.update(catalog.pin(store, backup))  # raises IntegrityError naming the file
     auth = manifest_mod.check(store.local_path(backup.id, ""), key, backup.manifest_bytes)  # raises on a forged signature
     if not auth.ok:
         if not allow_unsigned:
@@ -178,7 +219,7 @@ def _count_copy_rows(stream, result: VerifyResult, backup_id: str, name: str) ->
     return counts
 
 
-def _archive(store: LocalStore, backup: Backup, pg_bin_dir: str | None, result: VerifyResult, step: Step) -> None:
+def _archive(pinned: dict[str, int], backup: Backup, pg_bin_dir: str | None, result: VerifyResult, step: Step) -> None:
     record = backup.record
     suite = pgtools.pick(
         pgtools.discover(pg_bin_dir),
@@ -192,7 +233,7 @@ def _archive(store: LocalStore, backup: Backup, pg_bin_dir: str | None, result: 
     for f in record.files:
         if f.format not in ("custom", zstream.FORMAT):
             continue
-        path = store.local_path(backup.id, f.name)
+        path = catalog.pinned_path(pinned[f.name])  # the checked bytes (decrypted, when encrypted)
         step(f"reading {f.name} to the end (table of contents and every data block)")
         try:
             entries = toc.read(suite, path)
@@ -249,7 +290,15 @@ def _archive(store: LocalStore, backup: Backup, pg_bin_dir: str | None, result: 
     result.strength = "archives read to the end, row counts match"
 
 
-def _drill(store: LocalStore, backup: Backup, key: manifest_mod.SigningKey | None, pg_bin_dir: str | None, result: VerifyResult, step: Step) -> None:
+def _drill(
+    store: Store,
+    pinned: dict[str, int],
+    backup: Backup,
+    key: manifest_mod.SigningKey | None,
+    pg_bin_dir: str | None,
+    result: VerifyResult,
+    step: Step,
+) -> None:
     from .restore import execute_restore, plan_restore
     from .sandbox import Cluster, server_suite
 
@@ -278,7 +327,7 @@ def _drill(store: LocalStore, backup: Backup, key: manifest_mod.SigningKey | Non
                 conn.execute("DROP DATABASE IF EXISTS postgres")
         ddl = record.file(drillplatform.ROLE)
         notes = drillplatform.build(
-            admin, dbname, backup.manifest, backup.id, store.local_path(backup.id, ddl.name) if ddl else None, suite, Path(tmp), step
+            admin, dbname, backup.manifest, backup.id, catalog.pinned_path(pinned[ddl.name]) if ddl else None, suite, Path(tmp), step
         )
         result.notes.extend(notes)
         target = cluster.target(dbname)
@@ -324,8 +373,21 @@ def _drill(store: LocalStore, backup: Backup, key: manifest_mod.SigningKey | Non
         )
 
 
+def check_key(store: Store, backup: Backup, level: str) -> bool:
+    """Whether the verification reads the backup's contents (False: an encrypted backup checked
+    at `quick` level without a key, by its stored bytes). Raises, before anything is read or
+    recorded, when an encrypted backup needs a key that is missing or is not one it was
+    encrypted for: a ConfigError (exit 2) naming the recipients it needs."""
+    encryption = backup.manifest.get("encryption") if not backup.legacy and backup.record.format >= manifest_mod.FORMAT_ENCRYPTED else None
+    identity = getattr(store, "identity", None)
+    if not encryption or (level == "quick" and identity is None):
+        return not encryption
+    crypt.require(backup.id, encryption, identity)
+    return True
+
+
 def verify_backup(
-    store: LocalStore,
+    store: Store,
     backup: Backup,
     level: str = "drill",
     *,
@@ -335,23 +397,44 @@ def verify_backup(
     step: Step = lambda m: None,
     record_result: bool = True,
 ) -> VerifyResult:
-    """Verify one backup up to `level`; the result is recorded next to its manifest. A backup
-    that fails is a result with ok=False (the caller exits non-zero); raises only when the
-    verification could not run (bad level, missing tools, a drill of an unsigned backup)."""
+    """Verify one backup up to `level`; the result is recorded next to its manifest (in the
+    object store for a backup there). A backup that fails is a result with ok=False (the caller
+    exits non-zero); raises only when the verification could not run (bad level, missing tools,
+    a drill of an unsigned backup, no key or the wrong key for an encrypted one)."""
+    try:
+        return _verify(store, backup, level, signing_key, pg_bin_dir, allow_unsigned, step, record_result)
+    finally:
+        forget = getattr(store, "forget", None)
+        if forget is not None:
+            forget(backup.id)  # a remote backup's fetched files leave the cache now, not at exit
+
+
+def _verify(
+    store: Store,
+    backup: Backup,
+    level: str,
+    signing_key: manifest_mod.SigningKey | None,
+    pg_bin_dir: str | None,
+    allow_unsigned: bool,
+    step: Step,
+    record_result: bool,
+) -> VerifyResult:
     if level not in LEVELS:
         raise UsageError(f"Unknown verification level {level!r}", "use --level quick, archive or drill")
     if backup.legacy:
         raise UsageError(f"{backup.id} is a runbook file without a manifest: nothing to verify it against", "take a backup with `invoke backup`")
     if signing_key is None:
         signing_key = manifest_mod.signing_key(None, create=False)
+    decrypt = check_key(store, backup, level)
     result = VerifyResult(backup.id, level, False, _now())
     started = time.monotonic()
+    pinned: dict[str, int] = {}
     try:
         step(f"checking {len(backup.record.files)} files' checksums and the manifest's signature")
-        auth = _quick(store, backup, signing_key, result, allow_unsigned)
+        auth = _quick(store, backup, signing_key, result, allow_unsigned, pinned if decrypt else None)
         result.strength = "checksums match"
         if level in ("archive", "drill"):
-            _archive(store, backup, pg_bin_dir, result, step)
+            _archive(pinned, backup, pg_bin_dir, result, step)
         if level == "drill" and not result.mismatches:
             if not auth.ok and not allow_unsigned:
                 # a drill restores as the throwaway server's superuser: the backup's own functions
@@ -360,7 +443,7 @@ def verify_backup(
                     f"Backup {backup.id} is {auth.text}; a drill runs its code on this machine",
                     "drill it only if you trust where it came from: pass --allow-unsigned (or set the signing key it was made with)",
                 )
-            _drill(store, backup, signing_key, pg_bin_dir, result, step)
+            _drill(store, pinned, backup, signing_key, pg_bin_dir, result, step)
         result.ok = not result.mismatches
     except BackupError as exc:
         result.error = exc.message
@@ -371,7 +454,9 @@ def verify_backup(
                 write_result(store, result, signing_key)
             raise
     finally:
+        catalog.unpin(pinned)
         result.seconds = round(time.monotonic() - started, 2)
     if record_result and not write_result(store, result, signing_key):
-        result.notes.append(f"{store.local_path(backup.id, '')} is read-only: this result was not recorded")
+        where = "the object store refused to write it" if not isinstance(store, LocalStore) else f"{store.local_path(backup.id, '')} is read-only"
+        result.notes.append(f"{where}: this result was not recorded")
     return result
