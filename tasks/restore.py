@@ -34,8 +34,33 @@ def _target(settings):
     # ~/.pgpass); SUPABASE_DB_PASSWORD belongs to DATABASE_URL and is only reused for it. libpq's
     # PG* variables fill in what the URL lacks, once, for every connection and tool of the run.
     tgt = Target.from_url(url, settings.password if not settings.target_url else None, settings.pg_env)
+    if tgt.password is None and settings.sources.get("target_url", "").startswith("flag"):
+        tgt = _password_for(tgt, settings)
     if tgt.resolved_from:
         _ui.step(f"target {tgt.display()}: {tgt.resolution()} (the URL does not say)")
+    return tgt
+
+
+def _password_for(tgt: Target, settings) -> Target:
+    """`--target URL` without a password (as the printed undo command has it, since argv is
+    visible to every user): the password of TARGET_DATABASE_URL or DATABASE_URL (environment,
+    then `.env`) when that URL names the same server, database and user."""
+    import dataclasses
+
+    from .engine.settings import read_dotenv
+
+    dotenv = read_dotenv(settings.project_root) if settings.project_root else {}
+    candidates = [(os.environ.get("TARGET_DATABASE_URL") or dotenv.get("TARGET_DATABASE_URL"), None)]
+    candidates.append((settings.database_url, settings.password))
+    for candidate, fallback in candidates:
+        if not candidate:
+            continue
+        try:
+            other = Target.from_url(candidate, fallback, settings.pg_env)
+        except BackupError:
+            continue
+        if other.password and (other.host, other.port, other.dbname, other.user) == (tgt.host, tgt.port, tgt.dbname, tgt.user):
+            return dataclasses.replace(tgt, password=other.password)
     return tgt
 
 

@@ -140,3 +140,22 @@ def test_a_signed_aftermath_copied_into_another_undo_point_is_ignored(tmp_path):
         (second / name).write_bytes((first / name).read_bytes())
     after, why = undo.read(second, key)
     assert after is None and "not signed" in why
+
+
+def test_the_printed_undo_command_works_where_the_target_came_from_the_environment(dbs, project, invoke_cli):
+    """The target's password is in TARGET_DATABASE_URL; the undo command the restore prints names
+    the target with --target URL and no password (argv is visible to all): run as printed, in the
+    same environment, it takes the password of TARGET_DATABASE_URL, which names the same target."""
+    source, target = seeded(dbs, "src", TARGET_SQL), seeded(dbs, "dst", TARGET_SQL + "INSERT INTO precious.ledger SELECT 1000;")
+    bdir = project / "backups"
+    backup_id = engine_backup(source, bdir)
+    before = state(target)
+    env = {"DATABASE_URL": dbs.url(source), "TARGET_DATABASE_URL": dbs.url(target), "BACKUP_DIR": str(bdir)}
+    res = invoke_cli("restore", "--id", backup_id, "--yes", "--any-source", env=env)
+    assert res.returncode == 0, res.stderr
+    printed = " ".join(res.stdout.split()).split("to put the target back: ")[1].split()
+    assert printed[:2] == ["invoke", "restore"] and "--target" in printed, printed
+    assert dbs.cluster.password not in " ".join(printed)
+    res = invoke_cli(*printed[1:], "--yes", "--no-undo", env=env)
+    assert res.returncode == 0, res.stderr
+    assert state(target) == before
