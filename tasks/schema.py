@@ -104,21 +104,23 @@ def _pinned(store: LocalStore, backup, settings) -> Iterator[tuple[pgtools.PgSui
 
 @task(
     help={
-        "a": "A backup id or UTC date (the newest backup of that day).",
-        "b": "Another backup id or date, or `live` for the database itself (DATABASE_URL or --url).",
+        "old": "A backup id or UTC date (the newest backup of that day): the schema compared from (first positional argument).",
+        "new": "Another backup id or date, or `live` for the database itself (DATABASE_URL or --url): "
+        "the schema compared to (second positional argument).",
         "json": "Print the report as JSON (for tools).",
         "url": "The database `live` means (default: DATABASE_URL).",
         "backup_dir": "Folder holding the backups (default: BACKUP_DIR or .backups).",
     },
+    positional=["old", "new"],
 )
 @_ui.guarded
-def diff(c, a, b, json_=False, url=None, backup_dir=None):
-    """Compare the schema of two backups (or a backup and `live`) object by object."""
+def diff(c, old, new, json_=False, url=None, backup_dir=None):
+    """Compare the schema of two backups (or a backup and `live`) object by object: invoke diff OLD NEW."""
     settings = _ui.settings_from(url=url, backup_dir=backup_dir)
     with (
-        _locked(settings, a, b),
-        _archive(a, settings, _ui.step) as (a_name, a_suite, a_path),
-        _archive(b, settings, _ui.step) as (b_name, b_suite, b_path),
+        _locked(settings, old, new),
+        _archive(old, settings, _ui.step) as (a_name, a_suite, a_path),
+        _archive(new, settings, _ui.step) as (b_name, b_suite, b_path),
     ):
         report = schemadiff.compare(schemadiff.read(a_suite, a_path), schemadiff.read(b_suite, b_path), a_name, b_name)
     if json_:
