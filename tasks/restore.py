@@ -195,7 +195,12 @@ def restore(
             )
             jobs = _jobs_allowed(int(jobs), undo, plan)
             undo_row = ("undo point", "none: the target is a new throwaway server") if dev is not None else _undo_row(undo, plan.target_size)
-            rows = plan.summary_rows() + [undo_row] + _jobs_rows(jobs) + ([("protected", "yes (PROTECTED_TARGETS)")] if protected else [])
+            rows = (
+                plan.summary_rows()
+                + [undo_row]
+                + _jobs_rows(jobs, undo and dev is None)
+                + ([("protected", "yes (PROTECTED_TARGETS)")] if protected else [])
+            )
             _ui.show_plan(rows, "Restore plan")
             for w in plan.warnings:
                 _ui.warn(w)
@@ -335,14 +340,15 @@ def _jobs_allowed(jobs: int, undo: bool, plan) -> int:
     return jobs
 
 
-def _jobs_rows(jobs: int) -> list[tuple[str, str]]:
+def _jobs_rows(jobs: int, undo: bool = True) -> list[tuple[str, str]]:
     if jobs <= 1:
         return []
+    back = "the undo point puts it back" if undo else "it was empty: restore again"
     return [
         (
             "transaction",
             f"NOT one: schema and platform data commit first, then rows, indexes and constraints load with {jobs} parallel jobs; "
-            "a failure after that leaves the target partly restored (the undo point puts it back)",
+            f"a failure after that leaves the target partly restored ({back})",
         )
     ]
 

@@ -25,7 +25,7 @@ from .storage import Store
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = manifest_mod.FORMAT_VERSION
-ID_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{6})Z(?:-(\d+))?$")
+ID_RE = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{6})Z(?:-(\d+))?\Z")  # \Z: no trailing newline
 LEGACY_RE = re.compile(r"^(dump|schema|data)-(\d{4}-\d{2}-\d{2})\.sql$")
 CHUNK = 1 << 20
 

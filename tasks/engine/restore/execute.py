@@ -150,12 +150,23 @@ def _execute(
     appname: str,
     lock_timeout_ms: int,
 ) -> RestoreResult:
+    # psql's exit status alone proves nothing: a COPY left open by the backup swallows the rest of
+    # the input (the checks, COMMIT) as its data, and psql still exits 0 at the end. The last
+    # statement before COMMIT sends a NOTIFY with a token only this process knows, delivered only
+    # if that transaction commits: no token, no success.
+    token = sqltext.restrict_key()
+
+    def sealed(s: Session) -> None:
+        body(s)
+        s.sql(f"NOTIFY {sqltext.ident(channel)}, {sqltext.literal(token)};\n")
+
     with plan.target.connect(autocommit=True) as monitor:
         monitor.execute(f"LISTEN {sqltext.ident(channel)}")
+        monitor.execute("SELECT 1")  # pg_stat_activity shows a session's last query: not the channel's name
         watch = BlockerWatch(monitor, appname, step)
         try:
             with watch:
-                session = run(factory, body, plan.target.dbname)
+                session = run(factory, sealed, plan.target.dbname)
         except (RestoreFailed, Interrupted, IntegrityError) as caught:
             exc = caught
             if isinstance(caught, IntegrityError):
@@ -180,6 +191,24 @@ def _execute(
             if exc is not caught:
                 raise exc from None
             raise
+        payloads = []
+        for n in monitor.notifies(timeout=10.0):
+            payloads.append(n.payload)
+            if n.payload == token:
+                break
+        if token not in payloads:
+            if payloads:  # the transaction's first NOTIFY was delivered: something committed early
+                raise RestoreFailed(
+                    f"Restore of {plan.target.dbname} did not run its checks and COMMIT, and a statement in the backup committed part "
+                    "of it: the target is NOT unchanged",
+                    "restore a trusted backup now (see `invoke list`); this one was changed by someone",
+                    target_unchanged=False,
+                )
+            raise RestoreFailed(
+                f"Restore of {plan.target.dbname} never reached its COMMIT (something in the backup swallowed the rest of the "
+                f"restore, such as a COPY left open); rolled back, {plan.target.dbname} is unchanged",
+                "this backup's archive was changed by someone: restore another backup (see `invoke list`)",
+            )
     return RestoreResult(plan.backup.id, plan.target.display(), len(plan.checks), session.sent, plan.login_roles)
 
 

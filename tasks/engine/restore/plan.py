@@ -40,6 +40,7 @@ class RestorePlan:
     pinned: dict[str, int] = field(default_factory=dict)
     pinned_stamps: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     drop_schemas: tuple[tuple[str, int], ...] = ()  # (schema, tables in it)
+    app_objects: int = 0  # objects of any kind (functions, views, sequences, types ...) in the app's schemas now
     drop_publications: tuple[str, ...] = ()
     drop_additions: tuple[str, ...] = ()  # labels, for the plan shown
     truncate_tables: tuple[tuple[str, str], ...] = ()  # (schema, table)
@@ -80,7 +81,12 @@ class RestorePlan:
         """Nothing of the app's in the target: no tables, publications, large objects or rows
         of platform tables to replace (what a parallel restore without an undo point needs)."""
         return not (
-            any(n for _, n in self.drop_schemas) or self.drop_publications or self.large_objects or self.drop_additions or self.truncate_tables
+            any(n for _, n in self.drop_schemas)
+            or self.app_objects
+            or self.drop_publications
+            or self.large_objects
+            or self.drop_additions
+            or self.truncate_tables
         )
 
     @property
@@ -286,6 +292,7 @@ def _plan(
             # before the drops: an entry for a schema about to be dropped must still resolve
             reset = "\n".join(dbinfo.clear_own_default_privileges_sql(conn, app_present)) + "\n" + reset
             kw.update(
+                app_objects=sum(len(dbinfo.schema_objects(conn, s)) for s in app_present),
                 drop_schemas=tuple((s, sum(1 for t in tabs if t[0] == s)) for s in app_present),
                 drop_publications=pubs,
                 large_objects=los,
