@@ -291,16 +291,36 @@ def _stop_signals_interrupt() -> Iterator[list[int]]:
         return
 
     def handler(signum: int, frame: Any) -> None:
+        if _in_fork_callback(frame):
+            # Raised here, the exception would be printed and dropped ("Exception ignored in
+            # _releaseLock") and the task would go on as if nothing had been pressed: deliver
+            # the signal again a moment later, once subprocess is back in ordinary code.
+            threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         if not received:
             received.append(signum)
             raise Stopped()
 
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, handler) for sig in (*STOP_SIGNALS, signal.SIGINT)}
     try:
         yield received
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _in_fork_callback(frame: Any) -> bool:
+    """Whether `frame` is a callback that subprocess's fork runs from C (logging's at-fork lock
+    handlers, run in this process right after every fork): an exception raised there is printed
+    and ignored, so a Ctrl-C arriving at that moment would be lost."""
+    return (
+        frame is not None
+        and frame.f_code.co_name != "_execute_child"
+        and frame.f_back is not None
+        and frame.f_back.f_code.co_name == "_execute_child"
+    )
 
 
 def guarded(fn: Callable) -> Callable:

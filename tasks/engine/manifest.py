@@ -273,12 +273,26 @@ def signing_key(configured: str | None, *, create: bool) -> SigningKey | None:
     if not create:
         return None
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_hex(32) + "\n")
+    # Written whole under a temporary name, then linked into place (which fails if the file
+    # exists): two first backups at once (two CI jobs) never see a half-written key, and both
+    # end up with the same one.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+            created = True
+        except FileExistsError:
+            created = False  # another process made it first: use theirs
+    finally:
+        tmp.unlink(missing_ok=True)
     made = signing_key(None, create=False)
     assert made is not None
-    return SigningKey(made.secret, made.source, created=True)
+    return SigningKey(made.secret, made.source, created=created)
 
 
 def sign(folder: Path, key: SigningKey) -> None:
