@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -365,14 +366,22 @@ def test_file_names_that_are_not_a_runbook_set_are_refused(tmp_path, dbs15):
             runbook_backup([tmp_path / n for n in names], target=dbs15.new("dst"), store_root=tmp_path / "store")
 
 
-def test_ctrl_c_stops_the_throwaway_server(dbs15, tmp_path):
+def test_ctrl_c_stops_the_throwaway_server(dbs15, tmp_path, monkeypatch):
     (tmp_path / f"dump-{DAY}.sql").write_text("CREATE TABLE t (i int);\n")
-    existing = sandboxes()
+    # this run's throwaway servers go to a folder of their own: other test workers start theirs
+    # in the shared temporary folder meanwhile
+    private = Path(tempfile.mkdtemp(prefix="fortress-test-tmp-"))
+    private.chmod(0o755)  # the server runs as an unprivileged user, who must reach its folder
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    try:
 
-    def step(message: str) -> None:
-        if message.startswith("loading"):
-            raise KeyboardInterrupt
+        def step(message: str) -> None:
+            if message.startswith("loading"):
+                raise KeyboardInterrupt
 
-    with pytest.raises(Interrupted, match="target was not touched"):
-        runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=dbs15.new("dst"), store_root=tmp_path / "store", step=step)
-    assert sandboxes() <= existing
+        with pytest.raises(Interrupted, match="target was not touched"):
+            runbook_backup([tmp_path / f"dump-{DAY}.sql"], target=dbs15.new("dst"), store_root=tmp_path / "store", step=step)
+        assert sandboxes() == set()
+    finally:
+        monkeypatch.undo()
+        shutil.rmtree(private, ignore_errors=True)

@@ -141,23 +141,15 @@ def build(
         return not (e.desc == "SCHEMA" and e.names("public"))
 
     entries = [e for e in toc.read(suite, archive) if keep(e)]
-    acls = [e for e in entries if e.desc in ("ACL", "DEFAULT ACL")]
-    for chosen, strict in (([e for e in entries if e not in acls], True), (acls, False)):
-        if not chosen:
-            continue
-        listfile = toc.write_list(chosen, workdir)
-        argv = [suite.tool("pg_restore"), "--no-password"]
-        argv += ["--single-transaction", "--exit-on-error"] if strict else []
-        argv += [f"--use-list={listfile}", f"--dbname={target.conninfo()}", str(archive)]
-        try:
-            pgtools.run(argv, env=target.tool_env(), stdout=subprocess.DEVNULL)
-        except pgtools.ToolError as exc:
-            if strict:
-                raise BackupError(
-                    f"The backup's recorded platform schemas could not be built in the throwaway server: {exc.stderr_tail}",
-                    "verify with --level archive meanwhile; this is a bug worth reporting",
-                ) from None
-            notes.append("some of the platform's privileges could not be recreated in the throwaway project (as for runbook files)")
+    try:
+        complete = toc.load(suite, archive, entries, target, workdir)
+    except pgtools.ToolError as exc:
+        raise BackupError(
+            f"The backup's recorded platform schemas could not be built in the throwaway server: {exc.stderr_tail}",
+            "verify with --level archive meanwhile; this is a bug worth reporting",
+        ) from None
+    if not complete:
+        notes.append("some of the platform's privileges could not be recreated in the throwaway project (as for runbook files)")
     with target.connect(autocommit=True) as conn:
         for pub in drill.get("publications") or []:
             if not isinstance(pub, dict) or not isinstance(pub.get("name"), str):

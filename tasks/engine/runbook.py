@@ -642,23 +642,14 @@ def _copy_ddl(
     # Privileges go on their own, errors ignored: on a hosted project some name members of
     # extensions this server builds differently (pgjwt's functions), and loading the files
     # needs the schemas and tables, not every grant on the platform's functions.
-    acls = [e for e in entries if e.desc in ("ACL", "DEFAULT ACL")]
     admin = box.admin_target()
-    for chosen, strict in (([e for e in entries if e not in acls], True), (acls, False)):
-        if not chosen:
-            continue
-        listfile = toc.write_list(chosen, workdir)
-        argv = [suite.tool("pg_restore"), "--no-password"]
-        argv += ["--single-transaction", "--exit-on-error"] if strict else []
-        argv += [f"--use-list={listfile}", f"--dbname={admin.conninfo()}", str(archive)]
-        try:
-            pgtools.run(argv, env=admin.tool_env(), stdout=subprocess.DEVNULL)
-        except pgtools.ToolError as exc:
-            if strict:
-                raise BackupError(
-                    f"The target's schemas {', '.join(schemas)} could not be recreated in the throwaway database: {exc.stderr_tail}",
-                    "nothing was changed on the target",
-                ) from None
+    try:
+        toc.load(suite, archive, entries, admin, workdir)
+    except pgtools.ToolError as exc:
+        raise BackupError(
+            f"The target's schemas {', '.join(schemas)} could not be recreated in the throwaway database: {exc.stderr_tail}",
+            "nothing was changed on the target",
+        ) from None
 
 
 def _copy_publications(conn: psycopg.Connection, facts: _Facts) -> None:

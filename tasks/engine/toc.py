@@ -111,6 +111,31 @@ def write_list(entries: Iterable[Entry], folder: Path | None = None) -> Path:
     return Path(f.name)
 
 
+def load(suite: pgtools.PgSuite, archive: Path, entries: list[Entry], target, workdir: Path | None = None) -> bool:
+    """Restore `entries` of `archive` into `target` with pg_restore: everything but privileges in
+    one transaction that must succeed (raises pgtools.ToolError), then the privileges on their
+    own, errors ignored (a platform's grants name members of extensions a throwaway server builds
+    differently). False when some privileges could not be recreated."""
+    acls = [e for e in entries if e.desc in ("ACL", "DEFAULT ACL")]
+    complete = True
+    for chosen, strict in (([e for e in entries if e not in acls], True), (acls, False)):
+        if not chosen:
+            continue
+        listfile = write_list(chosen, workdir)
+        argv = [suite.tool("pg_restore"), "--no-password"]
+        argv += ["--single-transaction", "--exit-on-error"] if strict else []
+        argv += [f"--use-list={listfile}", f"--dbname={target.conninfo()}", str(archive)]
+        try:
+            pgtools.run(argv, env=target.tool_env(), stdout=subprocess.DEVNULL)
+        except pgtools.ToolError:
+            if strict:
+                raise
+            complete = False
+        finally:
+            listfile.unlink(missing_ok=True)
+    return complete
+
+
 def remove_orphan_lists(folder: Path | None = None) -> None:
     """Delete list files (`write_list`) of processes that no longer run: a killed restore's."""
     root = Path(folder or tempfile.gettempdir())

@@ -102,12 +102,7 @@ def execute_restore(
         _archives(plan, store, s, env, step)
         if plan.mode == "data":
             s.sql(quiet.end_sql(plan.truncate_tables, replica=plan.replica_mode, temp_table=plan.temp_ok))
-        if plan.cron_sql:
-            step(f"scheduling {len(plan.cron_jobs)} pg_cron jobs")
-            s.sql(plan.cron_sql)
-        if plan.undo_sql:
-            step("removing what the undone restore added")
-            s.sql(plan.undo_sql)
+        server_wide(plan, s, step)
         step("checking row counts against the manifest")
         s.sql(statements.check_sql(plan.checks, _fresh(plan)))
         s.sql(statements.POWER_CHECK)
@@ -128,6 +123,17 @@ def execute_restore(
         return _execute(plan, step, factory, body, channel, appname, lock_timeout_ms)
     finally:
         catalog.unpin(plan.pinned)
+
+
+def server_wide(plan: RestorePlan, s: Session, step: Step) -> None:
+    """pg_cron jobs the backup schedules, and (restoring an undo point) what the undone restore
+    added server-wide: after the load, before the checks."""
+    if plan.cron_sql:
+        step(f"scheduling {len(plan.cron_jobs)} pg_cron jobs")
+        s.sql(plan.cron_sql)
+    if plan.undo_sql:
+        step("removing what the undone restore added")
+        s.sql(plan.undo_sql)
 
 
 def _fresh(plan: RestorePlan) -> set[tuple[str, str]]:

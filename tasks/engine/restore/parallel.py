@@ -122,12 +122,7 @@ def _run(plan: RestorePlan, jobs: int, step: Step, progress, lock_timeout_ms: in
             execute._feed(
                 plan, s, path, env, [e for e in toc.read(plan.suite, path) if e.desc in ("TRIGGER", "POLICY") and e.oid in plan.addition_oids]
             )
-        if plan.cron_sql:
-            step(f"scheduling {len(plan.cron_jobs)} pg_cron jobs")
-            s.sql(plan.cron_sql)
-        if plan.undo_sql:
-            step("removing what the undone restore added")
-            s.sql(plan.undo_sql)
+        execute.server_wide(plan, s, step)
         checks(s, counts=True)
 
     _session(plan, first, step, progress, lock_timeout_ms)
