@@ -204,14 +204,7 @@ def restore(
             _ui.show_plan(rows, "Restore plan")
             for w in plan.warnings:
                 _ui.warn(w)
-            if not plan.authenticity.ok and not allow_unsigned:
-                if yes:
-                    raise Declined(
-                        f"Backup {backup.id} is {plan.authenticity.text}; nothing was changed",
-                        "restore it only if you trust where it came from: add --allow-unsigned, "
-                        "or set BACKUP_SIGNING_KEY to the key it was made with",
-                    )
-                _ui.warn(f"this backup is {plan.authenticity.text}: restore it only if you trust where it came from")
+            _unsigned_gate(backup.id, plan.authenticity, yes=yes, allow_unsigned=allow_unsigned)
             _ui.confirm_by_name(tgt.dbname, f"replace the contents of database '{tgt.dbname}' on {tgt.host}", yes=yes)
             point = _undo_point(undo, tgt, store, f"restoring {backup.id} into {tgt.display()}", settings, key)
             if point is not None and key is not None:
@@ -338,6 +331,19 @@ def _jobs_allowed(jobs: int, undo: bool, plan) -> int:
             "drop --no-undo, or drop --jobs for the one-transaction restore",
         )
     return jobs
+
+
+def _unsigned_gate(backup_id: str, authenticity, *, yes: bool, allow_unsigned: bool) -> None:
+    """A backup this machine cannot authenticate: refused under --yes unless --allow-unsigned,
+    said before the prompt otherwise."""
+    if authenticity.ok or allow_unsigned:
+        return
+    if yes:
+        raise Declined(
+            f"Backup {backup_id} is {authenticity.text}; nothing was changed",
+            "restore it only if you trust where it came from: add --allow-unsigned, or set BACKUP_SIGNING_KEY to the key it was made with",
+        )
+    _ui.warn(f"this backup is {authenticity.text}: restore it only if you trust where it came from")
 
 
 def _jobs_rows(jobs: int, undo: bool = True) -> list[tuple[str, str]]:

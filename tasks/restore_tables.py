@@ -7,11 +7,11 @@ import os
 
 from . import _ui
 from .engine import catalog, sqltext
-from .engine.errors import Declined, UsageError
+from .engine.errors import UsageError
 from .engine.manifest import signing_key
 from .engine.restore.tables import execute_tables, plan_tables
 from .engine.storage import LocalStore
-from .restore import _resolved_target, _undo_kept_only_if_needed, _undo_point, _undo_row, _undo_said
+from .restore import _resolved_target, _undo_kept_only_if_needed, _undo_point, _undo_row, _undo_said, _unsigned_gate
 
 
 def restore_tables(
@@ -65,14 +65,7 @@ def restore_tables(
             _ui.show_plan(rows, "Table restore plan")
             for w in plan.warnings:
                 _ui.warn(w)
-            if not plan.authenticity.ok and not allow_unsigned:
-                if yes:
-                    raise Declined(
-                        f"Backup {backup.id} is {plan.authenticity.text}; nothing was changed",
-                        "restore it only if you trust where it came from: add --allow-unsigned, "
-                        "or set BACKUP_SIGNING_KEY to the key it was made with",
-                    )
-                _ui.warn(f"this backup is {plan.authenticity.text}: restore it only if you trust where it came from")
+            _unsigned_gate(backup.id, plan.authenticity, yes=yes, allow_unsigned=allow_unsigned)
             if plan.links:
                 # a key the backup's rows would break refuses the restore now, before anything is
                 # asked or changed: the whole restore is rehearsed and rolled back

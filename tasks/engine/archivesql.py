@@ -45,16 +45,7 @@ def render(suite: pgtools.PgSuite, archive: Path, entries: Iterable[toc.Entry]) 
     listfile = toc.write_list(chosen)
     try:
         try:
-            with zstream.reading(archive, dict(os.environ)) as (source, stdin):
-                argv = [suite.tool("pg_restore"), "--file=-", f"--restrict-key={key}", f"--use-list={listfile}", *source]
-                proc = pgtools.popen(argv, env=dict(os.environ), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-                try:
-                    out, err = proc.communicate()
-                except BaseException:
-                    pgtools.stop(proc)
-                    raise
-                if proc.returncode != 0:
-                    raise pgtools.ToolError("pg_restore", proc.returncode, pgtools.tail(err))
+            out = toc.pg_restore_output(suite, archive, ["--file=-", f"--restrict-key={key}", f"--use-list={listfile}"])
         except pgtools.ToolError as exc:
             raise _bad(archive, f"pg_restore cannot read it: {exc.stderr_tail}") from None
     finally:

@@ -73,22 +73,27 @@ def read(suite: pgtools.PgSuite, archive: Path, sections: Iterable[str] = ()) ->
     return list(_read(suite, str(archive), st.st_size, st.st_mtime_ns, st.st_ino, tuple(sections)))
 
 
+def pg_restore_output(suite: pgtools.PgSuite, archive: Path, args: list[str]) -> bytes:
+    """What `pg_restore ARGS ARCHIVE` prints (a zstd-wrapped archive read through `zstd -d`);
+    raises pgtools.ToolError with pg_restore's last lines when it fails."""
+    env = dict(os.environ)
+    with zstream.reading(archive, env) as (source, stdin):
+        proc = pgtools.popen([suite.tool("pg_restore"), *args, *source], env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            pgtools.stop(proc)
+            raise
+        if proc.returncode != 0:
+            raise pgtools.ToolError("pg_restore", proc.returncode, pgtools.tail(err))
+    return out
+
+
 @lru_cache(maxsize=16)
 def _read(suite: pgtools.PgSuite, archive: str, size: int, mtime: int, inode: int, sections: tuple[str, ...]) -> tuple[Entry, ...]:
     # size, mtime and inode only key the cache: a changed file is listed again
-    env = dict(os.environ)
     try:
-        with zstream.reading(Path(archive), env) as (source, stdin):
-            argv = [suite.tool("pg_restore"), "--list", *[f"--section={s}" for s in sections], *source]
-            proc = pgtools.popen(argv, env=env, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            try:
-                out, err = proc.communicate()
-            except BaseException:
-                pgtools.stop(proc)
-                raise
-            if proc.returncode != 0:
-                raise pgtools.ToolError("pg_restore", proc.returncode, pgtools.tail(err))
-        listing = out.decode("utf-8", "replace")
+        listing = pg_restore_output(suite, Path(archive), ["--list", *[f"--section={s}" for s in sections]]).decode("utf-8", "replace")
     except pgtools.ToolError as exc:
         # a pinned archive is /dev/fd/N: name the file it is
         raise IntegrityError(
