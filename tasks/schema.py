@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import _ui
 from ._flags import task
-from .engine import catalog, pgtools, schemadiff
+from .engine import catalog, pgtools
 from .engine.conn import Target
 from .engine.dump import create_backup
 from .engine.errors import ConfigError, UsageError
@@ -122,6 +122,8 @@ def diff(c, old, new, json_=False, url=None, backup_dir=None):
         _archive(old, settings, _ui.step) as (a_name, a_suite, a_path),
         _archive(new, settings, _ui.step) as (b_name, b_suite, b_path),
     ):
+        from .engine import schemadiff  # pglast: imported only by the commands that parse SQL
+
         report = schemadiff.compare(schemadiff.read(a_suite, a_path), schemadiff.read(b_suite, b_path), a_name, b_name)
     if json_:
         print(json.dumps(report.as_json(), indent=2, sort_keys=True, ensure_ascii=True))
@@ -152,6 +154,8 @@ def schema(c, out, id=None, url=None, backup_dir=None):
     if not parent.is_dir():
         raise UsageError(f"--out {out}: folder {parent} does not exist; nothing was written", "create it first, or name a file in an existing folder")
     with _locked(settings, id or "live"), _archive(id or "live", settings, _ui.step) as (name, suite, path):
+        from .engine import schemadiff
+
         text = schemadiff.schema_sql(suite, path)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=parent)
     try:

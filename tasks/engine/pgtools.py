@@ -20,7 +20,6 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from .errors import ToolsMissing
@@ -65,19 +64,31 @@ def parse_version(text: str) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2) or 0)
 
 
-@lru_cache(maxsize=64)
-def _probe(bindir: str) -> PgSuite | None:
-    exe = os.path.join(bindir, "pg_dump")
-    if not os.access(exe, os.X_OK):
-        return None
-    try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    ver = parse_version(out)
-    if ver is None:
-        return None
-    return PgSuite(ver[0], ver[1], Path(bindir))
+def _probe_all(bindirs: Sequence[str]) -> list[PgSuite | None]:
+    """`pg_dump --version` of every folder, run side by side (each costs a process start;
+    a machine with several suites would otherwise wait for them one after another)."""
+    started: list[subprocess.Popen | None] = []
+    for bindir in bindirs:
+        exe = os.path.join(bindir, "pg_dump")
+        proc = None
+        if os.access(exe, os.X_OK):
+            try:
+                proc = subprocess.Popen([exe, "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            except OSError:
+                pass
+        started.append(proc)
+    found: list[PgSuite | None] = []
+    for bindir, proc in zip(bindirs, started, strict=True):
+        ver = None
+        if proc is not None:
+            try:
+                out, _ = proc.communicate(timeout=20)
+                ver = parse_version(out)
+            except subprocess.SubprocessError:
+                proc.kill()
+                proc.wait()
+        found.append(PgSuite(ver[0], ver[1], Path(bindir)) if ver else None)
+    return found
 
 
 def candidate_dirs(configured: str | None = None) -> list[str]:
@@ -110,18 +121,20 @@ def candidate_dirs(configured: str | None = None) -> list[str]:
     return dirs
 
 
+_probed: dict[str, PgSuite | None] = {}
+
+
 def discover(configured: str | None = None) -> list[PgSuite]:
     """Every distinct PostgreSQL suite on this machine, newest first."""
-    seen: set[str] = set()
-    suites: list[PgSuite] = []
+    dirs: list[str] = []
     for d in candidate_dirs(configured):
         real = os.path.realpath(d)
-        if real in seen:
-            continue
-        seen.add(real)
-        suite = _probe(real)
-        if suite:
-            suites.append(suite)
+        if real not in dirs:
+            dirs.append(real)
+    unknown = [d for d in dirs if d not in _probed]
+    for d, suite in zip(unknown, _probe_all(unknown), strict=True):
+        _probed[d] = suite
+    suites = [s for s in (_probed[d] for d in dirs) if s is not None]
     if configured and not any(os.path.realpath(configured) == str(s.bindir) for s in suites):
         raise ToolsMissing(
             f"PG_BIN_DIR={configured} holds no working pg_dump",
