@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,13 @@ def project(tmp_path, monkeypatch):
 
 
 def run_invoke(
-    args: list[str], *, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300, input: str | None = None
+    args: list[str],
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+    input: str | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess:
     """Run `invoke` exactly as a user does, with this repo's tasks, from `cwd`, with no terminal."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL", "SUPABASE_", "BACKUP_DIR"))}
@@ -114,6 +121,7 @@ def run_invoke(
         timeout=timeout,
         stdin=subprocess.DEVNULL if input is None else None,
         input=input,
+        preexec_fn=preexec_fn,
     )
 
 

@@ -75,6 +75,11 @@ def _lock_timeout_error(target: Target, lock_timeout_ms: int, detail: str) -> Ba
 def _explain_tool_error(exc: pgtools.ToolError, target: Target, lock_timeout_ms: int = 0) -> BackupError:
     text = exc.stderr_tail
     low = text.lower()
+    if exc.tool == "zstd":  # zstream.cause: why the compressor stopped
+        return BackupError(
+            f"{text}, while compressing the backup of {target.dbname}; nothing was kept",
+            "free space where backups are written (df -h) or raise the file size limit, then run the backup again",
+        )
     if "lock timeout" in low or "could not obtain lock" in low:
         return _lock_timeout_error(target, lock_timeout_ms, text)
     if "server version mismatch" in low:
@@ -164,7 +169,12 @@ class _Dump:
         if self.compressor is None:
             return rc, None
         if rc != 0:
+            # zstd dying first (disk full, file size limit, killed) breaks pg_dump's pipe: its
+            # cause, not pg_dump's "could not write", is what to report
+            died = self.compressor.failed()
             self.compressor.stop()
+            if died is not None:
+                raise died
             return rc, None
         return rc, self.compressor.finish()
 

@@ -110,6 +110,10 @@ class Compressor:
                 self._error = exc
             finally:
                 self.proc.stdin.close()
+                # nothing reads the producer's pipe any more: closed, so a producer still writing
+                # (zstd having died: disk full, file size limit, killed) gets EPIPE and ends,
+                # instead of blocking on a full pipe while it holds its snapshot and locks
+                src.close()
 
         self._thread = threading.Thread(target=run, name="zstd-feed", daemon=True)
         self._thread.start()
@@ -120,16 +124,49 @@ class Compressor:
         assert self.proc.stderr is not None
         err = self.proc.stderr.read()
         self.proc.wait()
+        if self.proc.returncode != 0:  # first: zstd's own failure is why the relay broke
+            raise pgtools.ToolError("zstd", self.proc.returncode, cause(self.proc.returncode, err))
         if self._error is not None:
             raise self._error
-        if self.proc.returncode != 0:
-            raise pgtools.ToolError("zstd", self.proc.returncode, pgtools.tail(err))
         return self.raw
+
+    def failed(self) -> pgtools.ToolError | None:
+        """zstd's error once it ended on its own with a failure (the producer then ends on a
+        broken pipe, and this is the reason to report); None while it runs or when it did not fail."""
+        if self.proc.poll() is None:
+            return None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self.proc.returncode == 0:
+            return None
+        assert self.proc.stderr is not None
+        return pgtools.ToolError("zstd", self.proc.returncode, cause(self.proc.returncode, self.proc.stderr.read()))
 
     def stop(self) -> None:
         pgtools.stop(self.proc)
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+def cause(returncode: int, stderr: bytes) -> str:
+    """Why zstd stopped, in words: from its exit status (a signal) or its last lines of stderr."""
+    said = pgtools.tail(stderr)
+    low = said.lower()
+    if returncode == -signal.SIGXFSZ or "file too large" in low:
+        why = "the file is too large: the file size limit (ulimit -f) was reached"
+    elif "no space left" in low:
+        why = "the disk is full (no space left on device)"
+    elif returncode == -signal.SIGKILL:
+        why = "it was killed (SIGKILL: out of memory, or stopped by someone)"
+    elif returncode < 0:
+        why = (
+            f"it was killed by {signal.Signals(-returncode).name}"
+            if -returncode in signal.valid_signals()
+            else f"it was killed by signal {-returncode}"
+        )
+    else:
+        why = f"it exited with {returncode}"
+    return f"zstd stopped: {why}" + (f" ({said})" if said else "")
 
 
 @contextlib.contextmanager
