@@ -12,9 +12,11 @@ from __future__ import annotations
 import resource
 import time
 
+from tasks.engine.errors import ExitCode
 from tests.conftest import run_invoke
-from tests.fixtures_cli import error_line
-from tests.helpers import psql, scalar
+from tests.fixtures_cli import SOURCE_SQL, TARGET_SQL, engine_backup, error_line
+from tests.helpers import archive_bytes, psql, resign, scalar, seeded, state, write_archive_bytes
+from tests.hostile_helpers import env_for, rehash, shown
 
 LIMIT = 2 << 20  # above every file Python writes itself (roles.json, the manifest, .pyc files)
 
@@ -45,3 +47,52 @@ def test_backup_whose_compressor_dies_fails_instead_of_hanging(dbs15, project):
     while _pg_dump_sessions(source) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _pg_dump_sessions(source) == 0
+
+
+def _with_server_version(archive: bytes, version: bytes) -> bytes:
+    """A custom-format archive with its header's server version (pg_restore prints it as
+    `-- Dumped from database version ...` at the top of its script) replaced by `version`.
+    Header: PGDMP, version (3 bytes), intSize, offSize, format, compression (a byte from archive
+    version 1.15, an int before), 7 ints of time, then the database name and the server version
+    as strings (an int length: sign byte + intSize bytes, little-endian; then the bytes)."""
+    assert archive[:5] == b"PGDMP"
+    vmaj, vmin, int_size = archive[5], archive[6], archive[8]
+    pos = 11
+
+    def skip_int(at: int) -> tuple[int, int]:
+        value = int.from_bytes(archive[at + 1 : at + 1 + int_size], "little")
+        return (-value if archive[at] else value), at + 1 + int_size
+
+    pos = pos + 1 if (vmaj, vmin) >= (1, 15) else skip_int(pos)[1]
+    for _ in range(7):
+        _, pos = skip_int(pos)
+    length, pos = skip_int(pos)
+    pos += max(length, 0)
+    start = pos
+    length, pos = skip_int(pos)
+    end = pos + max(length, 0)
+    return archive[:start] + b"\x00" + len(version).to_bytes(int_size, "little") + version + archive[end:]
+
+
+def test_script_without_preamble_larger_than_a_pipe_is_refused_not_waited_on(dbs17, project):
+    source = seeded(dbs17, "src", SOURCE_SQL)
+    target = seeded(dbs17, "dst", TARGET_SQL)
+    bdir = project / "backups"
+    backup_id = engine_backup(source, bdir)
+    folder = bdir / backup_id
+    dump = folder / "app.dump"
+    # 2 MB of header text before pg_restore's preamble: more than the pipe holds and than the
+    # restore reads looking for the preamble
+    write_archive_bytes(dump, _with_server_version(archive_bytes(dump), b"17." + b"9" * (2 << 20)))
+    rehash(folder)
+    resign(folder)
+    before = state(target)
+
+    res = run_invoke(["restore", "--id", backup_id, "--yes"], cwd=project, env=env_for(dbs17.url(target), bdir), timeout=60)
+
+    # refused while loading, inside the restore's transaction: rolled back (exit 6), as every
+    # refusal of pg_restore's output is
+    assert res.returncode == ExitCode.RESTORE_FAILED, shown(res)
+    line = error_line(res)
+    assert "rolled back" in line and "unchanged" in line and "pg_restore wrote no preamble; nothing of it was run" in line, line
+    assert state(target) == before

@@ -224,6 +224,11 @@ def direct(
                 head += chunk
             end = head.find(marker)
             if end < 0:
+                if len(head) > MAX_PREAMBLE:
+                    # still writing, maybe blocked on the full pipe: stopped, never waited on
+                    # (the restore's transaction holds its locks meanwhile)
+                    pgtools.stop(proc)
+                    raise _refuse("no preamble")
                 proc.wait()
                 _failed(proc, errf, name or archive.name)
                 raise _refuse("no preamble")
