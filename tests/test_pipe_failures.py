@@ -9,11 +9,15 @@ preamble refuses without waiting on a pg_restore blocked on a full pipe.
 
 from __future__ import annotations
 
+import os
 import resource
+import signal
+import subprocess
+import sys
 import time
 
 from tasks.engine.errors import ExitCode
-from tests.conftest import run_invoke
+from tests.conftest import REPO, run_invoke
 from tests.fixtures_cli import SOURCE_SQL, TARGET_SQL, engine_backup, error_line
 from tests.helpers import archive_bytes, psql, resign, scalar, seeded, state, write_archive_bytes
 from tests.hostile_helpers import env_for, rehash, shown
@@ -95,4 +99,95 @@ def test_script_without_preamble_larger_than_a_pipe_is_refused_not_waited_on(dbs
     assert res.returncode == ExitCode.RESTORE_FAILED, shown(res)
     line = error_line(res)
     assert "rolled back" in line and "unchanged" in line and "pg_restore wrote no preamble; nothing of it was run" in line, line
+    assert state(target) == before
+
+
+def _children(pid: int) -> list[tuple[int, list[str]]]:
+    """(pid, argv) of the processes whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = [a.decode() for a in f.read().split(b"\0") if a]
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            found.append((int(entry), argv))
+    return found
+
+
+def _fd(pid: int, fd: int) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/fd/{fd}")
+    except OSError:
+        return None
+
+
+def _loads_blobs(argv: list[str]) -> bool:
+    """A pg_restore writing the rows of public.blobs (its --use-list names them)."""
+    for arg in argv:
+        if arg.startswith("--use-list="):
+            try:
+                with open(arg.split("=", 1)[1]) as f:
+                    return "TABLE DATA public blobs" in f.read()
+            except OSError:
+                return False
+    return False
+
+
+def test_restore_whose_decompressor_dies_rolls_back_naming_it(dbs15, project):
+    source = seeded(dbs15, "src", SOURCE_SQL)
+    # ~16 MB of random bytes: zstd -d still feeds pg_restore while the rows load
+    psql(
+        source,
+        "CREATE TABLE public.blobs AS SELECT i, decode(string_agg(md5(random()::text), ''), 'hex') AS b "
+        "FROM generate_series(1, 128) i, generate_series(1, 8000) j GROUP BY i",
+    )
+    target = seeded(dbs15, "dst", TARGET_SQL)
+    bdir = project / "backups"
+    backup_id = engine_backup(source, bdir)
+    before = state(target)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "DATABASE_URL", "SUPABASE_", "BACKUP_DIR"))}
+    full_env.update(env_for(dbs15.url(target), bdir))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "invoke", "--search-root", str(REPO), "restore", "--id", backup_id, "--yes", "--no-undo"],
+        cwd=project,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        seen = []
+        for line in proc.stderr:  # the rows are loading: the load's zstd -d is running
+            seen.append(line)
+            if "loading" in line:
+                break
+        killed = None
+        deadline = time.monotonic() + 20
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            # the zstd -d whose output is the loading pg_restore's input (not a listing's)
+            kids = _children(proc.pid)
+            loading = {_fd(pid, 0) for pid, argv in kids if argv and argv[0].endswith("pg_restore") and _loads_blobs(argv)}
+            for pid, argv in kids:
+                if argv and argv[0].endswith("zstd") and "-d" in argv and _fd(pid, 1) in loading - {None}:
+                    os.kill(pid, signal.SIGKILL)
+                    killed = pid
+            time.sleep(0.01)
+        assert killed is not None, "".join(seen)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    res = subprocess.CompletedProcess(proc.args, proc.returncode, out, "".join(seen) + err)
+    assert res.returncode == ExitCode.RESTORE_FAILED, shown(res)
+    line = error_line(res)
+    assert "zstd stopped: it was killed (SIGKILL" in line and "nothing was changed" in line, line
     assert state(target) == before

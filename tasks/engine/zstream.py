@@ -183,10 +183,19 @@ def reading(archive: Path, env: dict[str, str]) -> Iterator[tuple[list[str], int
     assert proc.stdout is not None
     pipes.widen(proc.stdout.fileno())
     try:
-        yield [], proc.stdout
+        try:
+            yield [], proc.stdout
+        except Exception as exc:
+            # zstd dying mid-stream (killed, a damaged file, a read error) ends pg_restore's input
+            # early: zstd's cause is the error to report, not pg_restore's "end of file"
+            if proc.poll() is not None and proc.returncode not in (0, -signal.SIGPIPE):
+                assert proc.stderr is not None
+                raise pgtools.ToolError("zstd", proc.returncode, cause(proc.returncode, proc.stderr.read())) from exc
+            raise
         proc.stdout.close()
         _, err = proc.communicate()
     finally:
         pgtools.stop(proc)
     if proc.returncode not in (0, -signal.SIGPIPE):
-        raise pgtools.ToolError("zstd", proc.returncode, "zstd: " + pgtools.tail(err))
+        said = pgtools.tail(err)
+        raise pgtools.ToolError("zstd", proc.returncode, "zstd: " + said if said else cause(proc.returncode, err))
