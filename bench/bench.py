@@ -301,8 +301,14 @@ class Bench:
         failed = None
         try:
             if method == "raw backup":
-                # plain-format pg_dump -f does not fsync: its output is fsynced here, timed
-                self.sh(self.tool("pg_dump"), f"--dbname={self.url(src)}", out=t / "plain.sql")
+                self.sh(self.tool("pg_dump"), "-f", str(t / "plain.sql"), f"--dbname={self.url(src)}")
+                # plain-format pg_dump -f does not fsync its output (strace: no fsync call); a
+                # backup is done when it is on disk, so the fsync is timed here
+                fd = os.open(t / "plain.sql", os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
                 extra["size"] = (t / "plain.sql").stat().st_size
             elif method == "split backup":
                 self.sh(self.tool("pg_dump"), "--schema-only", f"--dbname={self.url(src)}", out=t / "schema.sql")
@@ -349,7 +355,7 @@ RESTORES = ["raw restore", "split restore", "dir restore", "ours restore", "ours
 def version(argv: list[str]) -> str:
     try:
         return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout.strip() or "?"
-    except OSError:
+    except (OSError, subprocess.SubprocessError):
         return "missing"
 
 
