@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from . import _ui
@@ -16,7 +18,7 @@ from .engine.dump import undo_point
 from .engine.errors import BackupError, ConfigError, Declined, Interrupted, NotFound, RestoreFailed, UsageError
 from .engine.manifest import signing_key
 from .engine.objects import is_remote
-from .engine.restore import execute_reset, execute_restore, plan_reset, plan_restore, source
+from .engine.restore import execute_reset, execute_restore, parallel, plan_reset, plan_restore, source
 from .engine.storage import LocalStore
 from .engine.stores import local_store, remote_store
 from .engine.watch import ServerWatch
@@ -220,9 +222,16 @@ def restore(
                     key,
                 )
             watch = ServerWatch(tgt, rows_total=sum(n for _s, _t, n in plan.checks) or None) if plan.mode != "schema" else None
-            with _ui.Activity("restoring", watch=watch) as activity, _undo_kept_only_if_needed(point, store):
+            say_undo = partial(_undo_said, point, tgt, settings, backup_dir)
+            with _ui.Activity("restoring", watch=watch) as activity, _undo_kept_only_if_needed(point, store, say_undo):
                 result = execute_restore(
-                    plan, plan_store, step=activity.step, progress=activity.progress, lock_timeout_ms=settings.lock_timeout_ms, jobs=jobs
+                    plan,
+                    plan_store,
+                    step=activity.step,
+                    progress=activity.progress,
+                    lock_timeout_ms=settings.lock_timeout_ms,
+                    jobs=jobs,
+                    undo_taken=point is not None,
                 )
                 done.append(result)
         _ui.say(
@@ -325,6 +334,9 @@ def _jobs_allowed(jobs: int, undo: bool, plan) -> int:
         raise UsageError(f"--jobs {jobs} is not a number of jobs", "pass --jobs 2 or more, or leave it out")
     if jobs > 1 and plan.mode != "full":
         raise UsageError("--jobs restores a full backup only", "drop --jobs, or drop --schema-only/--data-only")
+    app = plan.backup.record.file("app") if jobs > 1 and not plan.backup.legacy else None
+    if app is not None and app.encrypted:
+        raise UsageError(parallel.ENCRYPTED_REFUSAL, "drop --jobs: the one-transaction restore streams the plaintext straight into psql")
     if jobs > 1 and not undo and not plan.target_empty:
         raise UsageError(
             "--jobs is not one transaction, so it needs the undo point (or an empty target), and --no-undo was given; nothing was changed",
@@ -401,14 +413,21 @@ def _undo_point(undo: bool, tgt: Target, store: LocalStore, before: str, setting
 
 
 @contextmanager
-def _undo_kept_only_if_needed(point, store: LocalStore):
+def _undo_kept_only_if_needed(point, store: LocalStore, said: Callable[[], None] = lambda: None):
     """A restore that failed and rolled back left the target as it was: its undo point is a copy
-    of nothing new, and goes. Any other outcome keeps it (above all one that is not unchanged)."""
+    of nothing new, and goes. Any other outcome keeps it (above all one that is not unchanged),
+    and a failure that may have changed the target says how to put it back (`said`)."""
     try:
         yield
-    except (RestoreFailed, Interrupted) as exc:
+    except BackupError as exc:
         if point is not None and exc.target_unchanged:
             store.delete(point.backup_id)
+        elif point is not None:
+            said()
+        raise
+    except BaseException:
+        if point is not None:
+            said()
         raise
 
 

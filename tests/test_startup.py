@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tasks.engine import pgtools
 from tests.conftest import REPO
 
@@ -23,25 +25,48 @@ def test_backup_and_restore_do_not_load_the_sql_parser():
 
 
 def test_tool_versions_are_asked_side_by_side(tmp_path, monkeypatch):
-    """Each suite found costs a `pg_dump --version`; three slow ones take about one's time."""
+    """Each suite found costs a `pg_dump --version`: they run side by side. Each fake pg_dump
+    here answers only once all three have started, so asked one after another, none would."""
     dirs = []
     for i in range(3):
         d = tmp_path / f"pg{i}" / "bin"
         d.mkdir(parents=True)
         exe = d / "pg_dump"
-        exe.write_text(f"#!/bin/sh\nsleep 0.6\necho 'pg_dump (PostgreSQL) 1{5 + i}.{i}'\n")
+        every = f"[ -e {tmp_path}/started0 ] && [ -e {tmp_path}/started1 ] && [ -e {tmp_path}/started2 ]"
+        exe.write_text(
+            f"#!/bin/sh\ntouch {tmp_path}/started{i}\n"
+            f"for _ in $(seq 100); do {every} && break; sleep 0.05; done\n"
+            f"{every} && echo 'pg_dump (PostgreSQL) 1{5 + i}.{i}'\n"
+        )
         exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
         dirs.append(str(d))
     monkeypatch.setattr(pgtools, "candidate_dirs", lambda configured=None: dirs)
     pgtools._probed.clear()
     try:
-        t0 = time.monotonic()
         found = pgtools.discover()
-        took = time.monotonic() - t0
     finally:
         pgtools._probed.clear()
     assert [s.version for s in found] == ["17.2", "16.1", "15.0"]
-    assert took < 1.5, f"three probes of 0.6 s took {took:.1f} s: run one after another"
+
+
+def test_a_probe_that_does_not_answer_is_stopped_with_what_it_started(tmp_path, monkeypatch):
+    d = tmp_path / "slow"
+    d.mkdir()
+    (d / "pg_dump").write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {tmp_path}/child\nwait\n")
+    os.chmod(d / "pg_dump", 0o755)
+    monkeypatch.setattr(pgtools, "candidate_dirs", lambda configured=None: [str(d)])
+    pgtools._probed.clear()
+    try:
+        assert pgtools._probe_all([str(d)], timeout=1.0) == [None]
+    finally:
+        pgtools._probed.clear()
+    child = int((tmp_path / "child").read_text())
+    for _ in range(50):
+        if not Path(f"/proc/{child}").exists() or Path(f"/proc/{child}/stat").read_text().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the probe's own child was left running")
 
 
 def test_a_probe_that_fails_or_is_missing_is_skipped(tmp_path, monkeypatch):

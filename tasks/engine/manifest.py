@@ -45,6 +45,7 @@ class FileEntry:
     size: int
     sha256: str  # of the stored bytes (the ciphertext, when encrypted)
     encrypted: str = ""  # "age" when the stored file is encrypted
+    raw_size: int | None = None  # a zstd-wrapped archive's size before compression (signed with the rest)
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,9 @@ def parse(data: Any, backup_id: str) -> Manifest:
         ):
             raise _bad(backup_id, f"no valid size or sha256 for {name}")
         encrypted = _str(f.get("encrypted", ""), backup_id, "encryption") if data["format"] >= FORMAT_ENCRYPTED else ""
+        raw_size = f.get("raw_size")
+        if raw_size is not None and (not isinstance(raw_size, int) or isinstance(raw_size, bool) or raw_size < 0):
+            raise _bad(backup_id, f"no valid raw size for {name}")
         if encrypted not in ("", "age"):
             raise IntegrityError(f"Backup {backup_id} is encrypted with {encrypted[:20]!r}", "upgrade this tool or restore another backup")
         files.append(
@@ -144,6 +148,7 @@ def parse(data: Any, backup_id: str) -> Manifest:
                 size,
                 digest,
                 encrypted,
+                raw_size,
             )
         )
     enc = data.get("encryption")

@@ -10,14 +10,17 @@ enough; when none is, the error names the version to install.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,31 +67,42 @@ def parse_version(text: str) -> tuple[int, int] | None:
     return int(m.group(1)), int(m.group(2) or 0)
 
 
-def _probe_all(bindirs: Sequence[str]) -> list[PgSuite | None]:
+def _probe_all(bindirs: Sequence[str], timeout: float = 20.0) -> list[PgSuite | None]:
     """`pg_dump --version` of every folder, run side by side (each costs a process start;
-    a machine with several suites would otherwise wait for them one after another)."""
+    a machine with several suites would otherwise wait for them one after another), all within
+    one deadline; one that does not answer in time is stopped with whatever it started."""
     started: list[subprocess.Popen | None] = []
-    for bindir in bindirs:
-        exe = os.path.join(bindir, "pg_dump")
-        proc = None
-        if os.access(exe, os.X_OK):
-            try:
-                proc = subprocess.Popen([exe, "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-            except OSError:
-                pass
-        started.append(proc)
-    found: list[PgSuite | None] = []
-    for bindir, proc in zip(bindirs, started, strict=True):
-        ver = None
-        if proc is not None:
-            try:
-                out, _ = proc.communicate(timeout=20)
-                ver = parse_version(out)
-            except subprocess.SubprocessError:
-                proc.kill()
+    try:
+        for bindir in bindirs:
+            exe = os.path.join(bindir, "pg_dump")
+            proc = None
+            if os.access(exe, os.X_OK):
+                try:
+                    quiet = subprocess.DEVNULL
+                    proc = subprocess.Popen([exe, "--version"], stdin=quiet, stdout=subprocess.PIPE, stderr=quiet, text=True, start_new_session=True)
+                except OSError:
+                    pass
+            started.append(proc)
+        deadline = time.monotonic() + timeout
+        found: list[PgSuite | None] = []
+        for bindir, proc in zip(bindirs, started, strict=True):
+            ver = None
+            if proc is not None:
+                try:
+                    out, _ = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
+                    ver = parse_version(out)
+                except subprocess.TimeoutExpired:
+                    pass
+            found.append(PgSuite(ver[0], ver[1], Path(bindir)) if ver else None)
+        return found
+    finally:
+        for proc in started:
+            if proc is not None and proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        found.append(PgSuite(ver[0], ver[1], Path(bindir)) if ver else None)
-    return found
+            if proc is not None and proc.stdout is not None:
+                proc.stdout.close()
 
 
 def candidate_dirs(configured: str | None = None) -> list[str]:
@@ -209,20 +223,24 @@ def _load_prctl():
 _prctl = _load_prctl()
 
 
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
+def _die_with_parent(parent: int, max_file_size: int | None = None) -> Callable[[], None] | None:
     """A preexec_fn: SIGINT reaches the tool when we die, however (SIGKILL included). SIGINT,
     not SIGKILL: psql answers it by cancelling its running statement on the server (so its
     queued lock goes too) and, reading a script, by exiting without sending anything more; an
     orphan can never go on to a COMMIT sitting in its input. pg_dump cancels its queries and
     exits. If we died between fork and prctl, the child exits at once."""
     prctl = _prctl
-    if prctl is None:
+    if prctl is None and max_file_size is None:
         return None
 
     def child() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
-        if os.getppid() != parent:
-            os._exit(1)
+        if prctl is not None:
+            prctl(_PR_SET_PDEATHSIG, signal.SIGINT, 0, 0, 0)
+            if os.getppid() != parent:
+                os._exit(1)
+        if max_file_size is not None:
+            # a write past it ends the tool with SIGXFSZ (subprocess restores its default action)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_size, max_file_size))
 
     return child
 
@@ -230,8 +248,9 @@ def _die_with_parent(parent: int) -> Callable[[], None] | None:
 def popen(argv: Sequence[str], *, env: dict[str, str], **kwargs) -> subprocess.Popen:
     """Start a tool in its own session so a terminal's Ctrl-C reaches only us; we then stop it
     deliberately (and, for psql, before any COMMIT is sent). On Linux the tool gets SIGINT when
-    this process dies, even by SIGKILL (`_die_with_parent`)."""
-    preexec = _die_with_parent(os.getpid())
+    this process dies, even by SIGKILL (`_die_with_parent`). `max_file_size`: no file the tool
+    writes may grow beyond it (RLIMIT_FSIZE)."""
+    preexec = _die_with_parent(os.getpid(), kwargs.pop("max_file_size", None))
     if preexec is not None:
         kwargs.setdefault("preexec_fn", preexec)
     # archives the restore pinned (catalog.pin) are passed as /dev/fd/N: keep those open in the child

@@ -72,8 +72,12 @@ def server_suite(major: int | None = None, configured: str | None = None) -> PgS
 class Cluster:
     """One throwaway PostgreSQL server. Use as a context manager."""
 
-    def __init__(self, suite: PgSuite | None = None, *, password: str | None = None, superuser: str = DEFAULT_SUPERUSER):
+    def __init__(self, suite: PgSuite | None = None, *, password: str | None = None, superuser: str = DEFAULT_SUPERUSER, durable: bool = False):
+        """`durable`: run with PostgreSQL's default durability (fsync, synchronous_commit and
+        full_page_writes on), as a real server does; by default these are off, which is faster
+        and fine for a server that is thrown away (tests, restore drills)."""
         self.suite = suite or server_suite()
+        self.durable = durable
         self.password = password or secrets.token_urlsafe(18)
         self.superuser = superuser
         self.port = 0
@@ -169,7 +173,8 @@ class Cluster:
             self.port = _free_port()
             opts = (
                 f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.root} "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=40 "
+                + ("" if self.durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off ")
+                + "-c max_connections=40 "
                 "-c wal_level=logical -c max_wal_senders=2 -c max_replication_slots=2"
             )
             proc = subprocess.run(

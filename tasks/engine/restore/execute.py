@@ -55,15 +55,17 @@ def execute_restore(
     progress: Callable[[int], None] | None = None,
     lock_timeout_ms: int = 30_000,
     jobs: int = 1,
+    undo_taken: bool = True,
 ) -> RestoreResult:
     """`lock_timeout_ms`: how long any statement of the restore waits for a lock before the
     restore rolls back (a queued ACCESS EXCLUSIVE request holds up every reader of its table).
     `jobs` > 1: rows, indexes and constraints by `pg_restore --jobs` (parallel.py): not one
-    transaction; the caller allows it only after an undo point or into an empty target."""
+    transaction; the caller allows it only after an undo point (`undo_taken`) or into an empty
+    target, which must then still be empty when its first step runs."""
     if jobs > 1:
         from .parallel import execute_parallel
 
-        return execute_parallel(plan, store, jobs=jobs, step=step, progress=progress, lock_timeout_ms=lock_timeout_ms)
+        return execute_parallel(plan, store, jobs=jobs, step=step, progress=progress, lock_timeout_ms=lock_timeout_ms, require_empty=not undo_taken)
     backup = plan.backup
     if backup.legacy:
         raise UsageError("Runbook files are restored through a backup made from them in a sandbox", "use `invoke restore`, which does that first")

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -27,8 +29,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-from .. import catalog, pgtools, pipes, quiet, sqltext, toc, zstream
-from ..errors import Interrupted, RestoreFailed, UsageError
+from .. import catalog, pgtools, quiet, sqltext, toc, zstream
+from ..errors import IntegrityError, Interrupted, RestoreFailed, UsageError
 from ..storage import Store
 from . import execute, statements
 from .plan import RestorePlan, entries
@@ -45,20 +47,25 @@ def execute_parallel(
     step: Step = lambda m: None,
     progress: Callable[[int], None] | None = None,
     lock_timeout_ms: int = 30_000,
+    require_empty: bool = False,
 ) -> execute.RestoreResult:
+    """`require_empty`: no undo point was taken, so the target must still hold nothing of the
+    app's when step 1 runs (it was empty when the plan was made, before the prompt)."""
     if plan.mode != "full" or plan.backup.legacy:
         raise UsageError("--jobs restores a full backup only", "drop --jobs, or restore a full backup")
     try:
-        return _run(plan, jobs, step, progress, lock_timeout_ms)
+        return _run(plan, jobs, step, progress, lock_timeout_ms, require_empty)
     finally:
         catalog.unpin(plan.pinned)
 
 
-def _run(plan: RestorePlan, jobs: int, step: Step, progress, lock_timeout_ms: int) -> execute.RestoreResult:
+def _run(plan: RestorePlan, jobs: int, step: Step, progress, lock_timeout_ms: int, require_empty: bool) -> execute.RestoreResult:
     record = plan.backup.record
     app_file = record.file("app")
     if app_file is None:
         raise RestoreFailed(f"Backup {plan.backup.id} has no app archive", "restore another backup")
+    if app_file.encrypted:
+        raise UsageError(ENCRYPTED_REFUSAL, "drop --jobs: the one-transaction restore streams the plaintext straight into psql")
     app = catalog.pinned_path(plan.pinned[app_file.name])
     env = plan.target.tool_env()
     timeout = f"{lock_timeout_ms}ms"
@@ -93,6 +100,8 @@ def _run(plan: RestorePlan, jobs: int, step: Step, progress, lock_timeout_ms: in
 
     def first(s: Session, channel: str) -> None:
         transaction(s, channel)
+        if require_empty:
+            s.sql(statements.still_empty_check([n for n, _ in plan.drop_schemas], plan.namespace_objects))
         if plan.roles.sql:
             step("roles")
             s.sql(plan.roles.sql)
@@ -124,22 +133,49 @@ def _run(plan: RestorePlan, jobs: int, step: Step, progress, lock_timeout_ms: in
             )
         execute.server_wide(plan, s, step)
         checks(s, counts=True)
+        unchanged_files()
 
-    _session(plan, first, step, progress, lock_timeout_ms)
-    try:
-        step(f"loading rows, indexes and constraints with {jobs} parallel jobs")
-        rest = [e for e in chosen if e.dump_id in later_ids and not is_acl(e)]
-        _pg_restore_jobs(plan, app, env, rest, jobs)
-        result = _session(plan, third, step, progress, lock_timeout_ms)
-    except (RestoreFailed, Interrupted) as exc:
-        raise type(exc)(
-            f"Parallel restore of {plan.target.dbname} failed after its schema was committed; the target is partly restored: "
-            + exc.message.replace(f"{plan.target.dbname} is unchanged", "this step was rolled back"),
-            "put the target back with its undo point (`invoke list` shows it, labelled `undo point: before restoring ...`: "
-            "`invoke restore --id ID`), or fix the cause and restore again",
-            target_unchanged=False,
-        ) from None
+    def unchanged_files() -> None:
+        # a file written to (even in place) since its checksum was checked: the last step is not committed
+        changed = [n for n, st in catalog.stamps(plan.pinned).items() if st != plan.pinned_stamps.get(n)]
+        if changed:
+            raise RestoreFailed(
+                f"{', '.join(changed)} of backup {plan.backup.id} changed while it was being restored; {plan.target.dbname} is unchanged",
+                "find out who writes to the backup folder, then restore again",
+            )
+
+    # The seekable copy pg_restore's workers need is made before anything changes: a full disk,
+    # a damaged archive or Ctrl-C while it is written leave the target as it was.
+    with _seekable(app, env, app_file.raw_size, step) as path:
+        unchanged_files()
+        _session(plan, first, step, progress, lock_timeout_ms)
+        try:
+            step(f"loading rows, indexes and constraints with {jobs} parallel jobs")
+            rest = [e for e in chosen if e.dump_id in later_ids and not is_acl(e)]
+            _pg_restore_jobs(plan, path, env, rest, jobs)
+            result = _session(plan, third, step, progress, lock_timeout_ms)
+        except (RestoreFailed, Interrupted) as exc:
+            raise _partly(plan, exc.message.replace(f"{plan.target.dbname} is unchanged", "this step was rolled back"), type(exc)) from None
+        except KeyboardInterrupt:
+            raise _partly(plan, "interrupted", Interrupted) from None
+        except Exception as exc:  # a full disk, a tool that could not start: the schema step is committed all the same
+            raise _partly(plan, " ".join(str(exc).split()) or type(exc).__name__, RestoreFailed) from None
     return result
+
+
+ENCRYPTED_REFUSAL = (
+    "--jobs needs the archive's plaintext in a file its parallel workers can seek in, and an encrypted backup's "
+    "plaintext is never written to disk; nothing was changed"
+)
+
+
+def _partly(plan: RestorePlan, what: str, kind: type[RestoreFailed] | type[Interrupted]) -> RestoreFailed | Interrupted:
+    return kind(
+        f"Parallel restore of {plan.target.dbname} failed after its schema was committed; the target is partly restored: {what}",
+        "put the target back with its undo point (`invoke list` shows it, labelled `undo point: before restoring ...`: "
+        "`invoke restore --id ID`), or fix the cause and restore again",
+        target_unchanged=False,
+    )
 
 
 def _session(plan: RestorePlan, body: Callable[[Session, str], None], step: Step, progress, lock_timeout_ms: int) -> execute.RestoreResult:
@@ -155,31 +191,76 @@ def _session(plan: RestorePlan, body: Callable[[Session, str], None], step: Step
 
 
 @contextlib.contextmanager
-def _seekable(archive: Path, env: dict[str, str]) -> Iterator[Path]:
-    """pg_restore --jobs reads the archive at its entries' offsets: a zstd file is decompressed,
-    and an encrypted one's plaintext copied, into a private temporary file first (its raw size,
-    for the time of the restore)."""
-    packed = zstream.is_zstd(archive)
-    if not packed and not stat.S_ISFIFO(os.stat(archive).st_mode):
+def _seekable(archive: Path, env: dict[str, str], raw_size: int | None, step: Step) -> Iterator[Path]:
+    """pg_restore --jobs reads the archive at its entries' offsets: a zstd-wrapped one (PG 15) is
+    decompressed first into a file with no name (O_TMPFILE: it goes with this process, even on
+    SIGKILL), checked against the signed raw size, never written beyond it (a zstd bomb), and
+    only where that much space is free. An encrypted backup never gets here (ENCRYPTED_REFUSAL)."""
+    if stat.S_ISFIFO(os.stat(archive).st_mode):
+        raise UsageError(ENCRYPTED_REFUSAL, "drop --jobs: the one-transaction restore streams the plaintext straight into psql")
+    if not zstream.is_zstd(archive):
         yield archive
         return
-    with tempfile.TemporaryDirectory(prefix="fortress-jobs-") as tmp:
-        out = Path(tmp) / "archive.dump"
-        if not packed:  # an encrypted backup's plaintext pipe (crypt.Served): copied, kernel to kernel
-            with open(archive, "rb") as src, open(out, "xb") as dst:
-                pipes.relay(src.fileno(), dst.fileno())
-            yield out
-            return
-        with open(archive, "rb") as src, open(out, "xb") as dst:
-            proc = pgtools.popen([zstream.need_tool(), "-d", "-q", "-c"], env=env, stdin=src, stdout=dst, stderr=subprocess.PIPE)
-            try:
-                _, err = proc.communicate()
-            except BaseException:
-                pgtools.stop(proc)
-                raise
+    name = Path(os.path.realpath(archive)).name
+    folder = tempfile.gettempdir()
+    if raw_size is not None:
+        free = shutil.disk_usage(folder).free
+        if free < raw_size + (64 << 20):
+            raise RestoreFailed(
+                f"--jobs decompresses {name} to {raw_size / 2**20:.0f} MiB in {folder}, which has {free / 2**20:.0f} MiB free; nothing was changed",
+                "free some space, point TMPDIR at a larger disk, or drop --jobs (the one-transaction restore needs no copy)",
+            )
+    step(f"decompressing the archive for {name}'s parallel workers")
+    with _anonymous_file(folder) as (fd, path):
+        try:
+            with open(archive, "rb") as src:
+                proc = pgtools.popen(
+                    [zstream.need_tool(), "-d", "-q", "-c"], env=env, stdin=src, stdout=fd, stderr=subprocess.PIPE, max_file_size=raw_size
+                )
+                try:
+                    _, err = proc.communicate()
+                except BaseException:
+                    pgtools.stop(proc)
+                    raise
+        except KeyboardInterrupt:
+            raise Interrupted("Restore interrupted while the archive was decompressed; the target is unchanged") from None
+        if proc.returncode == -signal.SIGXFSZ:
+            raise IntegrityError(
+                f"{name} decompresses to more than the {raw_size} bytes its manifest records; nothing was changed",
+                "the backup is damaged or was tampered with: restore another backup",
+            )
         if proc.returncode != 0:
-            raise RestoreFailed(f"zstd cannot read {Path(os.path.realpath(archive)).name}: {pgtools.tail(err)}", "restore another backup")
-        yield out
+            raise RestoreFailed(f"zstd cannot read {name}: {pgtools.tail(err)}; nothing was changed", "restore another backup")
+        got = os.fstat(fd).st_size
+        if raw_size is not None and got != raw_size:
+            raise IntegrityError(
+                f"{name} decompresses to {got} bytes, not the {raw_size} its manifest records; nothing was changed",
+                "the backup is damaged or was tampered with: restore another backup",
+            )
+        yield path
+
+
+@contextlib.contextmanager
+def _anonymous_file(folder: str) -> Iterator[tuple[int, Path]]:
+    """A file with no name in `folder`, readable by pg_restore (and the workers it forks, which
+    open the path again) as /dev/fd/N. Where the file system has no O_TMPFILE, a named file in a
+    private folder, removed when done."""
+    try:
+        fd = os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600)
+    except (AttributeError, OSError):
+        fd = -1
+    if fd >= 0:
+        try:
+            yield fd, Path(f"/dev/fd/{fd}")
+        finally:
+            os.close(fd)
+        return
+    with tempfile.TemporaryDirectory(prefix="fortress-jobs-", dir=folder) as tmp:
+        fd = os.open(Path(tmp) / "archive.dump", os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            yield fd, Path(f"/dev/fd/{fd}")
+        finally:
+            os.close(fd)
 
 
 def _pg_restore_jobs(plan: RestorePlan, archive: Path, env: dict[str, str], chosen: list[toc.Entry], jobs: int) -> None:
@@ -187,7 +268,8 @@ def _pg_restore_jobs(plan: RestorePlan, archive: Path, env: dict[str, str], chos
         return
     listfile = toc.write_list(chosen)
     try:
-        with _seekable(archive, env) as path, tempfile.TemporaryFile() as errf:
+        with tempfile.TemporaryFile() as errf:
+            path = archive
             argv = [
                 plan.suite.tool("pg_restore"),
                 f"--jobs={int(jobs)}",

@@ -41,6 +41,7 @@ class RestorePlan:
     pinned_stamps: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     drop_schemas: tuple[tuple[str, int], ...] = ()  # (schema, tables in it)
     app_objects: int = 0  # objects of any kind (functions, views, sequences, types ...) in the app's schemas now
+    namespace_objects: int = 0  # every object that depends on one of those schemas (statements.NAMESPACE_OBJECTS)
     drop_publications: tuple[str, ...] = ()
     drop_additions: tuple[str, ...] = ()  # labels, for the plan shown
     truncate_tables: tuple[tuple[str, str], ...] = ()  # (schema, table)
@@ -293,6 +294,7 @@ def _plan(
             reset = "\n".join(dbinfo.clear_own_default_privileges_sql(conn, app_present)) + "\n" + reset
             kw.update(
                 app_objects=sum(len(dbinfo.schema_objects(conn, s)) for s in app_present),
+                namespace_objects=conn.execute(statements.NAMESPACE_OBJECTS, (list(app_present),)).fetchone()[0],
                 drop_schemas=tuple((s, sum(1 for t in tabs if t[0] == s)) for s in app_present),
                 drop_publications=pubs,
                 large_objects=los,

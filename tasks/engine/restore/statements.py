@@ -87,6 +87,27 @@ def check_sql(checks: Iterable[tuple[str, str, int]], fresh: Iterable[tuple[str,
     return do_block("DECLARE n bigint; BEGIN\n" + "\n".join(lines) + "\nEND") + "\n"
 
 
+def _namespace_objects(names: str, into: str = "") -> str:
+    return (
+        f"SELECT count(*) {into}FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_namespace s ON s.oid = d.refobjid "
+        f"WHERE d.refclassid = 'pg_catalog.pg_namespace'::pg_catalog.regclass AND d.deptype = 'n' AND s.nspname = ANY ({names})"
+    )
+
+
+# every object that belongs to a schema depends on it: how many the schemas in %s hold
+NAMESPACE_OBJECTS = _namespace_objects("%s")
+TARGET_NO_LONGER_EMPTY = "the target was empty when the plan was made but holds objects of the app's now (made while the plan was shown)"
+
+
+def still_empty_check(schemas: list[str], expected: int) -> str:
+    """A DO block that raises unless the schemas a restore without an undo point resets hold
+    just the `expected` objects they held when its plan was made."""
+    names = "ARRAY[" + ", ".join(literal(n) for n in schemas) + "]::text[]"
+    body = f"DECLARE n bigint; BEGIN\n  {_namespace_objects(names, 'INTO n ')};\n"
+    body += f"  IF n <> {int(expected)} THEN RAISE EXCEPTION {literal(TARGET_NO_LONGER_EMPTY)}; END IF;\nEND"
+    return do_block(body) + "\n"
+
+
 # The restore's transaction must be the one that commits: a statement in a backup could end it
 # early (COMMIT, ROLLBACK). The transaction's id is noted at the start, in a setting that does
 # not outlive it, and checked right before COMMIT.
