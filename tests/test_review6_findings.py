@@ -193,3 +193,18 @@ def test_jobs_with_an_encrypted_backup_is_refused_before_the_prompt_and_the_undo
     assert state(target) == before
     assert "Restore plan" not in res.stderr and "dumping" not in res.stderr  # refused before the plan and the undo point
     assert sorted(p.name for p in bdir.iterdir()) == ids
+
+
+def test_jobs_into_an_empty_target_without_undo_does_not_point_at_an_undo_point(dbs, tmp_path, monkeypatch):
+    source, store, backup_id = _backup(dbs, tmp_path)
+    target = dbs.new("r6dst")
+
+    def no_tool():
+        monkeypatch.setattr(parallel.pgtools, "popen", _fails)
+
+    with pytest.raises(RestoreFailed) as info:
+        execute_restore(
+            plan_restore(store, catalog.load(store, backup_id), target), store, jobs=2, undo_taken=False, step=_step_hook("loading rows", no_tool)
+        )
+    assert "partly restored" in info.value.message
+    assert info.value.hint is not None and "no undo point was taken" in info.value.hint and "its undo point" not in info.value.hint

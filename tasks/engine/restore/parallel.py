@@ -155,11 +155,12 @@ def _run(plan: RestorePlan, jobs: int, step: Step, progress, lock_timeout_ms: in
             _pg_restore_jobs(plan, path, env, rest, jobs)
             result = _session(plan, third, step, progress, lock_timeout_ms)
         except (RestoreFailed, Interrupted) as exc:
-            raise _partly(plan, exc.message.replace(f"{plan.target.dbname} is unchanged", "this step was rolled back"), type(exc)) from None
+            what = exc.message.replace(f"{plan.target.dbname} is unchanged", "this step was rolled back")
+            raise _partly(plan, what, type(exc), require_empty) from None
         except KeyboardInterrupt:
-            raise _partly(plan, "interrupted", Interrupted) from None
+            raise _partly(plan, "interrupted", Interrupted, require_empty) from None
         except Exception as exc:  # a full disk, a tool that could not start: the schema step is committed all the same
-            raise _partly(plan, " ".join(str(exc).split()) or type(exc).__name__, RestoreFailed) from None
+            raise _partly(plan, " ".join(str(exc).split()) or type(exc).__name__, RestoreFailed, require_empty) from None
     return result
 
 
@@ -169,11 +170,16 @@ ENCRYPTED_REFUSAL = (
 )
 
 
-def _partly(plan: RestorePlan, what: str, kind: type[RestoreFailed] | type[Interrupted]) -> RestoreFailed | Interrupted:
+def _partly(plan: RestorePlan, what: str, kind: type[RestoreFailed] | type[Interrupted], was_empty: bool) -> RestoreFailed | Interrupted:
+    hint = (
+        "it held nothing of the app's before and no undo point was taken: fix the cause and restore again (it replaces what is there)"
+        if was_empty
+        else "put the target back with its undo point (the command is printed above; `invoke list` shows it, labelled "
+        "`undo point: before restoring ...`), or fix the cause and restore again"
+    )
     return kind(
         f"Parallel restore of {plan.target.dbname} failed after its schema was committed; the target is partly restored: {what}",
-        "put the target back with its undo point (`invoke list` shows it, labelled `undo point: before restoring ...`: "
-        "`invoke restore --id ID`), or fix the cause and restore again",
+        hint,
         target_unchanged=False,
     )
 
@@ -284,7 +290,7 @@ def _pg_restore_jobs(plan: RestorePlan, archive: Path, env: dict[str, str], chos
                 proc.wait()
             except KeyboardInterrupt:
                 pgtools.stop(proc)
-                raise Interrupted("Parallel restore interrupted", target_unchanged=False) from None
+                raise Interrupted("interrupted while pg_restore --jobs loaded rows", target_unchanged=False) from None
             except BaseException:
                 pgtools.stop(proc)
                 raise
