@@ -128,17 +128,24 @@ def test_jobs_stopped_after_its_first_step_says_partly_restored(dbs, tmp_path):
     assert "partly restored" in info.value.message
 
 
-def test_jobs_failing_to_start_pg_restore_after_its_first_step_says_partly_restored(dbs, tmp_path, monkeypatch):
+@pytest.mark.parametrize("undo_taken", [True, False], ids=["undo", "no-undo"])
+def test_jobs_failing_to_start_pg_restore_after_its_first_step_says_partly_restored(dbs, tmp_path, monkeypatch, undo_taken):
+    """A full disk when pg_restore starts: partly restored; the hint points at the undo point only
+    where one was taken."""
     source, store, backup_id = _backup(dbs, tmp_path)
     target = dbs.new("r6dst")
 
     def no_tool():
         monkeypatch.setattr(parallel.pgtools, "popen", _fails)
 
+    plan = plan_restore(store, catalog.load(store, backup_id), target)
     with pytest.raises(RestoreFailed) as info:
-        execute_restore(plan_restore(store, catalog.load(store, backup_id), target), store, jobs=2, step=_step_hook("loading rows", no_tool))
+        execute_restore(plan, store, jobs=2, undo_taken=undo_taken, step=_step_hook("loading rows", no_tool))
     assert not info.value.target_unchanged
     assert "partly restored" in info.value.message and "No space left" in info.value.message
+    assert info.value.hint is not None
+    assert ("its undo point" in info.value.hint) == undo_taken
+    assert ("no undo point was taken" in info.value.hint) == (not undo_taken)
 
 
 def _fails(*a, **k):
@@ -193,18 +200,3 @@ def test_jobs_with_an_encrypted_backup_is_refused_before_the_prompt_and_the_undo
     assert state(target) == before
     assert "Restore plan" not in res.stderr and "dumping" not in res.stderr  # refused before the plan and the undo point
     assert sorted(p.name for p in bdir.iterdir()) == ids
-
-
-def test_jobs_into_an_empty_target_without_undo_does_not_point_at_an_undo_point(dbs, tmp_path, monkeypatch):
-    source, store, backup_id = _backup(dbs, tmp_path)
-    target = dbs.new("r6dst")
-
-    def no_tool():
-        monkeypatch.setattr(parallel.pgtools, "popen", _fails)
-
-    with pytest.raises(RestoreFailed) as info:
-        execute_restore(
-            plan_restore(store, catalog.load(store, backup_id), target), store, jobs=2, undo_taken=False, step=_step_hook("loading rows", no_tool)
-        )
-    assert "partly restored" in info.value.message
-    assert info.value.hint is not None and "no undo point was taken" in info.value.hint and "its undo point" not in info.value.hint
