@@ -79,3 +79,25 @@ def test_bench_runs_the_tool_without_the_callers_backup_settings(bench):
     kept = ("PATH", "HOME", "LC_ALL", "PGPASSWORD")
     assert {k: env[k] for k in kept} == {k: caller[k] for k in kept}
     assert not (set(caller) - set(kept)) & set(env)
+
+
+def test_the_bench_runs_ours_without_the_callers_store_notification_or_tool_settings(bench):
+    """Review 6: the caller's shell must not make the benchmark upload to a real bucket, fire a
+    webhook, encrypt, hash contents or pick other tools."""
+    caller = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": "/home/someone",
+        "LANG": "C.UTF-8",
+        "PGPASSWORD": "cluster-pw",
+        "BACKUP_STORE": "s3://real-bucket/prod",
+        "BACKUP_NOTIFY_URL": "https://hooks.example.com/T0K3N",
+        "BACKUP_AGE_RECIPIENTS": "age1xyz",
+        "BACKUP_CONTENT_HASHES": "on",
+        "LOCK_TIMEOUT": "1s",
+        "PG_BIN_DIR": "/opt/other/bin",
+        "DATABASE_URL": "postgresql://prod.example.com/app",
+        "BACKUP_DIR": "/srv/backups",
+    }
+    env = bench.scrubbed_env(caller)
+    assert {"PATH", "HOME", "LANG", "PGPASSWORD"} <= env.keys()
+    assert not {k for k in env if k.startswith(("BACKUP_", "LOCK_", "PG_BIN", "DATABASE_"))}
