@@ -131,12 +131,17 @@ class Compressor:
         return self.raw
 
     def failed(self) -> pgtools.ToolError | None:
-        """zstd's error once it ended on its own with a failure (the producer then ends on a
-        broken pipe, and this is the reason to report); None while it runs or when it did not fail."""
-        if self.proc.poll() is None:
-            return None
+        """Asked once the producer failed: zstd's error when it ended on its own with a failure
+        (the producer then ends on a broken pipe, and this is the reason to report); None when it
+        did not fail. The producer's end closed zstd's input, so zstd ends now either way: it is
+        waited for (its pipe closes a moment before the kernel reports its exit, so a look
+        without waiting could miss a zstd that has just died)."""
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            return None
         if self.proc.returncode == 0:
             return None
         assert self.proc.stderr is not None
