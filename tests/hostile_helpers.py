@@ -273,3 +273,27 @@ def shown(res: subprocess.CompletedProcess) -> str:
 
 def env_for(url: str, backup_dir: Path, **extra: str) -> dict[str, str]:
     return {"DATABASE_URL": url, "BACKUP_DIR": str(backup_dir), "COLUMNS": "300", **extra}
+
+
+def unsigned_with_sql_in_comment(dbs, project: Path, sql: bytes, on: str = "INDEX app.items_pkey") -> tuple[Target, Path, str]:
+    """A backup of SOURCE_SQL whose comment on `on` was replaced in the archive by `sql`, run as
+    the entry's statement (`COMMENT ... IS '';<sql>`), kept at the same length (TOC strings are
+    counted), checksums made to match again and the signature removed: restored only with
+    --allow-unsigned. Returns (source, backup folder, backup id)."""
+    from tests.fixtures_cli import SOURCE_SQL, engine_backup
+    from tests.helpers import archive_bytes, seeded, write_archive_bytes
+
+    pad = "X" * 160
+    source = seeded(dbs, "src", SOURCE_SQL + f"COMMENT ON {on} IS '{pad}';")
+    bdir = project / "backups"
+    backup_id = engine_backup(source, bdir)
+    folder = bdir / backup_id
+    dump = folder / "app.dump"
+    raw = archive_bytes(dump)
+    old = f"'{pad}'".encode()
+    new = b"'';" + sql
+    assert len(new) <= len(old) and raw.count(old) == 1
+    write_archive_bytes(dump, raw.replace(old, new + b"-" * (len(old) - len(new))))
+    rehash(folder)
+    (folder / "manifest.hmac").unlink()
+    return source, bdir, backup_id

@@ -4,30 +4,13 @@ reproduction that fails for the reason of its finding. Real clusters, real CLI, 
 from __future__ import annotations
 
 from tests.fixtures_cli import SOURCE_SQL, TARGET_SQL, engine_backup
-from tests.helpers import archive_bytes, scalar, seeded, state, write_archive_bytes
-from tests.hostile_helpers import env_for, rehash, shown
+from tests.helpers import scalar, seeded, state
+from tests.hostile_helpers import env_for, shown, unsigned_with_sql_in_comment
 
 # A post-data entry (an index's comment: no table's `\.` follows it in the script) that opens a
 # COPY FROM stdin and never ends it. CSV with delimiter and quote bytes that appear nowhere, so
 # every later line is a valid row of the one-column temp table.
 _OPEN_COPY = b"CREATE TEMP TABLE z(t text);COPY z FROM stdin (FORMAT csv, DELIMITER E'\\x01', QUOTE E'\\x02');--"
-
-
-def _tampered_backup(dbs, project, sql_in_comment: bytes):
-    pad = "X" * 160
-    source = seeded(dbs, "src", SOURCE_SQL + f"COMMENT ON INDEX app.items_pkey IS '{pad}';")
-    bdir = project / "backups"
-    backup_id = engine_backup(source, bdir)
-    folder = bdir / backup_id
-    dump = folder / "app.dump"
-    raw = archive_bytes(dump)
-    old = f"'{pad}'".encode()
-    new = b"'';" + sql_in_comment
-    assert len(new) <= len(old) and raw.count(old) == 1
-    write_archive_bytes(dump, raw.replace(old, new + b"-" * (len(old) - len(new))))  # same length: TOC strings are counted
-    rehash(folder)
-    (folder / "manifest.hmac").unlink()  # unsigned now: restored only with --allow-unsigned
-    return source, bdir, backup_id
 
 
 # --- 1. a COPY opened by an entry and never ended swallows the rest of the session, COMMIT included ---
@@ -39,7 +22,7 @@ def test_an_unended_copy_in_the_archive_does_not_pass_for_a_restore(dbs, project
     COMMIT. At end of input psql ends the COPY normally and exits 0; the server rolls the open
     transaction back. The tool looks only at psql's exit status, so it reports a restore that
     completed (step line 'checking row counts') although nothing was restored and no check ran."""
-    source, bdir, backup_id = _tampered_backup(dbs, project, _OPEN_COPY)
+    source, bdir, backup_id = unsigned_with_sql_in_comment(dbs, project, _OPEN_COPY)
     target = seeded(dbs, "dst", TARGET_SQL)
     before = state(target)
     res = invoke_cli("restore", "--id", backup_id, "--yes", "--allow-unsigned", "--no-undo", env=env_for(dbs.url(target), bdir))
@@ -57,7 +40,7 @@ def test_an_early_commit_then_an_unended_copy_is_not_reported_as_a_checked_resto
     transaction check, the rest of post-data (primary keys, foreign keys) and the final COMMIT. psql
     exits 0 and the tool reports success: the target is half restored (no keys), said to be done;
     the NOTIFY is only looked at when the restore fails."""
-    source, bdir, backup_id = _tampered_backup(dbs, project, b"COMMIT;" + _OPEN_COPY)
+    source, bdir, backup_id = unsigned_with_sql_in_comment(dbs, project, b"COMMIT;" + _OPEN_COPY)
     target = seeded(dbs, "dst", TARGET_SQL)
     res = invoke_cli("restore", "--id", backup_id, "--yes", "--allow-unsigned", "--no-undo", env=env_for(dbs.url(target), bdir))
     assert res.returncode != 0, "restore exited 0 after a statement in the archive committed part of it and the rest never ran:\n" + shown(res)

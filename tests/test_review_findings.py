@@ -162,23 +162,9 @@ ALTER DATABASE {name} SET search_path = public, pg_catalog;""",
 def test_failed_restore_says_unchanged_only_when_nothing_was_committed(dbs, project, invoke_cli):
     """A tampered (unsigned) archive, restored with --allow-unsigned: a COMMIT in a TOC entry, then
     an error. The transaction check only runs at the end, so the error path still says 'unchanged'."""
-    pad = "X" * 40
-    source = seeded(dbs, "src", SOURCE_SQL + f"COMMENT ON TABLE app.items IS '{pad}';")
-    bdir = project / "backups"
-    backup_id = engine_backup(source, bdir)
-    folder = bdir / backup_id
-    from tests.helpers import archive_bytes, write_archive_bytes
-    from tests.hostile_helpers import rehash
+    from tests.hostile_helpers import unsigned_with_sql_in_comment
 
-    dump = folder / "app.dump"
-    raw = archive_bytes(dump)
-    old = f"'{pad}'".encode()
-    new = b"'';COMMIT;SELECT 1/0;--"
-    new = new + b"-" * (len(old) - len(new))
-    assert raw.count(old) == 1
-    write_archive_bytes(dump, raw.replace(old, new))
-    rehash(folder)
-    (folder / "manifest.hmac").unlink()  # unsigned now: restored only with --allow-unsigned
+    source, bdir, backup_id = unsigned_with_sql_in_comment(dbs, project, b"COMMIT;SELECT 1/0;--", on="TABLE app.items")
     target = seeded(dbs, "dst", TARGET_SQL)
     before = state(target)
     res = invoke_cli("restore", "--id", backup_id, "--yes", "--allow-unsigned", env=env_for(dbs.url(target), bdir))

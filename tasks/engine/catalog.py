@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from . import manifest as manifest_mod
-from .errors import IntegrityError, NotFound, UsageError
+from .errors import IntegrityError, NotFound, RestoreFailed, UsageError
 from .storage import Store
 
 MANIFEST = "manifest.json"
@@ -415,6 +415,17 @@ def stamps(pinned: dict[str, int]) -> dict[str, tuple[int, int, int]]:
         st = os.fstat(fd)
         out[name] = (st.st_ctime_ns, st.st_size, st.st_ino)
     return out
+
+
+def require_unchanged(pinned: dict[str, int], taken: dict[str, tuple[int, int, int]], backup_id: str, then: str) -> None:
+    """Refuse (RestoreFailed) when a pinned file was written to, even in place, since its
+    checksum was checked (`taken`: its `stamps` then); `then` says what that left of the target."""
+    changed = [n for n, st in stamps(pinned).items() if st != taken.get(n)]
+    if changed:
+        raise RestoreFailed(
+            f"{', '.join(changed)} of backup {backup_id} changed while it was being restored; {then}",
+            "find out who writes to the backup folder, then restore again",
+        )
 
 
 def unpin(pinned: dict[str, int]) -> None:

@@ -140,13 +140,6 @@ def _pg_dump_args(suite: pgtools.PgSuite, target: Target, out: Path, snapshot: s
     ] + (["--no-sync"] if not stream and out.is_fifo() else [])  # a pipe into encryption or upload: the store syncs what it keeps
 
 
-def _file_name(suite: pgtools.PgSuite, name: str) -> str:
-    """The same names whatever the compression (tools and people find `app.dump` where they
-    always did); the manifest's `format` says `custom+zstd` and the file starts with zstd's
-    magic number (`zstd -dc app.dump | pg_restore ...` by hand)."""
-    return name
-
-
 class _Dump:
     """One pg_dump run writing `out`: directly, or through zstd (zstream) when its compression
     is zstd-stream. `wait()` returns the exit status and, streamed, the archive's raw size."""

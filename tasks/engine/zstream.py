@@ -192,8 +192,13 @@ def reading(archive: Path, env: dict[str, str]) -> Iterator[tuple[list[str], int
             yield [], proc.stdout
         except Exception as exc:
             # zstd dying mid-stream (killed, a damaged file, a read error) ends pg_restore's input
-            # early: zstd's cause is the error to report, not pg_restore's "end of file"
-            if proc.poll() is not None and proc.returncode not in (0, -signal.SIGPIPE):
+            # early: zstd's cause is the error to report, not pg_restore's "end of file". Its
+            # exit is waited for (its pipe closes a moment before the kernel reports it); a zstd
+            # still writing into the pipe nobody reads now ends on SIGPIPE, which is not its fault.
+            proc.stdout.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+            if proc.returncode not in (None, 0, -signal.SIGPIPE):
                 assert proc.stderr is not None
                 raise pgtools.ToolError("zstd", proc.returncode, cause(proc.returncode, proc.stderr.read())) from exc
             raise

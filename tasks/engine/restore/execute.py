@@ -80,19 +80,7 @@ def execute_restore(
         return session
 
     def body(s: Session) -> None:
-        # No query of ours may resolve a name through the database's own search_path (its owner
-        # could put a `count()` of theirs first); pg_restore's scripts set theirs per entry.
-        s.sql(
-            "SELECT pg_catalog.set_config('search_path', '', false);\n"
-            f"SET lock_timeout = {sqltext.literal(timeout)};\n"
-            "SET client_min_messages = warning;\nSET standard_conforming_strings = on;\nBEGIN;\n"
-            + statements.TXN_START
-            + "\n"
-            + statements.POWER_START
-            + "\n"
-            + statements.ROLES_START
-            + f"\nNOTIFY {sqltext.ident(channel)};\n"
-        )
+        s.sql(statements.begin_sql(timeout, channel, statements.POWER_START, statements.ROLES_START))
         if plan.roles.sql:
             step("roles")
             s.sql(plan.roles.sql)
@@ -111,13 +99,7 @@ def execute_restore(
         s.sql(statements.roles_check([r.name for r in plan.roles.create], [(m.role, m.member) for m in plan.roles.grants], plan.server.current_user))
         s.sql(statements.TXN_CHECK)
         # a file written to (even in place) since its checksum was checked: nothing is committed
-        changed = [n for n, st in catalog.stamps(plan.pinned).items() if st != plan.pinned_stamps.get(n)]
-        if changed:
-            raise RestoreFailed(
-                f"{', '.join(changed)} of backup {plan.backup.id} changed while it was being restored; "
-                f"rolled back, {plan.target.dbname} is unchanged",
-                "find out who writes to the backup folder, then restore again",
-            )
+        catalog.require_unchanged(plan.pinned, plan.pinned_stamps, plan.backup.id, f"rolled back, {plan.target.dbname} is unchanged")
 
     # A NOTIFY is delivered only when its transaction commits: one that arrives although the
     # restore failed means something in the backup committed part of it (COMMIT in an entry).

@@ -81,13 +81,12 @@ def _run(plan: RestorePlan, jobs: int, step: Step, progress, lock_timeout_ms: in
 
     def transaction(s: Session, channel: str) -> None:
         s.sql(
-            "SELECT pg_catalog.set_config('search_path', '', false);\n"
-            f"SET lock_timeout = {sqltext.literal(timeout)};\n"
-            "SET client_min_messages = warning;\nSET standard_conforming_strings = on;\nBEGIN;\n"
-            + statements.TXN_START
-            + f"\nSELECT pg_catalog.set_config('fortress.power', {sqltext.literal(power)}, true);"
-            + f"\nSELECT pg_catalog.set_config('fortress.roles', {sqltext.literal(roles_now)}, true);"
-            + f"\nNOTIFY {sqltext.ident(channel)};\n"
+            statements.begin_sql(
+                timeout,
+                channel,
+                f"SELECT pg_catalog.set_config('fortress.power', {sqltext.literal(power)}, true);",
+                f"SELECT pg_catalog.set_config('fortress.roles', {sqltext.literal(roles_now)}, true);",
+            )
         )
 
     def checks(s: Session, counts: bool) -> None:
@@ -136,13 +135,8 @@ def _run(plan: RestorePlan, jobs: int, step: Step, progress, lock_timeout_ms: in
         unchanged_files()
 
     def unchanged_files() -> None:
-        # a file written to (even in place) since its checksum was checked: the last step is not committed
-        changed = [n for n, st in catalog.stamps(plan.pinned).items() if st != plan.pinned_stamps.get(n)]
-        if changed:
-            raise RestoreFailed(
-                f"{', '.join(changed)} of backup {plan.backup.id} changed while it was being restored; {plan.target.dbname} is unchanged",
-                "find out who writes to the backup folder, then restore again",
-            )
+        # a file written to (even in place) since its checksum was checked: the step is not committed
+        catalog.require_unchanged(plan.pinned, plan.pinned_stamps, plan.backup.id, f"{plan.target.dbname} is unchanged")
 
     # The seekable copy pg_restore's workers need is made before anything changes: a full disk,
     # a damaged archive or Ctrl-C while it is written leave the target as it was.

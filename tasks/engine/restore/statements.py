@@ -108,6 +108,20 @@ def still_empty_check(schemas: list[str], expected: int) -> str:
     return do_block(body) + "\n"
 
 
+def begin_sql(lock_timeout: str, channel: str, *settings: str) -> str:
+    """How every restore transaction starts: no name resolved through the database's own
+    search_path (its owner could put a `count()` of theirs first; pg_restore's scripts set theirs
+    per entry), the lock timeout, BEGIN, the transaction's id (TXN_CHECK), `settings` (what the
+    checks before COMMIT compare with), and the first NOTIFY, which tells an early COMMIT apart."""
+    return (
+        "SELECT pg_catalog.set_config('search_path', '', false);\n"
+        f"SET lock_timeout = {literal(lock_timeout)};\n"
+        "SET client_min_messages = warning;\nSET standard_conforming_strings = on;\nBEGIN;\n"
+        + "\n".join((TXN_START, *settings))
+        + f"\nNOTIFY {ident(channel)};\n"
+    )
+
+
 # The restore's transaction must be the one that commits: a statement in a backup could end it
 # early (COMMIT, ROLLBACK). The transaction's id is noted at the start, in a setting that does
 # not outlive it, and checked right before COMMIT.

@@ -617,12 +617,7 @@ def _run(
     check = statements.check_sql([(*plan.placed((s, t)), n) for s, t, n in plan.tables])
     if check:
         conn.execute(check)
-    changed = [n for n, st in catalog.stamps(plan.pinned).items() if st != plan.pinned_stamps.get(n)]
-    if changed:
-        raise RestoreFailed(
-            f"{', '.join(changed)} of backup {plan.backup.id} changed while it was being restored; {unchanged}",
-            "find out who writes to the backup folder, then restore again",
-        )
+    catalog.require_unchanged(plan.pinned, plan.pinned_stamps, plan.backup.id, unchanged)
     if commit:
         conn.commit()
     else:
